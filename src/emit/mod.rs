@@ -1,0 +1,452 @@
+//! Middleware that renders every failure — the caller's own or the upstream's — as the response
+//! the wire contract prescribes, from one configuration.
+//!
+//! An [`Emitter`] holds the realm, the disclosure level, the `resource_metadata` URL, the body
+//! mode and the proxy name. It turns a failure into a status, `WWW-Authenticate`, `Proxy-Status`,
+//! `Retry-After` and an `application/problem+json` body (RFC 9457) — or, for a gRPC request, a
+//! trailers-only gRPC response with the same headers kept as metadata.
+//!
+//! Layers further in (authorization rules, handlers returning upstream failures) don't render
+//! anything themselves: they answer with a *pending* failure ([`pending_response`]) that the
+//! nearest enclosing emitting layer — [`ValidateBearer`](crate::validate::ValidateBearer) or
+//! [`EmitLayer`] — renders with the caller's request in view.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_bearer::{emit::{EmitLayer, Emitter, pending_response}, failure::AuthError};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(EmitLayer::new(Emitter::new("api")))
+//!     .service(service_fn(|_req: Request<()>| async {
+//!         Ok::<_, std::convert::Infallible>(pending_response::<http_body_util::Empty<Bytes>>(
+//!             AuthError::MissingCredentials,
+//!         ))
+//!     }));
+//! let response = service.oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="api""#);
+//! # }
+//! ```
+
+mod grpc;
+mod layer;
+mod plan;
+
+use std::{borrow::Cow, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{
+    HeaderMap, HeaderValue, Method, Request, Response, StatusCode,
+    header::{ACCEPT, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE},
+};
+
+pub use layer::{Emit, EmitLayer, ResponseFuture};
+pub(crate) use plan::{Bearer, Rendering};
+
+use crate::{body::ResponseBody, challenge::Challenge, failure::AuthError};
+
+/// How much a failure response explains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Disclosure {
+    /// Only what the client needs to act: the error code, never a description (the default: an
+    /// attacker reads errors too).
+    #[default]
+    Minimal,
+    /// Adds `error_description` to challenges and `detail` to problem bodies; for development.
+    Verbose,
+}
+
+/// Whether failure responses carry a body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BodyMode {
+    /// `application/problem+json` (RFC 9457) when the client accepts it and the method is not HEAD.
+    #[default]
+    ProblemJson,
+    /// Status and headers only: every failure is still unambiguous from its headers.
+    HeadersOnly,
+}
+
+/// The one rendering policy for every failure, inbound or upstream.
+///
+/// Cheap to clone: the configuration is shared.
+#[derive(Clone)]
+pub struct Emitter {
+    config: Arc<Config>,
+}
+
+#[derive(Clone)]
+struct Config {
+    realm: String,
+    disclosure: Disclosure,
+    resource_metadata: Option<String>,
+    body_mode: BodyMode,
+    proxy_name: String,
+    problem_base: String,
+}
+
+/// Where problem `type` URIs point unless configured: this crate's documentation of each kind.
+pub const DEFAULT_PROBLEM_BASE: &str = "https://docs.rs/tower-bearer/latest/tower_bearer/problem/#";
+
+impl Emitter {
+    /// An emitter for the given realm, with minimal disclosure, problem+json bodies and the proxy
+    /// name `tower-bearer`.
+    pub fn new(realm: impl Into<String>) -> Self {
+        Self {
+            config: Arc::new(Config {
+                realm: realm.into(),
+                disclosure: Disclosure::default(),
+                resource_metadata: None,
+                body_mode: BodyMode::default(),
+                proxy_name: "tower-bearer".to_owned(),
+                problem_base: DEFAULT_PROBLEM_BASE.to_owned(),
+            }),
+        }
+    }
+
+    /// Sets the disclosure level.
+    pub fn disclosure(mut self, disclosure: Disclosure) -> Self {
+        Arc::make_mut(&mut self.config).disclosure = disclosure;
+        self
+    }
+
+    /// Adds `resource_metadata="<url>"` (RFC 9728 §5.1) to every challenge.
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.config).resource_metadata = Some(url.into());
+        self
+    }
+
+    /// Sets the body mode.
+    pub fn body_mode(mut self, mode: BodyMode) -> Self {
+        Arc::make_mut(&mut self.config).body_mode = mode;
+        self
+    }
+
+    /// Names this service in `Proxy-Status` (RFC 9209).
+    pub fn proxy_name(mut self, name: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.config).proxy_name = name.into();
+        self
+    }
+
+    /// Sets the prefix of problem `type` URIs; the kind's slug (e.g. `invalid-token`) is appended.
+    pub fn problem_base(mut self, base: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.config).problem_base = base.into();
+        self
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        &self.config.realm
+    }
+
+    /// The proxy name used in `Proxy-Status`.
+    pub fn proxy(&self) -> &str {
+        &self.config.proxy_name
+    }
+
+    /// The disclosure level.
+    pub fn disclosure_level(&self) -> Disclosure {
+        self.config.disclosure
+    }
+
+    /// The bare challenge: `Bearer realm="R"`, plus `resource_metadata` when configured.
+    pub fn bare_challenge(&self) -> Challenge {
+        self.challenge(None, &[], None)
+    }
+
+    /// Renders a failure for the request described by `request`.
+    pub fn render<F: Failure + ?Sized>(&self, failure: &F, request: &RequestContext) -> Response<Bytes> {
+        let rendering = failure.rendering(self, request);
+        if request.grpc {
+            return grpc::render(self, rendering);
+        }
+        let mut headers = HeaderMap::new();
+        self.write_headers(&rendering, &mut headers);
+        let body = if self.config.body_mode == BodyMode::ProblemJson
+            && request.accepts_problem
+            && !request.head
+        {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+            self.problem_json(&rendering)
+        } else {
+            Bytes::new()
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = rendering.status;
+        *response.headers_mut() = headers;
+        response
+    }
+
+    /// Replaces a pending failure with its rendering; passes any other response through.
+    pub(crate) fn finish<B>(&self, response: Response<B>, request: &RequestContext) -> Response<ResponseBody<B>> {
+        match response.extensions().get::<PendingFailure>() {
+            Some(PendingFailure(failure)) => self.render(&**failure, request).map(ResponseBody::rendered),
+            None => response.map(ResponseBody::inner),
+        }
+    }
+
+    pub(crate) fn verbose(&self) -> bool {
+        self.config.disclosure == Disclosure::Verbose
+    }
+
+    fn challenge(&self, error: Option<&str>, params: &[(&'static str, Cow<'static, str>)], description: Option<&str>) -> Challenge {
+        let mut challenge = Challenge::bearer(&self.config.realm);
+        let mut push = |name: &str, value: &str| {
+            // Names are this crate's own tokens, so this cannot fail; keep the challenge if it did.
+            challenge = match challenge.clone().with_param(name, value) {
+                Ok(with) => with,
+                Err(_) => challenge.clone(),
+            };
+        };
+        if let Some(error) = error {
+            push("error", error);
+            if let Some(description) = description.filter(|_| self.verbose()) {
+                push("error_description", description);
+            }
+        }
+        for (name, value) in params {
+            push(name, value);
+        }
+        if let Some(url) = &self.config.resource_metadata {
+            push("resource_metadata", url);
+        }
+        challenge
+    }
+
+    fn write_headers(&self, rendering: &Rendering, headers: &mut HeaderMap) {
+        match &rendering.bearer {
+            Bearer::None => {}
+            Bearer::Bare => {
+                headers.insert(WWW_AUTHENTICATE, self.bare_challenge().to_header_value());
+            }
+            Bearer::Error { code, params } => {
+                let challenge = self.challenge(Some(code), params, Some(&rendering.detail));
+                headers.insert(WWW_AUTHENTICATE, challenge.to_header_value());
+            }
+        }
+        if let Some(proxy_status) = &rendering.proxy_status {
+            headers.insert(crate::emit::PROXY_STATUS, proxy_status.clone());
+        }
+        if let Some(retry_after) = rendering.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds(retry_after)));
+        }
+        if let Some(link) = &rendering.link {
+            headers.insert(LINK, link.clone());
+        }
+        if let Some(location) = &rendering.location {
+            headers.insert(LOCATION, location.clone());
+        }
+    }
+
+    fn problem_json(&self, rendering: &Rendering) -> Bytes {
+        let mut problem = serde_json::Map::new();
+        let problem_type = match rendering.problem_slug {
+            Some(slug) => format!("{}{slug}", self.config.problem_base),
+            None => "about:blank".to_owned(),
+        };
+        problem.insert("type".into(), problem_type.into());
+        problem.insert("title".into(), rendering.title.into());
+        problem.insert("status".into(), rendering.status.as_u16().into());
+        if self.verbose() && !rendering.detail.is_empty() {
+            problem.insert("detail".into(), rendering.detail.clone().into_owned().into());
+        }
+        for (name, value) in &rendering.members {
+            problem.insert((*name).into(), value.clone());
+        }
+        serde_json::to_vec(&problem).map(Bytes::from).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter")
+            .field("realm", &self.config.realm)
+            .field("disclosure", &self.config.disclosure)
+            .field("resource_metadata", &self.config.resource_metadata)
+            .field("body_mode", &self.config.body_mode)
+            .field("proxy_name", &self.config.proxy_name)
+            .finish()
+    }
+}
+
+/// Whole seconds, rounded up, at least one: `Retry-After: 0` would invite a hot loop.
+fn retry_after_seconds(after: Duration) -> u64 {
+    (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1)
+}
+
+/// The `Proxy-Status` header name (RFC 9209).
+pub const PROXY_STATUS: http::HeaderName = http::HeaderName::from_static("proxy-status");
+
+/// What rendering needs to know about the caller's request. Captured before the request is
+/// handed on, so that a failure found later can still be rendered for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    head: bool,
+    grpc: bool,
+    accepts_problem: bool,
+    navigation: bool,
+}
+
+impl RequestContext {
+    /// Captures the context of a request.
+    pub fn of<B>(request: &Request<B>) -> Self {
+        Self::from_parts(request.method(), request.headers())
+    }
+
+    /// Captures the context from a request's method and headers.
+    pub fn from_parts(method: &Method, headers: &HeaderMap) -> Self {
+        let grpc = headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+        let navigation = method == Method::GET
+            && (headers
+                .get("sec-fetch-mode")
+                .is_some_and(|v| v.as_bytes() == b"navigate")
+                || accept.is_some_and(|a| a.contains("text/html")));
+        Self {
+            head: method == Method::HEAD,
+            grpc,
+            accepts_problem: accept.is_none_or(accepts_problem_json),
+            navigation,
+        }
+    }
+
+    /// Whether the caller speaks gRPC.
+    pub fn is_grpc(&self) -> bool {
+        self.grpc
+    }
+
+    /// Whether the request is a browser navigation (which may be redirected instead of refused).
+    pub fn is_browser_navigation(&self) -> bool {
+        self.navigation
+    }
+}
+
+/// Whether an `Accept` value admits `application/problem+json` (RFC 9110 §12.5.1), ignoring
+/// everything but the media range and a `q=0` exclusion.
+fn accepts_problem_json(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let excluded = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        !excluded
+            && ["application/problem+json", "application/json", "application/*", "*/*"]
+                .iter()
+                .any(|m| media.eq_ignore_ascii_case(m))
+    })
+}
+
+/// A failure this crate can render: the caller's [`AuthError`] or an upstream failure.
+///
+/// Sealed: the wire contract is this crate's to keep.
+pub trait Failure: plan::Sealed + std::error::Error + Send + Sync + 'static {}
+
+impl<T: plan::Sealed + std::error::Error + Send + Sync + 'static> Failure for T {}
+
+/// A failure waiting in a response's extensions for the enclosing emitting layer to render it.
+#[derive(Clone)]
+pub struct PendingFailure(Arc<dyn Failure>);
+
+impl PendingFailure {
+    /// The failure.
+    pub fn failure(&self) -> &dyn Failure {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for PendingFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PendingFailure").field(&format_args!("{}", self.0)).finish()
+    }
+}
+
+/// A response standing for `failure`, rendered by the enclosing [`EmitLayer`] or
+/// [`ValidateBearer`](crate::validate::ValidateBearer).
+///
+/// Its status is already the right one, so a response that escapes every emitting layer is
+/// still correct, if terse.
+pub fn pending_response<B: Default>(failure: impl Failure) -> Response<B> {
+    let mut response = Response::new(B::default());
+    *response.status_mut() = failure.status();
+    response.extensions_mut().insert(PendingFailure(Arc::new(failure)));
+    response
+}
+
+impl plan::Sealed for AuthError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingCredentials | Self::InvalidToken(_) | Self::StepUpRequired { .. } => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::Hidden => StatusCode::NOT_FOUND,
+            Self::ValidationUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn rendering(&self, _emitter: &Emitter, _request: &RequestContext) -> Rendering {
+        let status = self.status();
+        let rendering = Rendering::new(status, self.to_string());
+        match self {
+            Self::MissingCredentials => rendering
+                .bearer(Bearer::Bare)
+                .problem("missing-credentials", "Authentication required"),
+            Self::InvalidRequest(_) => rendering
+                .bearer(Bearer::error("invalid_request"))
+                .problem("invalid-request", "Invalid authentication request"),
+            Self::InvalidToken(_) => rendering
+                .bearer(Bearer::error("invalid_token"))
+                .problem("invalid-token", "Invalid access token"),
+            Self::InsufficientScope { required } => rendering
+                .bearer(Bearer::error("insufficient_scope").param("scope", required.to_string()))
+                .problem("insufficient-scope", "Insufficient scope")
+                .member("scope", required.to_string().into()),
+            Self::StepUpRequired { acr_values, max_age } => {
+                let mut bearer = Bearer::error("insufficient_user_authentication");
+                if let Some(acr_values) = acr_values {
+                    bearer = bearer.param("acr_values", acr_values.to_string());
+                }
+                if let Some(max_age) = max_age {
+                    bearer = bearer.param("max_age", max_age.to_string());
+                }
+                rendering
+                    .bearer(bearer)
+                    .problem("insufficient-user-authentication", "Stronger authentication required")
+            }
+            Self::Hidden => rendering.title("Not Found"),
+            Self::ValidationUnavailable { retry_after } => rendering
+                .retry_after(*retry_after)
+                .problem("validation-unavailable", "Token validation temporarily unavailable"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(accepts_problem_json("*/*"));
+        assert!(accepts_problem_json("text/html, application/json;q=0.9"));
+        assert!(accepts_problem_json("application/problem+json"));
+        assert!(!accepts_problem_json("text/html"));
+        assert!(!accepts_problem_json("application/json;q=0"));
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up() {
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_secs(30)), 30);
+    }
+}

@@ -1,0 +1,24 @@
+//! Tower middleware for services that authenticate their callers with bearer tokens and call
+//! third-party APIs on their behalf with the callers' upstream OAuth2 tokens.
+//!
+//! (Crate docs are filled in as the layers land.)
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+compile_error!(
+    "tower-bearer needs a crypto backend for jsonwebtoken: enable one of the features \
+     `aws-lc-rs` (the default) or `rust-crypto` (with both, aws-lc-rs is used)"
+);
+
+
+pub mod challenge;
+pub mod authorize;
+pub mod body;
+mod crypto;
+pub mod emit;
+pub mod failure;
+pub mod token;
+pub mod validate;

@@ -1,0 +1,283 @@
+//! Extracting bearer credentials from a request, exactly as RFC 6750 §2 describes.
+//!
+//! The `Authorization: Bearer` header (§2.1) is always read. The URI query parameter
+//! `access_token` (§2.3) is off by default because URIs end up in logs and `Referer` headers; it is
+//! still *detected*, so a request carrying both a header and a query token is refused as
+//! ambiguous (row I2) rather than silently using one of them.
+//!
+//! ```
+//! use tower_bearer::token::BearerExtractor;
+//!
+//! let request = http::Request::builder()
+//!     .header("authorization", "bearer mF_9.B5f-4.1JqM")
+//!     .body(())
+//!     .unwrap();
+//! let token = BearerExtractor::new().extract(&request).unwrap();
+//! assert_eq!(token.as_str(), "mF_9.B5f-4.1JqM");
+//! // The token never shows up in Debug output.
+//! assert_eq!(format!("{token:?}"), "BearerToken(<redacted>)");
+//! ```
+
+use std::fmt;
+
+use http::{HeaderMap, HeaderValue, Request, Uri, header::AUTHORIZATION};
+
+use crate::failure::{AuthError, InvalidRequest, TokenRejection};
+
+/// Default upper bound on the length of a bearer token, in bytes.
+pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 8 * 1024;
+
+/// A bearer token taken from a request.
+///
+/// It borrows the request's header bytes (a cheap reference-counted clone), and its `Debug` output
+/// never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken {
+    value: HeaderValue,
+    start: usize,
+}
+
+impl BearerToken {
+    /// Wraps a token obtained some other way (a cookie, a gRPC metadata entry, a test).
+    ///
+    /// The token must be RFC 6750 `b64token` syntax: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+    /// "+" / "/" ) *"="`.
+    pub fn new(token: &str) -> Result<Self, AuthError> {
+        check_token68(token.as_bytes())?;
+        let value = HeaderValue::from_str(token)
+            .map_err(|_| AuthError::InvalidToken(TokenRejection::Malformed))?;
+        Ok(Self { value, start: 0 })
+    }
+
+    /// The token itself. Handle with care: never log it.
+    pub fn as_str(&self) -> &str {
+        // `check_token68` admitted only ASCII, so this cannot fail; an empty string is the
+        // harmless answer if it ever did.
+        std::str::from_utf8(&self.value.as_bytes()[self.start..]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+/// Finds the bearer token in a request (RFC 6750 §2).
+///
+/// Rejections map onto the wire contract: no `Bearer` credentials → [`AuthError::MissingCredentials`]
+/// (I1); a token sent twice or empty → [`AuthError::InvalidRequest`] (I2); a token that is not
+/// `b64token` syntax or longer than the limit → [`AuthError::InvalidToken`] (I3).
+#[derive(Clone, Copy, Debug)]
+pub struct BearerExtractor {
+    allow_query: bool,
+    max_token_length: usize,
+}
+
+impl Default for BearerExtractor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BearerExtractor {
+    /// The header method only, tokens of at most [`DEFAULT_MAX_TOKEN_LENGTH`] bytes.
+    pub const fn new() -> Self {
+        Self {
+            allow_query: false,
+            max_token_length: DEFAULT_MAX_TOKEN_LENGTH,
+        }
+    }
+
+    /// Also accept the `access_token` URI query parameter (RFC 6750 §2.3). Off by default: the
+    /// RFC advises against it, as URIs are logged.
+    pub const fn allow_query(mut self, allow: bool) -> Self {
+        self.allow_query = allow;
+        self
+    }
+
+    /// Whether the query method is accepted.
+    pub const fn query_allowed(&self) -> bool {
+        self.allow_query
+    }
+
+    /// Tokens longer than this are refused as unreadable (I3) without being parsed.
+    pub const fn max_token_length(mut self, max: usize) -> Self {
+        self.max_token_length = max;
+        self
+    }
+
+    /// Extracts the token from a request.
+    pub fn extract<B>(&self, request: &Request<B>) -> Result<BearerToken, AuthError> {
+        self.extract_from(request.headers(), request.uri())
+    }
+
+    /// Extracts the token from a request's headers and URI.
+    pub fn extract_from(&self, headers: &HeaderMap, uri: &Uri) -> Result<BearerToken, AuthError> {
+        let from_header = self.header_token(headers)?;
+        let from_query = uri.query().and_then(query_token);
+        match (from_header, from_query) {
+            // Detected even when the query method is off: which token was meant is ambiguous.
+            (Some(_), Some(_)) => Err(InvalidRequest::MultipleMethods.into()),
+            (Some(token), None) => Ok(token),
+            (None, Some(encoded)) if self.allow_query => self.decode_query_token(encoded),
+            _ => Err(AuthError::MissingCredentials),
+        }
+    }
+
+    fn header_token(&self, headers: &HeaderMap) -> Result<Option<BearerToken>, AuthError> {
+        let mut values = headers.get_all(AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(InvalidRequest::RepeatedHeader.into());
+        }
+        let bytes = value.as_bytes();
+        let scheme_end = bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len());
+        if !bytes[..scheme_end].eq_ignore_ascii_case(b"bearer") {
+            // Another scheme (Basic, DPoP, …) carries no bearer credentials: row I1.
+            return Ok(None);
+        }
+        // RFC 9110 §11.4: `auth-scheme [ 1*SP token68 ]`.
+        let start = bytes[scheme_end..]
+            .iter()
+            .position(|&b| b != b' ')
+            .map_or(bytes.len(), |offset| scheme_end + offset);
+        let token = &bytes[start..];
+        if token.is_empty() {
+            return Err(InvalidRequest::EmptyToken.into());
+        }
+        if token.len() > self.max_token_length {
+            return Err(AuthError::InvalidToken(TokenRejection::TooLong));
+        }
+        check_token68(token)?;
+        Ok(Some(BearerToken {
+            value: value.clone(),
+            start,
+        }))
+    }
+
+    fn decode_query_token(&self, encoded: QueryToken<'_>) -> Result<BearerToken, AuthError> {
+        let encoded = match encoded {
+            QueryToken::Repeated => return Err(InvalidRequest::RepeatedParameter.into()),
+            QueryToken::Once("") => return Err(InvalidRequest::EmptyToken.into()),
+            QueryToken::Once(encoded) => encoded,
+        };
+        // Percent-encoding at most triples the length; refuse before decoding anything huge.
+        if encoded.len() > self.max_token_length.saturating_mul(3) {
+            return Err(AuthError::InvalidToken(TokenRejection::TooLong));
+        }
+        let decoded = percent_encoding::percent_decode_str(encoded)
+            .decode_utf8()
+            .map_err(|_| AuthError::InvalidToken(TokenRejection::Malformed))?;
+        if decoded.len() > self.max_token_length {
+            return Err(AuthError::InvalidToken(TokenRejection::TooLong));
+        }
+        BearerToken::new(&decoded)
+    }
+}
+
+/// The `access_token` query parameter, still percent-encoded.
+enum QueryToken<'a> {
+    Once(&'a str),
+    Repeated,
+}
+
+fn query_token(query: &str) -> Option<QueryToken<'_>> {
+    let mut found = None;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "access_token" {
+            if found.is_some() {
+                return Some(QueryToken::Repeated);
+            }
+            found = Some(QueryToken::Once(value));
+        }
+    }
+    found
+}
+
+/// RFC 6750 §2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn check_token68(token: &[u8]) -> Result<(), AuthError> {
+    let body_end = token
+        .iter()
+        .rposition(|&b| b != b'=')
+        .map_or(0, |last| last + 1);
+    let well_formed = body_end > 0
+        && token[..body_end]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(AuthError::InvalidToken(TokenRejection::Malformed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extract(headers: &[(&str, &str)], uri: &str, extractor: BearerExtractor) -> Result<String, AuthError> {
+        let mut builder = Request::builder().uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(()).unwrap();
+        extractor.extract(&request).map(|t| t.as_str().to_owned())
+    }
+
+    #[test]
+    fn header_scheme_is_case_insensitive() {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let got = extract(&[("authorization", &format!("{scheme} abc.def"))], "/", BearerExtractor::new());
+            assert_eq!(got.unwrap(), "abc.def");
+        }
+    }
+
+    #[test]
+    fn rejections_follow_the_contract() {
+        let e = BearerExtractor::new();
+        assert!(matches!(extract(&[], "/", e), Err(AuthError::MissingCredentials)));
+        assert!(matches!(extract(&[("authorization", "Basic dXNlcg==")], "/", e), Err(AuthError::MissingCredentials)));
+        assert!(matches!(extract(&[("authorization", "Bearer")], "/", e), Err(AuthError::InvalidRequest(InvalidRequest::EmptyToken))));
+        assert!(matches!(extract(&[("authorization", "Bearer   ")], "/", e), Err(AuthError::InvalidRequest(InvalidRequest::EmptyToken))));
+        assert!(matches!(
+            extract(&[("authorization", "Bearer a"), ("authorization", "Bearer b")], "/", e),
+            Err(AuthError::InvalidRequest(InvalidRequest::RepeatedHeader))
+        ));
+        assert!(matches!(
+            extract(&[("authorization", "Bearer a")], "/?access_token=b", e),
+            Err(AuthError::InvalidRequest(InvalidRequest::MultipleMethods))
+        ));
+        assert!(matches!(extract(&[], "/?access_token=b", e), Err(AuthError::MissingCredentials)));
+        assert!(matches!(
+            extract(&[("authorization", "Bearer a b")], "/", e),
+            Err(AuthError::InvalidToken(TokenRejection::Malformed))
+        ));
+        assert!(matches!(
+            extract(&[("authorization", "Bearer ==")], "/", e),
+            Err(AuthError::InvalidToken(TokenRejection::Malformed))
+        ));
+        let long = format!("Bearer {}", "a".repeat(DEFAULT_MAX_TOKEN_LENGTH + 1));
+        assert!(matches!(
+            extract(&[("authorization", &long)], "/", e),
+            Err(AuthError::InvalidToken(TokenRejection::TooLong))
+        ));
+    }
+
+    #[test]
+    fn query_method_when_enabled() {
+        let e = BearerExtractor::new().allow_query(true);
+        assert_eq!(extract(&[], "/x?a=1&access_token=ab%2Bc%3D", e).unwrap(), "ab+c=");
+        assert!(matches!(
+            extract(&[], "/x?access_token=a&access_token=b", e),
+            Err(AuthError::InvalidRequest(InvalidRequest::RepeatedParameter))
+        ));
+        assert!(matches!(
+            extract(&[], "/x?access_token=", e),
+            Err(AuthError::InvalidRequest(InvalidRequest::EmptyToken))
+        ));
+    }
+}

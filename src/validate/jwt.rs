@@ -1,0 +1,539 @@
+//! JWT validation against keys known in advance (RFC 7519, RFC 8725, RFC 9068).
+
+use std::{borrow::Cow, fmt, marker::PhantomData, str::FromStr, sync::Arc};
+
+use base64::Engine;
+use jsonwebtoken::{
+    Algorithm, AlgorithmFamily, DecodingKey, Validation,
+    errors::ErrorKind,
+    jwk::{Jwk, PublicKeyUse},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::ValidateToken;
+use crate::{
+    authorize::AuthClaims,
+    failure::{AuthError, TokenRejection},
+    token::BearerToken,
+};
+
+/// Why a key could not be configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The algorithm allow-list is empty.
+    #[error("the algorithm allow-list is empty")]
+    NoAlgorithms,
+    /// An allowed algorithm belongs to another family than the key (algorithm confusion).
+    #[error("algorithm {algorithm:?} does not belong to the key's {family:?} family")]
+    FamilyMismatch {
+        /// The offending algorithm.
+        algorithm: Algorithm,
+        /// The key's family.
+        family: AlgorithmFamily,
+    },
+    /// An HMAC secret shorter than the hash output (RFC 7518 §3.2).
+    #[error("an HMAC secret for {algorithm:?} must be at least {min} bytes")]
+    WeakSecret {
+        /// The algorithm.
+        algorithm: Algorithm,
+        /// Its minimum secret length.
+        min: usize,
+    },
+    /// The key material could not be read.
+    #[error("the key could not be read: {0}")]
+    Unreadable(String),
+    /// A JWK meant for encryption (`use: enc`), or whose `alg` is outside the allow-list.
+    #[error("the JWK is not usable for verifying signatures with the allowed algorithms")]
+    NotForSignatures,
+    /// No keys were configured.
+    #[error("no verification keys were configured")]
+    NoKeys,
+}
+
+/// A public key (or HMAC secret) with the algorithms it may verify and, optionally, its `kid`.
+///
+/// The allow-list is explicit and must lie within the key's family, so neither `none` nor
+/// algorithm confusion (an HS256 token verified with an RSA public key as secret) can occur.
+#[derive(Clone)]
+pub struct VerificationKey {
+    key: DecodingKey,
+    algorithms: Vec<Algorithm>,
+    kid: Option<String>,
+}
+
+impl VerificationKey {
+    /// A key with its allow-list.
+    pub fn new(key: DecodingKey, algorithms: &[Algorithm]) -> Result<Self, KeyError> {
+        if algorithms.is_empty() {
+            return Err(KeyError::NoAlgorithms);
+        }
+        let family = key.family();
+        if let Some(&algorithm) = algorithms.iter().find(|a| a.family() != family) {
+            return Err(KeyError::FamilyMismatch { algorithm, family });
+        }
+        let mut algorithms = algorithms.to_vec();
+        algorithms.dedup();
+        Ok(Self {
+            key,
+            algorithms,
+            kid: None,
+        })
+    }
+
+    /// An HMAC secret, at least as long as the longest allowed hash output.
+    pub fn hmac(secret: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeyError> {
+        for &algorithm in algorithms {
+            let min = match algorithm {
+                Algorithm::HS384 => 48,
+                Algorithm::HS512 => 64,
+                _ => 32,
+            };
+            if secret.len() < min {
+                return Err(KeyError::WeakSecret { algorithm, min });
+            }
+        }
+        Self::new(DecodingKey::from_secret(secret), algorithms)
+    }
+
+    /// An RSA public key in PEM.
+    pub fn rsa_pem(pem: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeyError> {
+        Self::new(DecodingKey::from_rsa_pem(pem).map_err(unreadable)?, algorithms)
+    }
+
+    /// An EC public key (P-256 or P-384) in PEM.
+    pub fn ec_pem(pem: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeyError> {
+        Self::new(DecodingKey::from_ec_pem(pem).map_err(unreadable)?, algorithms)
+    }
+
+    /// An Ed25519 public key in PEM.
+    pub fn ed_pem(pem: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeyError> {
+        Self::new(DecodingKey::from_ed_pem(pem).map_err(unreadable)?, algorithms)
+    }
+
+    /// A JWK (RFC 7517), keeping its `kid`. A JWK with `use: enc` is refused; one with an `alg`
+    /// may verify only that algorithm, which must be in `allowed`; one without may verify the
+    /// algorithms of `allowed` that belong to its own family.
+    pub fn from_jwk(jwk: &Jwk, allowed: &[Algorithm]) -> Result<Self, KeyError> {
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            return Err(KeyError::NotForSignatures);
+        }
+        let key = DecodingKey::from_jwk(jwk).map_err(unreadable)?;
+        let family = key.family();
+        let algorithms: Vec<Algorithm> = match jwk.common.key_algorithm {
+            Some(named) => {
+                let named = Algorithm::from_str(&named.to_string()).map_err(|_| KeyError::NotForSignatures)?;
+                allowed.iter().copied().filter(|a| *a == named).collect()
+            }
+            None => allowed.iter().copied().filter(|a| a.family() == family).collect(),
+        };
+        if algorithms.is_empty() {
+            return Err(KeyError::NotForSignatures);
+        }
+        let mut key = Self::new(key, &algorithms)?;
+        key.kid = jwk.common.key_id.clone();
+        Ok(key)
+    }
+
+    /// Names the key: tokens whose header carries a `kid` are verified only by the key of that `kid`.
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// The key's `kid`.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The algorithms this key may verify.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+}
+
+impl fmt::Debug for VerificationKey {
+    // Never the key material: an HMAC key is a secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("family", &self.key.family())
+            .field("algorithms", &self.algorithms)
+            .field("kid", &self.kid)
+            .finish()
+    }
+}
+
+fn unreadable(error: jsonwebtoken::errors::Error) -> KeyError {
+    KeyError::Unreadable(error.to_string())
+}
+
+/// What a token's claims and header must satisfy, whichever key verifies it.
+#[derive(Debug, Clone)]
+pub struct ClaimsPolicy {
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: u64,
+    token_type: Option<String>,
+    required: Vec<String>,
+}
+
+impl Default for ClaimsPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClaimsPolicy {
+    /// `exp` required and checked with 30 s of leeway, `nbf` checked when present; no issuer,
+    /// audience or type constraint until configured.
+    pub fn new() -> Self {
+        Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway: 30,
+            token_type: None,
+            required: vec!["exp".to_owned()],
+        }
+    }
+
+    /// Accepts tokens from this issuer (`iss`, compared exactly); may be called several times.
+    /// Once set, `iss` is required.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Accepts tokens for this audience (`aud` as a string or array); may be called several
+    /// times. Once set, `aud` is required. Without any, a token carrying `aud` is still refused,
+    /// as RFC 7519 §4.1.3 demands.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock-skew allowance for `exp` and `nbf`, in seconds.
+    pub fn leeway(mut self, seconds: u64) -> Self {
+        self.leeway = seconds;
+        self
+    }
+
+    /// Requires the header `typ`, compared case-insensitively with an optional `application/`
+    /// prefix (RFC 9068 access tokens: `at+jwt`).
+    pub fn token_type(mut self, typ: impl Into<String>) -> Self {
+        self.token_type = Some(typ.into());
+        self
+    }
+
+    /// Requires a registered claim (`exp`, `nbf`, `sub`, `iss` or `aud`) to be present. Other
+    /// claims are required by making them non-optional fields of the claims type.
+    pub fn require(mut self, claim: impl Into<String>) -> Self {
+        self.required.push(claim.into());
+        self
+    }
+
+    /// The accepted issuers.
+    pub fn issuers(&self) -> &[String] {
+        &self.issuers
+    }
+
+    /// The jsonwebtoken `Validation` for a key with these algorithms.
+    pub fn validation(&self, algorithms: &[Algorithm]) -> Validation {
+        let mut validation = Validation::new(algorithms.first().copied().unwrap_or(Algorithm::RS256));
+        validation.algorithms = algorithms.to_vec();
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        let mut required = self.required.clone();
+        if !self.issuers.is_empty() {
+            validation.set_issuer(&self.issuers);
+            required.push("iss".to_owned());
+        }
+        if !self.audiences.is_empty() {
+            validation.set_audience(&self.audiences);
+            required.push("aud".to_owned());
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+
+    fn check_type(&self, typ: Option<&str>) -> Result<(), TokenRejection> {
+        let Some(required) = &self.token_type else {
+            return Ok(());
+        };
+        let strip = |t: &str| -> String {
+            let t = t.to_ascii_lowercase();
+            t.strip_prefix("application/").map(str::to_owned).unwrap_or(t)
+        };
+        match typ {
+            Some(typ) if strip(typ) == strip(required) => Ok(()),
+            _ => Err(TokenRejection::WrongType),
+        }
+    }
+}
+
+/// Keys ready to verify tokens under one [`ClaimsPolicy`]: each key with its prepared `Validation`.
+///
+/// Key sources that change over time (JWKS) rebuild a `KeySet` and swap it in.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    keys: Vec<(VerificationKey, Validation)>,
+    policy: ClaimsPolicy,
+}
+
+impl KeySet {
+    /// Prepares `keys` under `policy`.
+    pub fn new(keys: Vec<VerificationKey>, policy: ClaimsPolicy) -> Self {
+        crate::crypto::ensure_provider();
+        let keys = keys
+            .into_iter()
+            .map(|key| {
+                let validation = policy.validation(&key.algorithms);
+                (key, validation)
+            })
+            .collect();
+        Self { keys, policy }
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Whether a key with this `kid` is present.
+    pub fn contains_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|(key, _)| key.kid.as_deref() == Some(kid))
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &ClaimsPolicy {
+        &self.policy
+    }
+
+    /// Verifies `token` and deserializes its claims.
+    ///
+    /// With one key, the token goes straight to `jsonwebtoken::decode` (which checks `alg`
+    /// against the allow-list); with several, the header is read first to select the key by
+    /// `kid`, or, without a `kid`, by algorithm.
+    pub fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, TokenRejection> {
+        let (key, validation) = match self.keys.as_slice() {
+            [] => return Err(TokenRejection::UnknownKey),
+            [only] => only,
+            keys => {
+                let header = PeekedHeader::read(token)?;
+                let algorithm = Algorithm::from_str(&header.alg).map_err(|_| TokenRejection::AlgorithmNotAllowed)?;
+                let selected = match header.kid.as_deref() {
+                    Some(kid) => keys.iter().find(|(key, _)| key.kid.as_deref() == Some(kid)),
+                    None => keys.iter().find(|(key, _)| key.algorithms.contains(&algorithm)),
+                };
+                selected.ok_or(match header.kid {
+                    Some(_) => TokenRejection::UnknownKey,
+                    None => TokenRejection::AlgorithmNotAllowed,
+                })?
+            }
+        };
+        let data = jsonwebtoken::decode::<C>(token, &key.key, validation).map_err(|e| rejection(e.kind()))?;
+        if let (Some(expected), Some(kid)) = (key.kid.as_deref(), data.header.kid.as_deref())
+            && expected != kid
+        {
+            return Err(TokenRejection::UnknownKey);
+        }
+        self.policy.check_type(data.header.typ.as_deref())?;
+        Ok(data.claims)
+    }
+}
+
+/// The two header members needed to choose a key, read without the cost of a full `Header`.
+#[derive(Deserialize)]
+struct PeekedHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+}
+
+impl PeekedHeader<'_> {
+    fn read(token: &str) -> Result<PeekedHeader<'static>, TokenRejection> {
+        let encoded = token.split('.').next().unwrap_or_default();
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .map_err(|_| TokenRejection::Malformed)?;
+        let header: PeekedHeader<'_> = serde_json::from_slice(&json).map_err(|_| TokenRejection::Malformed)?;
+        Ok(PeekedHeader {
+            alg: Cow::Owned(header.alg.into_owned()),
+            kid: header.kid.map(|kid| Cow::Owned(kid.into_owned())),
+        })
+    }
+}
+
+/// Maps jsonwebtoken's error onto the contract's rejection reasons.
+pub(crate) fn rejection(kind: &ErrorKind) -> TokenRejection {
+    match kind {
+        ErrorKind::ExpiredSignature => TokenRejection::Expired,
+        ErrorKind::ImmatureSignature => TokenRejection::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenRejection::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenRejection::WrongAudience,
+        ErrorKind::MissingRequiredClaim(_) => TokenRejection::MissingClaim,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+            TokenRejection::AlgorithmNotAllowed
+        }
+        ErrorKind::InvalidToken
+        | ErrorKind::Base64(_)
+        | ErrorKind::Json(_)
+        | ErrorKind::Utf8(_)
+        | ErrorKind::InvalidClaimFormat(_) => TokenRejection::Malformed,
+        _ => TokenRejection::BadSignature,
+    }
+}
+
+/// Validates JWTs against static keys, yielding claims of type `C`.
+///
+/// Verification runs inline: the future it returns is already complete.
+pub struct JwtValidator<C = StandardClaims> {
+    keys: Arc<KeySet>,
+    claims: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for JwtValidator<C> {
+    fn clone(&self) -> Self {
+        Self {
+            keys: self.keys.clone(),
+            claims: PhantomData,
+        }
+    }
+}
+
+impl<C> fmt::Debug for JwtValidator<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtValidator").field("keys", &self.keys).finish()
+    }
+}
+
+impl<C> JwtValidator<C> {
+    /// Starts configuring a validator.
+    pub fn builder() -> JwtValidatorBuilder<C> {
+        JwtValidatorBuilder {
+            keys: Vec::new(),
+            policy: ClaimsPolicy::new(),
+            claims: PhantomData,
+        }
+    }
+}
+
+impl<C: DeserializeOwned> JwtValidator<C> {
+    /// Verifies a token outside any layer.
+    pub fn verify(&self, token: &str) -> Result<C, TokenRejection> {
+        self.keys.verify(token)
+    }
+}
+
+impl<C> ValidateToken for JwtValidator<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Claims = C;
+    type Future = std::future::Ready<Result<C, AuthError>>;
+
+    fn validate(&self, token: &BearerToken) -> Self::Future {
+        std::future::ready(self.verify(token.as_str()).map_err(AuthError::InvalidToken))
+    }
+}
+
+/// Configures a [`JwtValidator`].
+pub struct JwtValidatorBuilder<C> {
+    keys: Vec<VerificationKey>,
+    policy: ClaimsPolicy,
+    claims: PhantomData<fn() -> C>,
+}
+
+impl<C> JwtValidatorBuilder<C> {
+    /// Adds a key. With several keys, give each a `kid`.
+    pub fn key(mut self, key: VerificationKey) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// Sets the claims policy.
+    pub fn policy(mut self, policy: ClaimsPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Builds the validator.
+    pub fn build(self) -> Result<JwtValidator<C>, KeyError> {
+        if self.keys.is_empty() {
+            return Err(KeyError::NoKeys);
+        }
+        Ok(JwtValidator {
+            keys: Arc::new(KeySet::new(self.keys, self.policy)),
+            claims: PhantomData,
+        })
+    }
+}
+
+/// The registered and commonly used access-token claims (RFC 7519, RFC 9068, RFC 8693).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StandardClaims {
+    /// Issuer.
+    pub iss: Option<String>,
+    /// Subject.
+    pub sub: Option<String>,
+    /// Audience.
+    pub aud: Option<OneOrMany>,
+    /// Expiry, seconds since the epoch.
+    pub exp: Option<u64>,
+    /// Not before, seconds since the epoch.
+    pub nbf: Option<u64>,
+    /// Issued at, seconds since the epoch.
+    pub iat: Option<u64>,
+    /// Token identifier.
+    pub jti: Option<String>,
+    /// The client the token was issued to.
+    pub client_id: Option<String>,
+    /// Space-separated scopes (RFC 8693 §4.2).
+    pub scope: Option<String>,
+    /// Scopes as an array or a space-separated string (Azure AD, Okta).
+    pub scp: Option<OneOrMany>,
+    /// Authentication context class reference.
+    pub acr: Option<String>,
+    /// Authentication methods.
+    pub amr: Option<Vec<String>>,
+    /// When the user authenticated, seconds since the epoch.
+    pub auth_time: Option<u64>,
+}
+
+/// A claim that may be a string or an array of strings (`aud`, `scp`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single string.
+    One(String),
+    /// An array of strings.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// Whether `value` is one of the strings (for `scp`, one of the space-separated words).
+    pub fn contains(&self, value: &str) -> bool {
+        match self {
+            Self::One(one) => one.split(' ').any(|word| word == value),
+            Self::Many(many) => many.iter().any(|v| v == value),
+        }
+    }
+}
+
+impl AuthClaims for StandardClaims {
+    fn has_scope(&self, scope: &str) -> bool {
+        self.scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|word| word == scope))
+            || self.scp.as_ref().is_some_and(|scp| scp.contains(scope))
+    }
+
+    fn acr(&self) -> Option<&str> {
+        self.acr.as_deref()
+    }
+
+    fn auth_time(&self) -> Option<u64> {
+        self.auth_time
+    }
+}

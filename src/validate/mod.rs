@@ -1,0 +1,247 @@
+//! Middleware that authenticates the caller's bearer token and hands the validated claims to the
+//! inner service.
+//!
+//! [`ValidateBearerLayer`] extracts the token (RFC 6750 §2, see [`BearerExtractor`]), validates it
+//! with a [`ValidateToken`] implementation — [`JwtValidator`] for static keys — inserts the claims
+//! into the request's extensions and calls the inner service. Every failure, its own or a pending
+//! one coming back from inside (authorization rules, upstream failures), is rendered by its
+//! [`Emitter`]. Authentication always runs before anything looks at the request itself (row I9).
+//!
+//! ```
+//! use http::{Request, Response, StatusCode};
+//! use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_bearer::{
+//!     emit::Emitter,
+//!     validate::{ClaimsPolicy, JwtValidator, StandardClaims, ValidateBearerLayer, VerificationKey},
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let validator = JwtValidator::<StandardClaims>::builder()
+//!     .key(VerificationKey::hmac(b"an hmac secret of at least 32 bytes!", &[Algorithm::HS256]).unwrap())
+//!     .policy(ClaimsPolicy::new().issuer("https://issuer.example").audience("my-api"))
+//!     .build()
+//!     .unwrap();
+//! let service = ServiceBuilder::new()
+//!     .layer(ValidateBearerLayer::new(validator, Emitter::new("my-api")))
+//!     .service(service_fn(|req: Request<()>| async move {
+//!         let claims = req.extensions().get::<StandardClaims>().unwrap();
+//!         Ok::<_, std::convert::Infallible>(Response::new(claims.sub.clone().unwrap_or_default()))
+//!     }));
+//!
+//! // No token: a bare challenge (row I1).
+//! let response = service.clone().oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="my-api""#);
+//!
+//! // A valid token reaches the handler.
+//! let claims = serde_json::json!({
+//!     "iss": "https://issuer.example", "aud": "my-api", "sub": "alice",
+//!     "exp": jsonwebtoken::get_current_timestamp() + 60,
+//! });
+//! let token = encode(
+//!     &Header::new(Algorithm::HS256),
+//!     &claims,
+//!     &EncodingKey::from_secret(b"an hmac secret of at least 32 bytes!"),
+//! ).unwrap();
+//! let request = Request::builder().header("authorization", format!("Bearer {token}")).body(()).unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::OK);
+//! # }
+//! ```
+
+mod jwt;
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use jwt::{ClaimsPolicy, JwtValidator, JwtValidatorBuilder, KeyError, KeySet, OneOrMany, StandardClaims, VerificationKey};
+
+use crate::{
+    body::ResponseBody,
+    emit::{Emitter, RequestContext},
+    failure::AuthError,
+    token::{BearerExtractor, BearerToken},
+};
+
+/// A source of truth about tokens: static keys, a JWKS, an introspection endpoint, a cache.
+///
+/// Validators are cheap to clone (share their state behind an `Arc`). The future owns what it
+/// needs: a validator that answers without waiting returns [`std::future::Ready`].
+pub trait ValidateToken {
+    /// What a valid token yields; inserted into the request's extensions.
+    type Claims: Clone + Send + Sync + 'static;
+    /// The validation in progress.
+    type Future: Future<Output = Result<Self::Claims, AuthError>> + Send + 'static;
+
+    /// Validates `token`.
+    fn validate(&self, token: &BearerToken) -> Self::Future;
+}
+
+/// Authenticates requests with a [`ValidateToken`] and renders failures with an [`Emitter`].
+#[derive(Debug, Clone)]
+pub struct ValidateBearerLayer<V> {
+    validator: V,
+    emitter: Emitter,
+    extractor: BearerExtractor,
+}
+
+impl<V> ValidateBearerLayer<V> {
+    /// Validates with `validator`, renders failures with `emitter`, reads tokens from the
+    /// `Authorization` header only.
+    pub fn new(validator: V, emitter: Emitter) -> Self {
+        Self {
+            validator,
+            emitter,
+            extractor: BearerExtractor::new(),
+        }
+    }
+
+    /// Replaces the token extractor (to allow the query method or change the length limit).
+    pub fn extractor(mut self, extractor: BearerExtractor) -> Self {
+        self.extractor = extractor;
+        self
+    }
+}
+
+impl<S, V: Clone> Layer<S> for ValidateBearerLayer<V> {
+    type Service = ValidateBearer<S, V>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ValidateBearer {
+            inner,
+            validator: self.validator.clone(),
+            emitter: self.emitter.clone(),
+            extractor: self.extractor,
+        }
+    }
+}
+
+/// The service of [`ValidateBearerLayer`].
+#[derive(Debug, Clone)]
+pub struct ValidateBearer<S, V> {
+    inner: S,
+    validator: V,
+    emitter: Emitter,
+    extractor: BearerExtractor,
+}
+
+impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for ValidateBearer<S, V>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    V: ValidateToken,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<V::Future, S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let context = RequestContext::of(&request);
+        let state = match self.extractor.extract(&request) {
+            Err(failure) => State::Rejected { failure },
+            Ok(token) => {
+                // The ready service goes with this request; a fresh clone waits for the next one.
+                let clone = self.inner.clone();
+                State::Validating {
+                    validation: self.validator.validate(&token),
+                    request,
+                    inner: std::mem::replace(&mut self.inner, clone),
+                }
+            }
+        };
+        ResponseFuture {
+            state,
+            emitter: self.emitter.clone(),
+            context,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ValidateBearer`].
+    pub struct ResponseFuture<VF, S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<VF, S, ReqBody>,
+        emitter: Emitter,
+        context: RequestContext,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateReplace]
+    enum State<VF, S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Rejected { failure: AuthError },
+        Validating { #[pin] validation: VF, request: Request<ReqBody>, inner: S },
+        Calling { #[pin] future: S::Future },
+        Done,
+    }
+}
+
+impl<VF, S, ReqBody, ResBody, C> Future for ResponseFuture<VF, S, ReqBody>
+where
+    VF: Future<Output = Result<C, AuthError>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    C: Clone + Send + Sync + 'static,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Rejected { failure } => {
+                    let response = this.emitter.render(failure, this.context);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(response.map(ResponseBody::rendered)));
+                }
+                StateProj::Validating { validation, .. } => {
+                    let outcome = ready!(validation.poll(cx));
+                    let StateReplace::Validating {
+                        mut request,
+                        mut inner,
+                        ..
+                    } = this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was just matched as Validating")
+                    };
+                    match outcome {
+                        Ok(claims) => {
+                            request.extensions_mut().insert(claims);
+                            let future = inner.call(request);
+                            this.state.set(State::Calling { future });
+                        }
+                        Err(failure) => this.state.set(State::Rejected { failure }),
+                    }
+                }
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(this.emitter.finish(response, this.context)));
+                }
+                StateProj::Done => {
+                    // Polled after completion; tower futures may not be, but never panic.
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
