@@ -19,6 +19,11 @@ pub mod authorize;
 pub mod body;
 mod crypto;
 pub mod emit;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 pub mod failure;
+pub mod metadata;
+pub mod problem;
 pub mod token;
 pub mod validate;

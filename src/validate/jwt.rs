@@ -471,7 +471,6 @@ impl<C> JwtValidatorBuilder<C> {
 
 /// The registered and commonly used access-token claims (RFC 7519, RFC 9068, RFC 8693).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct StandardClaims {
     /// Issuer.
     pub iss: Option<String>,
