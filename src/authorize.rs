@@ -135,10 +135,18 @@ impl Requirements {
 impl<C: AuthClaims> Rule<C> for Requirements {
     fn check(&self, claims: &C) -> Result<(), AuthError> {
         // Step-up first: a weak login is fixed by logging in again, which may also grant scopes.
-        let acr_ok = self.acr_values.is_empty() || claims.acr().is_some_and(|acr| self.acr_values.iter().any(|a| a == acr));
+        let acr_ok = self.acr_values.is_empty()
+            || claims
+                .acr()
+                .is_some_and(|acr| self.acr_values.iter().any(|a| a == acr));
         let age_ok = self.max_age.is_none_or(|max| {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-            claims.auth_time().is_some_and(|at| now.saturating_sub(at) <= max)
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            claims
+                .auth_time()
+                .is_some_and(|at| now.saturating_sub(at) <= max)
         });
         if !acr_ok || !age_ok {
             return Err(AuthError::StepUpRequired {
@@ -231,7 +239,9 @@ impl<C, R> Clone for AuthorizeLayer<C, R> {
 
 impl<C, R: fmt::Debug> fmt::Debug for AuthorizeLayer<C, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthorizeLayer").field("rule", &self.rule).finish()
+        f.debug_struct("AuthorizeLayer")
+            .field("rule", &self.rule)
+            .finish()
     }
 }
 

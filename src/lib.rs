@@ -13,10 +13,9 @@ compile_error!(
      `aws-lc-rs` (the default) or `rust-crypto` (with both, aws-lc-rs is used)"
 );
 
-
-pub mod challenge;
 pub mod authorize;
 pub mod body;
+pub mod challenge;
 mod crypto;
 pub mod emit;
 #[cfg(feature = "axum")]
@@ -26,4 +25,5 @@ pub mod failure;
 pub mod metadata;
 pub mod problem;
 pub mod token;
+pub mod upstream;
 pub mod validate;

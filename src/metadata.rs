@@ -84,7 +84,8 @@ impl ProtectedResourceMetadata {
 
     /// Lists supported scopes.
     pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
-        self.scopes_supported.extend(scopes.into_iter().map(Into::into));
+        self.scopes_supported
+            .extend(scopes.into_iter().map(Into::into));
         self
     }
 
@@ -109,7 +110,10 @@ impl ProtectedResourceMetadata {
     /// The path to serve the document at: the well-known suffix inserted before the resource's
     /// path (RFC 9728 §3.1), so `https://api.example.com/v1` → `/.well-known/oauth-protected-resource/v1`.
     pub fn well_known_path(&self) -> String {
-        let after_scheme = self.resource.split_once("://").map_or(self.resource.as_str(), |(_, rest)| rest);
+        let after_scheme = self
+            .resource
+            .split_once("://")
+            .map_or(self.resource.as_str(), |(_, rest)| rest);
         let path = after_scheme
             .find('/')
             .map_or("", |start| after_scheme[start..].trim_end_matches('/'));
@@ -119,14 +123,19 @@ impl ProtectedResourceMetadata {
 
     /// The document's absolute URL, for `resource_metadata` in challenges.
     pub fn url(&self) -> String {
-        let (scheme, rest) = self.resource.split_once("://").unwrap_or(("https", self.resource.as_str()));
+        let (scheme, rest) = self
+            .resource
+            .split_once("://")
+            .unwrap_or(("https", self.resource.as_str()));
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         format!("{scheme}://{authority}{}", self.well_known_path())
     }
 
     /// A service answering `GET` and `HEAD` with the document.
     pub fn service(&self) -> MetadataService {
-        let json = serde_json::to_vec(self).map(Bytes::from).unwrap_or_default();
+        let json = serde_json::to_vec(self)
+            .map(Bytes::from)
+            .unwrap_or_default();
         MetadataService { json }
     }
 }
@@ -151,8 +160,14 @@ impl<B> Service<Request<B>> for MetadataService {
         let headers = response.headers_mut();
         match *request.method() {
             Method::GET | Method::HEAD => {
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                headers.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=3600"),
+                );
                 if request.method() == Method::GET {
                     *response.body_mut() = Full::new(self.json.clone());
                 } else {
@@ -175,10 +190,22 @@ mod tests {
     #[test]
     fn well_known_locations() {
         let root = ProtectedResourceMetadata::new("https://api.example.com");
-        assert_eq!(root.well_known_path(), "/.well-known/oauth-protected-resource");
-        assert_eq!(root.url(), "https://api.example.com/.well-known/oauth-protected-resource");
+        assert_eq!(
+            root.well_known_path(),
+            "/.well-known/oauth-protected-resource"
+        );
+        assert_eq!(
+            root.url(),
+            "https://api.example.com/.well-known/oauth-protected-resource"
+        );
         let nested = ProtectedResourceMetadata::new("https://api.example.com:8443/v1/");
-        assert_eq!(nested.well_known_path(), "/.well-known/oauth-protected-resource/v1");
-        assert_eq!(nested.url(), "https://api.example.com:8443/.well-known/oauth-protected-resource/v1");
+        assert_eq!(
+            nested.well_known_path(),
+            "/.well-known/oauth-protected-resource/v1"
+        );
+        assert_eq!(
+            nested.url(),
+            "https://api.example.com:8443/.well-known/oauth-protected-resource/v1"
+        );
     }
 }

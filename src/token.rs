@@ -204,22 +204,35 @@ fn check_token68(token: &[u8]) -> Result<(), AuthError> {
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(0, |last| last + 1);
-    let well_formed = body_end > 0
-        && token[..body_end]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
-    if well_formed {
+    // A table lookup per byte: this runs on every request, over the whole token.
+    if body_end > 0 && token[..body_end].iter().all(|&b| TOKEN68[usize::from(b)]) {
         Ok(())
     } else {
         Err(AuthError::InvalidToken(TokenRejection::Malformed))
     }
 }
 
+const TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] =
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        byte += 1;
+    }
+    table
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn extract(headers: &[(&str, &str)], uri: &str, extractor: BearerExtractor) -> Result<String, AuthError> {
+    fn extract(
+        headers: &[(&str, &str)],
+        uri: &str,
+        extractor: BearerExtractor,
+    ) -> Result<String, AuthError> {
         let mut builder = Request::builder().uri(uri);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
@@ -231,7 +244,11 @@ mod tests {
     #[test]
     fn header_scheme_is_case_insensitive() {
         for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
-            let got = extract(&[("authorization", &format!("{scheme} abc.def"))], "/", BearerExtractor::new());
+            let got = extract(
+                &[("authorization", &format!("{scheme} abc.def"))],
+                "/",
+                BearerExtractor::new(),
+            );
             assert_eq!(got.unwrap(), "abc.def");
         }
     }
@@ -239,19 +256,38 @@ mod tests {
     #[test]
     fn rejections_follow_the_contract() {
         let e = BearerExtractor::new();
-        assert!(matches!(extract(&[], "/", e), Err(AuthError::MissingCredentials)));
-        assert!(matches!(extract(&[("authorization", "Basic dXNlcg==")], "/", e), Err(AuthError::MissingCredentials)));
-        assert!(matches!(extract(&[("authorization", "Bearer")], "/", e), Err(AuthError::InvalidRequest(InvalidRequest::EmptyToken))));
-        assert!(matches!(extract(&[("authorization", "Bearer   ")], "/", e), Err(AuthError::InvalidRequest(InvalidRequest::EmptyToken))));
         assert!(matches!(
-            extract(&[("authorization", "Bearer a"), ("authorization", "Bearer b")], "/", e),
+            extract(&[], "/", e),
+            Err(AuthError::MissingCredentials)
+        ));
+        assert!(matches!(
+            extract(&[("authorization", "Basic dXNlcg==")], "/", e),
+            Err(AuthError::MissingCredentials)
+        ));
+        assert!(matches!(
+            extract(&[("authorization", "Bearer")], "/", e),
+            Err(AuthError::InvalidRequest(InvalidRequest::EmptyToken))
+        ));
+        assert!(matches!(
+            extract(&[("authorization", "Bearer   ")], "/", e),
+            Err(AuthError::InvalidRequest(InvalidRequest::EmptyToken))
+        ));
+        assert!(matches!(
+            extract(
+                &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+                "/",
+                e
+            ),
             Err(AuthError::InvalidRequest(InvalidRequest::RepeatedHeader))
         ));
         assert!(matches!(
             extract(&[("authorization", "Bearer a")], "/?access_token=b", e),
             Err(AuthError::InvalidRequest(InvalidRequest::MultipleMethods))
         ));
-        assert!(matches!(extract(&[], "/?access_token=b", e), Err(AuthError::MissingCredentials)));
+        assert!(matches!(
+            extract(&[], "/?access_token=b", e),
+            Err(AuthError::MissingCredentials)
+        ));
         assert!(matches!(
             extract(&[("authorization", "Bearer a b")], "/", e),
             Err(AuthError::InvalidToken(TokenRejection::Malformed))
@@ -270,7 +306,10 @@ mod tests {
     #[test]
     fn query_method_when_enabled() {
         let e = BearerExtractor::new().allow_query(true);
-        assert_eq!(extract(&[], "/x?a=1&access_token=ab%2Bc%3D", e).unwrap(), "ab+c=");
+        assert_eq!(
+            extract(&[], "/x?a=1&access_token=ab%2Bc%3D", e).unwrap(),
+            "ab+c="
+        );
         assert!(matches!(
             extract(&[], "/x?access_token=a&access_token=b", e),
             Err(AuthError::InvalidRequest(InvalidRequest::RepeatedParameter))

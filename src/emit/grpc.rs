@@ -51,8 +51,21 @@ mod tests {
 
     #[test]
     fn contract_mapping() {
-        for (http, grpc) in [(400, 3), (401, 16), (403, 7), (404, 5), (503, 14), (500, 13), (502, 14), (504, 14)] {
-            assert_eq!(code_for(StatusCode::from_u16(http).unwrap()), grpc, "{http}");
+        for (http, grpc) in [
+            (400, 3),
+            (401, 16),
+            (403, 7),
+            (404, 5),
+            (503, 14),
+            (500, 13),
+            (502, 14),
+            (504, 14),
+        ] {
+            assert_eq!(
+                code_for(StatusCode::from_u16(http).unwrap()),
+                grpc,
+                "{http}"
+            );
         }
     }
 }

@@ -34,6 +34,7 @@
 mod grpc;
 mod layer;
 mod plan;
+pub mod proxy_status;
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
@@ -44,7 +45,7 @@ use http::{
 };
 
 pub use layer::{Emit, EmitLayer, ResponseFuture};
-pub(crate) use plan::{Bearer, Rendering};
+pub(crate) use plan::{Bearer, Rendering, Sealed};
 
 use crate::{body::ResponseBody, challenge::Challenge, failure::AuthError};
 
@@ -159,7 +160,11 @@ impl Emitter {
     }
 
     /// Renders a failure for the request described by `request`.
-    pub fn render<F: Failure + ?Sized>(&self, failure: &F, request: &RequestContext) -> Response<Bytes> {
+    pub fn render<F: Failure + ?Sized>(
+        &self,
+        failure: &F,
+        request: &RequestContext,
+    ) -> Response<Bytes> {
         let rendering = failure.rendering(self, request);
         if request.grpc {
             return grpc::render(self, rendering);
@@ -170,7 +175,10 @@ impl Emitter {
             && request.accepts_problem
             && !request.head
         {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
             self.problem_json(&rendering)
         } else {
             Bytes::new()
@@ -182,9 +190,15 @@ impl Emitter {
     }
 
     /// Replaces a pending failure with its rendering; passes any other response through.
-    pub(crate) fn finish<B>(&self, response: Response<B>, request: &RequestContext) -> Response<ResponseBody<B>> {
+    pub(crate) fn finish<B>(
+        &self,
+        response: Response<B>,
+        request: &RequestContext,
+    ) -> Response<ResponseBody<B>> {
         match response.extensions().get::<PendingFailure>() {
-            Some(PendingFailure(failure)) => self.render(&**failure, request).map(ResponseBody::rendered),
+            Some(PendingFailure(failure)) => {
+                self.render(&**failure, request).map(ResponseBody::rendered)
+            }
             None => response.map(ResponseBody::inner),
         }
     }
@@ -193,7 +207,12 @@ impl Emitter {
         self.config.disclosure == Disclosure::Verbose
     }
 
-    fn challenge(&self, error: Option<&str>, params: &[(&'static str, Cow<'static, str>)], description: Option<&str>) -> Challenge {
+    fn challenge(
+        &self,
+        error: Option<&str>,
+        params: &[(&'static str, Cow<'static, str>)],
+        description: Option<&str>,
+    ) -> Challenge {
         let mut challenge = Challenge::bearer(&self.config.realm);
         let mut push = |name: &str, value: &str| {
             // Names are this crate's own tokens, so this cannot fail; keep the challenge if it did.
@@ -232,7 +251,10 @@ impl Emitter {
             headers.insert(crate::emit::PROXY_STATUS, proxy_status.clone());
         }
         if let Some(retry_after) = rendering.retry_after {
-            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds(retry_after)));
+            headers.insert(
+                RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(retry_after)),
+            );
         }
         if let Some(link) = &rendering.link {
             headers.insert(LINK, link.clone());
@@ -252,12 +274,17 @@ impl Emitter {
         problem.insert("title".into(), rendering.title.into());
         problem.insert("status".into(), rendering.status.as_u16().into());
         if self.verbose() && !rendering.detail.is_empty() {
-            problem.insert("detail".into(), rendering.detail.clone().into_owned().into());
+            problem.insert(
+                "detail".into(),
+                rendering.detail.clone().into_owned().into(),
+            );
         }
         for (name, value) in &rendering.members {
             problem.insert((*name).into(), value.clone());
         }
-        serde_json::to_vec(&problem).map(Bytes::from).unwrap_or_default()
+        serde_json::to_vec(&problem)
+            .map(Bytes::from)
+            .unwrap_or_default()
     }
 }
 
@@ -277,6 +304,8 @@ impl std::fmt::Debug for Emitter {
 fn retry_after_seconds(after: Duration) -> u64 {
     (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1)
 }
+
+const SEC_FETCH_MODE: http::HeaderName = http::HeaderName::from_static("sec-fetch-mode");
 
 /// The `Proxy-Status` header name (RFC 9209).
 pub const PROXY_STATUS: http::HeaderName = http::HeaderName::from_static("proxy-status");
@@ -305,7 +334,7 @@ impl RequestContext {
         let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
         let navigation = method == Method::GET
             && (headers
-                .get("sec-fetch-mode")
+                .get(SEC_FETCH_MODE)
                 .is_some_and(|v| v.as_bytes() == b"navigate")
                 || accept.is_some_and(|a| a.contains("text/html")));
         Self {
@@ -340,9 +369,14 @@ fn accepts_problem_json(accept: &str) -> bool {
                 .is_some_and(|q| q == 0.0)
         });
         !excluded
-            && ["application/problem+json", "application/json", "application/*", "*/*"]
-                .iter()
-                .any(|m| media.eq_ignore_ascii_case(m))
+            && [
+                "application/problem+json",
+                "application/json",
+                "application/*",
+                "*/*",
+            ]
+            .iter()
+            .any(|m| media.eq_ignore_ascii_case(m))
     })
 }
 
@@ -366,7 +400,9 @@ impl PendingFailure {
 
 impl std::fmt::Debug for PendingFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("PendingFailure").field(&format_args!("{}", self.0)).finish()
+        f.debug_tuple("PendingFailure")
+            .field(&format_args!("{}", self.0))
+            .finish()
     }
 }
 
@@ -378,14 +414,18 @@ impl std::fmt::Debug for PendingFailure {
 pub fn pending_response<B: Default>(failure: impl Failure) -> Response<B> {
     let mut response = Response::new(B::default());
     *response.status_mut() = failure.status();
-    response.extensions_mut().insert(PendingFailure(Arc::new(failure)));
+    response
+        .extensions_mut()
+        .insert(PendingFailure(Arc::new(failure)));
     response
 }
 
 impl plan::Sealed for AuthError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::MissingCredentials | Self::InvalidToken(_) | Self::StepUpRequired { .. } => StatusCode::UNAUTHORIZED,
+            Self::MissingCredentials | Self::InvalidToken(_) | Self::StepUpRequired { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Self::Hidden => StatusCode::NOT_FOUND,
@@ -410,7 +450,10 @@ impl plan::Sealed for AuthError {
                 .bearer(Bearer::error("insufficient_scope").param("scope", required.to_string()))
                 .problem("insufficient-scope", "Insufficient scope")
                 .member("scope", required.to_string().into()),
-            Self::StepUpRequired { acr_values, max_age } => {
+            Self::StepUpRequired {
+                acr_values,
+                max_age,
+            } => {
                 let mut bearer = Bearer::error("insufficient_user_authentication");
                 if let Some(acr_values) = acr_values {
                     bearer = bearer.param("acr_values", acr_values.to_string());
@@ -418,14 +461,18 @@ impl plan::Sealed for AuthError {
                 if let Some(max_age) = max_age {
                     bearer = bearer.param("max_age", max_age.to_string());
                 }
-                rendering
-                    .bearer(bearer)
-                    .problem("insufficient-user-authentication", "Stronger authentication required")
+                rendering.bearer(bearer).problem(
+                    "insufficient-user-authentication",
+                    "Stronger authentication required",
+                )
             }
             Self::Hidden => rendering.title("Not Found"),
-            Self::ValidationUnavailable { retry_after } => rendering
-                .retry_after(*retry_after)
-                .problem("validation-unavailable", "Token validation temporarily unavailable"),
+            Self::ValidationUnavailable { retry_after } => {
+                rendering.retry_after(*retry_after).problem(
+                    "validation-unavailable",
+                    "Token validation temporarily unavailable",
+                )
+            }
         }
     }
 }

@@ -98,17 +98,26 @@ impl VerificationKey {
 
     /// An RSA public key in PEM.
     pub fn rsa_pem(pem: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeyError> {
-        Self::new(DecodingKey::from_rsa_pem(pem).map_err(unreadable)?, algorithms)
+        Self::new(
+            DecodingKey::from_rsa_pem(pem).map_err(unreadable)?,
+            algorithms,
+        )
     }
 
     /// An EC public key (P-256 or P-384) in PEM.
     pub fn ec_pem(pem: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeyError> {
-        Self::new(DecodingKey::from_ec_pem(pem).map_err(unreadable)?, algorithms)
+        Self::new(
+            DecodingKey::from_ec_pem(pem).map_err(unreadable)?,
+            algorithms,
+        )
     }
 
     /// An Ed25519 public key in PEM.
     pub fn ed_pem(pem: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeyError> {
-        Self::new(DecodingKey::from_ed_pem(pem).map_err(unreadable)?, algorithms)
+        Self::new(
+            DecodingKey::from_ed_pem(pem).map_err(unreadable)?,
+            algorithms,
+        )
     }
 
     /// A JWK (RFC 7517), keeping its `kid`. A JWK with `use: enc` is refused; one with an `alg`
@@ -122,10 +131,15 @@ impl VerificationKey {
         let family = key.family();
         let algorithms: Vec<Algorithm> = match jwk.common.key_algorithm {
             Some(named) => {
-                let named = Algorithm::from_str(&named.to_string()).map_err(|_| KeyError::NotForSignatures)?;
+                let named = Algorithm::from_str(&named.to_string())
+                    .map_err(|_| KeyError::NotForSignatures)?;
                 allowed.iter().copied().filter(|a| *a == named).collect()
             }
-            None => allowed.iter().copied().filter(|a| a.family() == family).collect(),
+            None => allowed
+                .iter()
+                .copied()
+                .filter(|a| a.family() == family)
+                .collect(),
         };
         if algorithms.is_empty() {
             return Err(KeyError::NotForSignatures);
@@ -238,7 +252,8 @@ impl ClaimsPolicy {
 
     /// The jsonwebtoken `Validation` for a key with these algorithms.
     pub fn validation(&self, algorithms: &[Algorithm]) -> Validation {
-        let mut validation = Validation::new(algorithms.first().copied().unwrap_or(Algorithm::RS256));
+        let mut validation =
+            Validation::new(algorithms.first().copied().unwrap_or(Algorithm::RS256));
         validation.algorithms = algorithms.to_vec();
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
@@ -261,7 +276,9 @@ impl ClaimsPolicy {
         };
         let strip = |t: &str| -> String {
             let t = t.to_ascii_lowercase();
-            t.strip_prefix("application/").map(str::to_owned).unwrap_or(t)
+            t.strip_prefix("application/")
+                .map(str::to_owned)
+                .unwrap_or(t)
         };
         match typ {
             Some(typ) if strip(typ) == strip(required) => Ok(()),
@@ -300,7 +317,9 @@ impl KeySet {
 
     /// Whether a key with this `kid` is present.
     pub fn contains_kid(&self, kid: &str) -> bool {
-        self.keys.iter().any(|(key, _)| key.kid.as_deref() == Some(kid))
+        self.keys
+            .iter()
+            .any(|(key, _)| key.kid.as_deref() == Some(kid))
     }
 
     /// The policy.
@@ -319,10 +338,13 @@ impl KeySet {
             [only] => only,
             keys => {
                 let header = PeekedHeader::read(token)?;
-                let algorithm = Algorithm::from_str(&header.alg).map_err(|_| TokenRejection::AlgorithmNotAllowed)?;
+                let algorithm = Algorithm::from_str(&header.alg)
+                    .map_err(|_| TokenRejection::AlgorithmNotAllowed)?;
                 let selected = match header.kid.as_deref() {
                     Some(kid) => keys.iter().find(|(key, _)| key.kid.as_deref() == Some(kid)),
-                    None => keys.iter().find(|(key, _)| key.algorithms.contains(&algorithm)),
+                    None => keys
+                        .iter()
+                        .find(|(key, _)| key.algorithms.contains(&algorithm)),
                 };
                 selected.ok_or(match header.kid {
                     Some(_) => TokenRejection::UnknownKey,
@@ -330,7 +352,8 @@ impl KeySet {
                 })?
             }
         };
-        let data = jsonwebtoken::decode::<C>(token, &key.key, validation).map_err(|e| rejection(e.kind()))?;
+        let data = jsonwebtoken::decode::<C>(token, &key.key, validation)
+            .map_err(|e| rejection(e.kind()))?;
         if let (Some(expected), Some(kid)) = (key.kid.as_deref(), data.header.kid.as_deref())
             && expected != kid
         {
@@ -356,7 +379,8 @@ impl PeekedHeader<'_> {
         let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(encoded)
             .map_err(|_| TokenRejection::Malformed)?;
-        let header: PeekedHeader<'_> = serde_json::from_slice(&json).map_err(|_| TokenRejection::Malformed)?;
+        let header: PeekedHeader<'_> =
+            serde_json::from_slice(&json).map_err(|_| TokenRejection::Malformed)?;
         Ok(PeekedHeader {
             alg: Cow::Owned(header.alg.into_owned()),
             kid: header.kid.map(|kid| Cow::Owned(kid.into_owned())),
@@ -372,9 +396,9 @@ pub(crate) fn rejection(kind: &ErrorKind) -> TokenRejection {
         ErrorKind::InvalidIssuer => TokenRejection::WrongIssuer,
         ErrorKind::InvalidAudience => TokenRejection::WrongAudience,
         ErrorKind::MissingRequiredClaim(_) => TokenRejection::MissingClaim,
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
-            TokenRejection::AlgorithmNotAllowed
-        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm => TokenRejection::AlgorithmNotAllowed,
         ErrorKind::InvalidToken
         | ErrorKind::Base64(_)
         | ErrorKind::Json(_)
@@ -403,7 +427,9 @@ impl<C> Clone for JwtValidator<C> {
 
 impl<C> fmt::Debug for JwtValidator<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtValidator").field("keys", &self.keys).finish()
+        f.debug_struct("JwtValidator")
+            .field("keys", &self.keys)
+            .finish()
     }
 }
 
