@@ -2,7 +2,7 @@
 //! required scopes (row I5), step-up authentication (row I6, RFC 9470) and hiding (row I7).
 //!
 //! Rules are small [`Rule`] values: [`Requirements`] is the standard one, [`rule_fn`] adapts a
-//! closure, and [`Rule::and`] / [`Rule::hidden`] combine them. A refused request is answered
+//! closure, and [`RuleExt::and`] / [`RuleExt::hidden`] combine them. A refused request is answered
 //! with a pending failure that the enclosing [`ValidateBearer`] renders, so per-route rules need
 //! no configuration of their own.
 //!
@@ -74,24 +74,23 @@ pub trait AuthClaims {
 pub trait Rule<C> {
     /// `Ok` lets the request through; an error is rendered for the caller.
     fn check(&self, claims: &C) -> Result<(), AuthError>;
+}
 
+/// Combinators for rules; implemented for every type, so they read as methods of any rule.
+pub trait RuleExt: Sized {
     /// Both rules must pass; the first failure is reported.
-    fn and<R: Rule<C>>(self, other: R) -> And<Self, R>
-    where
-        Self: Sized,
-    {
+    fn and<R>(self, other: R) -> And<Self, R> {
         And(self, other)
     }
 
     /// Any failure is answered `404 Not Found` (row I7), so the caller can't learn that the
     /// resource exists.
-    fn hidden(self) -> Hidden<Self>
-    where
-        Self: Sized,
-    {
+    fn hidden(self) -> Hidden<Self> {
         Hidden(self)
     }
 }
+
+impl<T> RuleExt for T {}
 
 /// The standard rule: required scopes, acceptable `acr` values and a maximum authentication age.
 #[derive(Debug, Clone, Default)]
@@ -164,7 +163,7 @@ impl<C: AuthClaims> Rule<C> for Requirements {
     }
 }
 
-/// See [`Rule::and`].
+/// See [`RuleExt::and`].
 #[derive(Debug, Clone, Copy)]
 pub struct And<A, B>(A, B);
 
@@ -175,7 +174,7 @@ impl<C, A: Rule<C>, B: Rule<C>> Rule<C> for And<A, B> {
     }
 }
 
-/// See [`Rule::hidden`].
+/// See [`RuleExt::hidden`].
 #[derive(Debug, Clone, Copy)]
 pub struct Hidden<R>(R);
 
