@@ -1,4 +1,5 @@
-//! The response body of the layers that may answer a request themselves.
+//! The body of the layers that may replace one: a failure rendered by this crate in place of a
+//! response, or a request body that was read to find a token.
 
 use std::{
     pin::Pin,
@@ -10,8 +11,8 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// Either the inner service's body, or a failure rendered by this crate.
-    pub struct ResponseBody<B> {
+    /// Either the wrapped body, untouched, or bytes that replace it.
+    pub struct MaybeBuffered<B> {
         #[pin]
         kind: Kind<B>,
     }
@@ -20,27 +21,27 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
-        Inner { #[pin] body: B },
-        Rendered { bytes: Option<Bytes> },
+        Passthrough { #[pin] body: B },
+        Buffered { bytes: Option<Bytes> },
     }
 }
 
-impl<B> ResponseBody<B> {
-    pub(crate) fn inner(body: B) -> Self {
+impl<B> MaybeBuffered<B> {
+    pub(crate) fn passthrough(body: B) -> Self {
         Self {
-            kind: Kind::Inner { body },
+            kind: Kind::Passthrough { body },
         }
     }
 
-    pub(crate) fn rendered(bytes: Bytes) -> Self {
+    pub(crate) fn buffered(bytes: Bytes) -> Self {
         let bytes = (!bytes.is_empty()).then_some(bytes);
         Self {
-            kind: Kind::Rendered { bytes },
+            kind: Kind::Buffered { bytes },
         }
     }
 }
 
-impl<B> Body for ResponseBody<B>
+impl<B> Body for MaybeBuffered<B>
 where
     B: Body<Data = Bytes>,
 {
@@ -52,34 +53,34 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Rendered { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            KindProj::Passthrough { body } => body.poll_frame(cx),
+            KindProj::Buffered { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
-            Kind::Rendered { bytes } => bytes.is_none(),
+            Kind::Passthrough { body } => body.is_end_stream(),
+            Kind::Buffered { bytes } => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
-            Kind::Rendered { bytes } => {
+            Kind::Passthrough { body } => body.size_hint(),
+            Kind::Buffered { bytes } => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
         }
     }
 }
 
-impl<B> std::fmt::Debug for ResponseBody<B> {
+impl<B> std::fmt::Debug for MaybeBuffered<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.kind {
-            Kind::Inner { .. } => "Inner",
-            Kind::Rendered { .. } => "Rendered",
+            Kind::Passthrough { .. } => "Passthrough",
+            Kind::Buffered { .. } => "Buffered",
         };
-        f.debug_tuple("ResponseBody").field(&kind).finish()
+        f.debug_tuple("MaybeBuffered").field(&kind).finish()
     }
 }

@@ -22,7 +22,10 @@ use std::fmt;
 
 use http::{HeaderMap, HeaderValue, Request, Uri, header::AUTHORIZATION};
 
-use crate::failure::{AuthError, InvalidRequest, TokenRejection};
+use crate::{
+    failure::{AuthError, InvalidRequest, TokenRejection},
+    form::FormToken,
+};
 
 /// Default upper bound on the length of a bearer token, in bytes.
 pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 8 * 1024;
@@ -107,20 +110,40 @@ impl BearerExtractor {
         self
     }
 
-    /// Extracts the token from a request.
+    /// Extracts the token from a request, including one that
+    /// [`FormTokenLayer`](crate::form::FormTokenLayer) found in its body.
     pub fn extract<B>(&self, request: &Request<B>) -> Result<BearerToken, AuthError> {
-        self.extract_from(request.headers(), request.uri())
+        let form = request
+            .extensions()
+            .get::<FormToken>()
+            .map(|found| &found.0);
+        self.extract_with(request.headers(), request.uri(), form)
     }
 
     /// Extracts the token from a request's headers and URI.
     pub fn extract_from(&self, headers: &HeaderMap, uri: &Uri) -> Result<BearerToken, AuthError> {
+        self.extract_with(headers, uri, None)
+    }
+
+    fn extract_with(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        form: Option<&Result<BearerToken, AuthError>>,
+    ) -> Result<BearerToken, AuthError> {
         let from_header = self.header_token(headers)?;
         let from_query = uri.query().and_then(query_token);
-        match (from_header, from_query) {
+        let methods = usize::from(from_header.is_some())
+            + usize::from(from_query.is_some())
+            + usize::from(form.is_some());
+        if methods > 1 {
             // Detected even when the query method is off: which token was meant is ambiguous.
-            (Some(_), Some(_)) => Err(InvalidRequest::MultipleMethods.into()),
-            (Some(token), None) => Ok(token),
-            (None, Some(encoded)) if self.allow_query => self.decode_query_token(encoded),
+            return Err(InvalidRequest::MultipleMethods.into());
+        }
+        match (from_header, from_query, form) {
+            (Some(token), _, _) => Ok(token),
+            (_, Some(encoded), _) if self.allow_query => self.decode_query_token(encoded),
+            (_, _, Some(found)) => found.clone(),
             _ => Err(AuthError::MissingCredentials),
         }
     }

@@ -12,7 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{Emitter, RequestContext};
-use crate::body::ResponseBody;
+use crate::body::MaybeBuffered;
 
 /// Renders failures that inner layers or handlers answered with as pending
 /// ([`pending_response`](super::pending_response)). Not needed under
@@ -51,7 +51,7 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Emit<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<MaybeBuffered<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -83,7 +83,7 @@ impl<F, ResBody, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+    type Output = Result<Response<MaybeBuffered<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -91,7 +91,7 @@ where
         Poll::Ready(Ok(match this.emitter.take() {
             Some(emitter) => emitter.finish(response, this.context),
             // Polled again after completion: pass through rather than panic.
-            None => response.map(ResponseBody::inner),
+            None => response.map(MaybeBuffered::passthrough),
         }))
     }
 }

@@ -1,0 +1,255 @@
+//! Middleware that finds a bearer token in a form-encoded request body (RFC 6750 §2.2).
+//!
+//! Off unless this layer is added, as the RFC advises. It goes *outside*
+//! [`ValidateBearerLayer`](crate::validate::ValidateBearerLayer): it reads a qualifying body —
+//! a non-GET request with `Content-Type: application/x-www-form-urlencoded` and a
+//! `Content-Length` within the limit — finds `access_token`, and hands the body on intact,
+//! leaving the token in the request's extensions for the validation layer, which then applies
+//! the usual rules (a token in the body *and* the header is `invalid_request`). Bodies that don't
+//! qualify are passed on untouched and unread.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use jsonwebtoken::Algorithm;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_bearer::{emit::Emitter, form::FormTokenLayer, validate::*};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let validator = JwtValidator::<StandardClaims>::builder()
+//!     .key(VerificationKey::hmac(&[7; 32], &[Algorithm::HS256]).unwrap())
+//!     .build()
+//!     .unwrap();
+//! let service = ServiceBuilder::new()
+//!     .layer(FormTokenLayer::new())
+//!     .layer(ValidateBearerLayer::new(validator, Emitter::new("api")))
+//!     .service(service_fn(|_req| async { Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::default())) }));
+//!
+//! let request = Request::post("/")
+//!     .header("content-type", "application/x-www-form-urlencoded")
+//!     .header("content-length", "25")
+//!     .body(Full::new(Bytes::from_static(b"access_token=not.a.jwt&x")))
+//!     .unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! // The token was found in the body (and refused: it is no JWT).
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="api", error="invalid_token""#);
+//! # }
+//! ```
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use bytes::Bytes;
+use http::{Method, Request, header::CONTENT_LENGTH, header::CONTENT_TYPE, request::Parts};
+use http_body::Body;
+use http_body_util::{BodyExt, Collected, combinators::Collect};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    body::MaybeBuffered,
+    failure::{AuthError, InvalidRequest},
+    token::BearerToken,
+};
+
+/// Default limit on the size of a form body read for a token.
+pub const DEFAULT_FORM_LIMIT: u64 = 64 * 1024;
+
+/// The token found in a form body, left in the request's extensions for the validation layer.
+#[derive(Debug, Clone)]
+pub struct FormToken(pub(crate) Result<BearerToken, AuthError>);
+
+/// Reads form-encoded bodies for an `access_token`; see the [module docs](self).
+#[derive(Debug, Clone, Copy)]
+pub struct FormTokenLayer {
+    limit: u64,
+}
+
+impl Default for FormTokenLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FormTokenLayer {
+    /// Reads bodies of up to [`DEFAULT_FORM_LIMIT`] bytes.
+    pub const fn new() -> Self {
+        Self {
+            limit: DEFAULT_FORM_LIMIT,
+        }
+    }
+
+    /// Reads bodies of up to `limit` bytes; larger ones pass unread.
+    pub const fn limit(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+impl<S> Layer<S> for FormTokenLayer {
+    type Service = FormTokenService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FormTokenService {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// The service of [`FormTokenLayer`].
+#[derive(Debug, Clone)]
+pub struct FormTokenService<S> {
+    inner: S,
+    limit: u64,
+}
+
+impl<S, B> Service<Request<B>> for FormTokenService<S>
+where
+    S: Service<Request<MaybeBuffered<B>>> + Clone,
+    B: Body<Data = Bytes>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if !self.qualifies(&request) {
+            let future = self.inner.call(request.map(MaybeBuffered::passthrough));
+            return ResponseFuture {
+                state: State::Calling { future },
+            };
+        }
+        let clone = self.inner.clone();
+        let (parts, body) = request.into_parts();
+        ResponseFuture {
+            state: State::Reading {
+                body: body.collect(),
+                parts: Some(parts),
+                inner: std::mem::replace(&mut self.inner, clone),
+            },
+        }
+    }
+}
+
+impl<S> FormTokenService<S> {
+    fn qualifies<B>(&self, request: &Request<B>) -> bool {
+        let headers = request.headers();
+        let form = headers.get(CONTENT_TYPE).is_some_and(|v| {
+            let media = v
+                .as_bytes()
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default();
+            media
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+        });
+        let length = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        request.method() != Method::GET && form && length.is_some_and(|len| len <= self.limit)
+    }
+}
+
+pin_project! {
+    /// Response future of [`FormTokenService`].
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<MaybeBuffered<B>>>,
+        B: Body,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<MaybeBuffered<B>>>,
+        B: Body,
+    {
+        Reading { #[pin] body: Collect<B>, parts: Option<Parts>, inner: S },
+        Calling { #[pin] future: S::Future },
+    }
+}
+
+impl<S, B> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<MaybeBuffered<B>>>,
+    B: Body<Data = Bytes>,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Reading { body, parts, inner } => {
+                    // A body that fails mid-read is handed on empty; the handler sees the
+                    // truncation as the client caused it.
+                    let bytes = ready!(body.poll(cx))
+                        .map(Collected::to_bytes)
+                        .unwrap_or_default();
+                    let Some(mut parts) = parts.take() else {
+                        return Poll::Pending;
+                    };
+                    if let Some(token) = find_token(&bytes) {
+                        parts.extensions.insert(FormToken(token));
+                    }
+                    let future =
+                        inner.call(Request::from_parts(parts, MaybeBuffered::buffered(bytes)));
+                    this.state.set(State::Calling { future });
+                }
+                StateProj::Calling { future } => return future.poll(cx),
+            }
+        }
+    }
+}
+
+/// The `access_token` of a form body, if any.
+fn find_token(body: &[u8]) -> Option<Result<BearerToken, AuthError>> {
+    let mut found = None;
+    for pair in body.split(|&b| b == b'&') {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &[][..]),
+        };
+        if name != b"access_token" {
+            continue;
+        }
+        if found.is_some() {
+            return Some(Err(InvalidRequest::RepeatedParameter.into()));
+        }
+        found = Some(value);
+    }
+    let value = found?;
+    if value.is_empty() {
+        return Some(Err(InvalidRequest::EmptyToken.into()));
+    }
+    // `+` is a space in form encoding; a space then fails the b64token check, as it should.
+    let plus_decoded: Vec<u8> = value
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let decoded = percent_encoding::percent_decode(&plus_decoded).decode_utf8();
+    Some(match decoded {
+        Ok(token) => BearerToken::new(&token),
+        Err(_) => Err(AuthError::InvalidToken(
+            crate::failure::TokenRejection::Malformed,
+        )),
+    })
+}
