@@ -47,7 +47,7 @@ use http::{
 pub use layer::{Emit, EmitLayer, ResponseFuture};
 pub(crate) use plan::{Bearer, Rendering, Sealed};
 
-use crate::{body::ResponseBody, challenge::Challenge, failure::AuthError};
+use crate::{body::MaybeBuffered, challenge::Challenge, failure::AuthError};
 
 /// How much a failure response explains.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -174,6 +174,7 @@ impl Emitter {
         let body = if self.config.body_mode == BodyMode::ProblemJson
             && request.accepts_problem
             && !request.head
+            && !rendering.bodyless
         {
             headers.insert(
                 CONTENT_TYPE,
@@ -194,12 +195,12 @@ impl Emitter {
         &self,
         response: Response<B>,
         request: &RequestContext,
-    ) -> Response<ResponseBody<B>> {
+    ) -> Response<MaybeBuffered<B>> {
         match response.extensions().get::<PendingFailure>() {
-            Some(PendingFailure(failure)) => {
-                self.render(&**failure, request).map(ResponseBody::rendered)
-            }
-            None => response.map(ResponseBody::inner),
+            Some(PendingFailure(failure)) => self
+                .render(&**failure, request)
+                .map(MaybeBuffered::buffered),
+            None => response.map(MaybeBuffered::passthrough),
         }
     }
 
@@ -466,7 +467,8 @@ impl plan::Sealed for AuthError {
                     "Stronger authentication required",
                 )
             }
-            Self::Hidden => rendering.title("Not Found"),
+            // Indistinguishable from the application's own 404 for a path that doesn't exist.
+            Self::Hidden => rendering.title("Not Found").bodyless(),
             Self::ValidationUnavailable { retry_after } => {
                 rendering.retry_after(*retry_after).problem(
                     "validation-unavailable",

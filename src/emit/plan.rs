@@ -65,6 +65,8 @@ pub struct Rendering {
     pub detail: Cow<'static, str>,
     /// Extension members of the problem body.
     pub members: Vec<(&'static str, serde_json::Value)>,
+    /// Never a body, whatever the client accepts.
+    pub bodyless: bool,
 }
 
 impl Rendering {
@@ -80,7 +82,14 @@ impl Rendering {
             title: status.canonical_reason().unwrap_or("Error"),
             detail: detail.into(),
             members: Vec::new(),
+            bodyless: false,
         }
+    }
+
+    /// Sends no body: the response must look like any other of its status.
+    pub fn bodyless(mut self) -> Self {
+        self.bodyless = true;
+        self
     }
 
     pub fn bearer(mut self, bearer: Bearer) -> Self {

@@ -352,8 +352,19 @@ impl KeySet {
                 })?
             }
         };
-        let data = jsonwebtoken::decode::<C>(token, &key.key, validation)
-            .map_err(|e| rejection(e.kind()))?;
+        let data = jsonwebtoken::decode::<C>(token, &key.key, validation).map_err(|e| {
+            match rejection(e.kind()) {
+                // jsonwebtoken can't parse a header naming an algorithm it doesn't know (`none`):
+                // say what is wrong with it.
+                TokenRejection::Malformed
+                    if PeekedHeader::read(token)
+                        .is_ok_and(|header| Algorithm::from_str(&header.alg).is_err()) =>
+                {
+                    TokenRejection::AlgorithmNotAllowed
+                }
+                other => other,
+            }
+        })?;
         if let (Some(expected), Some(kid)) = (key.kid.as_deref(), data.header.kid.as_deref())
             && expected != kid
         {
