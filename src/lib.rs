@@ -1,7 +1,57 @@
 //! Tower middleware for services that authenticate their callers with bearer tokens and call
 //! third-party APIs on their behalf with the callers' upstream OAuth2 tokens.
 //!
-//! (Crate docs are filled in as the layers land.)
+//! Such a service has two auth boundaries — its own (the caller's token) and the provider's (the
+//! user's upstream token) — and every failure must tell the client which side failed and what
+//! to do next, even when only headers can be sent. The layers, each usable alone:
+//!
+//! - [`validate`]: authenticates the caller's token (RFC 6750 extraction via [`token`] and
+//!   [`form`]; JWTs against static keys, JWKS or OIDC discovery; RFC 7662 introspection) and
+//!   hands the claims to the handler.
+//! - [`authorize`]: per-route scope, step-up (RFC 9470) and hiding rules.
+//! - [`upstream`]: classifies a provider's answers, refreshes the user's upstream token
+//!   (single-flight, rotation-safe) and retries once.
+//! - [`emit`]: renders every failure — [`failure::AuthError`] for the caller's side,
+//!   [`upstream::UpstreamError`] for the provider's — with the right status, `WWW-Authenticate`
+//!   ([`challenge`]), `Proxy-Status` and problem details ([`problem`]), for HTTP and gRPC alike,
+//!   from one [`emit::Emitter`].
+//! - [`metadata`]: the RFC 9728 protected resource metadata document.
+//!
+//! # Crypto backend
+//!
+//! jsonwebtoken needs one crypto backend: the feature `aws-lc-rs` (default) or `rust-crypto`. A
+//! build with neither fails at compile time; with both, aws-lc-rs is used.
+//!
+//! # Example
+//!
+//! ```
+//! use http::{Request, Response, StatusCode};
+//! use jsonwebtoken::Algorithm;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_bearer::{
+//!     authorize::{AuthorizeLayer, Requirements},
+//!     emit::Emitter,
+//!     validate::{ClaimsPolicy, JwtValidator, StandardClaims, ValidateBearerLayer, VerificationKey},
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let validator = JwtValidator::<StandardClaims>::builder()
+//!     .key(VerificationKey::hmac(&[42; 32], &[Algorithm::HS256]).unwrap())
+//!     .policy(ClaimsPolicy::new().issuer("https://login.example").audience("reports"))
+//!     .build()
+//!     .unwrap();
+//! let service = ServiceBuilder::new()
+//!     .layer(ValidateBearerLayer::new(validator, Emitter::new("reports")))
+//!     .layer(AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("reports:read")))
+//!     .service(service_fn(|_req: Request<()>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+//!     }));
+//!
+//! let response = service.oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="reports""#);
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -22,6 +72,10 @@ pub mod emit;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 pub mod failure;
+pub mod form;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod grpc;
 pub mod metadata;
 pub mod problem;
 pub mod token;
