@@ -51,6 +51,14 @@
 //! ```
 
 mod jwt;
+// Key sources (issue 3): JWKS, discovery, several issuers, introspection, verified-token cache.
+mod cache;
+mod discovery;
+mod fetch;
+mod introspect;
+mod issuers;
+mod jwks;
+mod peek;
 
 use std::{
     future::Future,
@@ -63,10 +71,21 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use jwt::{ClaimsPolicy, JwtValidator, JwtValidatorBuilder, KeyError, KeySet, OneOrMany, StandardClaims, VerificationKey};
+pub use cache::{CacheFuture, CachedValidator, TokenExpiry};
+pub use discovery::{ProviderMetadata, discover, discovery_url};
+pub use fetch::{BoxError, FetchError, HttpClient};
+pub use introspect::{IntrospectionValidator, IntrospectionValidatorBuilder};
+pub use issuers::{IssuerFuture, Issuers};
+pub use jwks::{
+    ASYMMETRIC_ALGORITHMS, JwksFuture, JwksValidator, JwksValidatorBuilder, SourceError,
+};
+pub use jwt::{
+    ClaimsPolicy, JwtValidator, JwtValidatorBuilder, KeyError, KeySet, OneOrMany, StandardClaims,
+    VerificationKey,
+};
 
 use crate::{
-    body::ResponseBody,
+    body::MaybeBuffered,
     emit::{Emitter, RequestContext},
     failure::AuthError,
     token::{BearerExtractor, BearerToken},
@@ -139,7 +158,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     V: ValidateToken,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<MaybeBuffered<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<V::Future, S, ReqBody>;
 
@@ -202,7 +221,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     C: Clone + Send + Sync + 'static,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+    type Output = Result<Response<MaybeBuffered<ResBody>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -211,7 +230,7 @@ where
                 StateProj::Rejected { failure } => {
                     let response = this.emitter.render(failure, this.context);
                     this.state.set(State::Done);
-                    return Poll::Ready(Ok(response.map(ResponseBody::rendered)));
+                    return Poll::Ready(Ok(response.map(MaybeBuffered::buffered)));
                 }
                 StateProj::Validating { validation, .. } => {
                     let outcome = ready!(validation.poll(cx));

@@ -1,0 +1,24 @@
+//! The proxy as a library: `main.rs` runs it, the tests (`tests/proxy_*.rs`) include this file
+//! to drive the very same router.
+//!
+//! ```text
+//! caller ─► request id ─► ValidateBearer ─► Authorize ─► forward ─► RefreshAndRetry ─► ClassifyUpstream ─► provider
+//!                              │ (the caller's JWT)        │          │ (the user's upstream token)
+//!                              └ connect flow ─────────────┴──────────┴► TokenStore ◄── callback
+//! ```
+
+pub mod config;
+pub mod connect;
+pub mod demo;
+mod exchange;
+mod flows;
+mod forward;
+mod http_client;
+mod pkce;
+mod providers;
+mod random;
+mod reply;
+mod request_id;
+mod router;
+
+pub use router::build;

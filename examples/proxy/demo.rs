@@ -1,0 +1,91 @@
+//! Demo mode: everything on loopback in one process — a demo identity provider for the proxy's
+//! users, a demo third-party provider, and the proxy between them — and a walkthrough of `curl`
+//! commands to try, each with what it should show.
+//!
+//! The proxy's user `alice` starts out linked to the demo provider's account `alice` (as if she
+//! had gone through the connect flow, which the last step of the walkthrough does for real).
+
+mod idp;
+mod provider;
+mod walkthrough;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_bearer::{
+    emit::Disclosure,
+    upstream::store::{LinkKey, MemoryStore},
+    validate::BoxError,
+};
+
+use self::{idp::Idp, provider::Provider};
+use super::config::{AuthSettings, Limits, Settings};
+
+/// The demo provider's name at the proxy: `/api/demo/…`, `/connect/demo`.
+const PROVIDER: &str = "demo";
+
+/// The proxy's demo user.
+const USER: &str = "alice";
+
+/// The scope the proxy requires of its callers.
+const SCOPE: &str = "api";
+
+/// The proxy, ready to serve, and what to tell the user.
+pub struct Demo {
+    /// The proxy's listener (bound first: the connect flow's redirect URI names its port).
+    pub listener: TcpListener,
+    /// The proxy.
+    pub router: Router,
+    /// The walkthrough to print.
+    pub walkthrough: String,
+}
+
+impl Demo {
+    /// Starts the demo identity provider and provider, and builds the proxy.
+    pub async fn start() -> Result<Self, BoxError> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listen = listener.local_addr()?;
+        let public_url = format!("http://{listen}");
+        let idp = Idp::start().await?;
+        let provider = Provider::start(format!("{public_url}/connect/{PROVIDER}/callback")).await?;
+
+        let settings = Settings {
+            listen,
+            public_url: public_url.clone(),
+            realm: "demo".to_owned(),
+            proxy_name: "tower-bearer-proxy".to_owned(),
+            disclosure: Disclosure::Minimal,
+            auth: AuthSettings {
+                issuer: idp.issuer().to_owned(),
+                audience: public_url.clone(),
+                scopes: vec![SCOPE.to_owned()],
+                token_type: Some("at+jwt".to_owned()),
+            },
+            limits: Limits::default(),
+            providers: [(PROVIDER.to_owned(), provider.settings())].into(),
+        };
+        let store = MemoryStore::new();
+        store.insert(LinkKey::new(USER, PROVIDER), provider.grant(provider::ACCOUNT));
+        let walkthrough = walkthrough::render(&walkthrough::Demo {
+            proxy: &public_url,
+            idp: idp.issuer(),
+            provider: provider.base_url(),
+            token: &idp.token(USER, &format!("openid {SCOPE}"), &public_url),
+            narrow_token: &idp.token(USER, "openid", &public_url),
+        });
+        let router = super::build(settings, store).await?;
+        Ok(Self {
+            listener,
+            router,
+            walkthrough,
+        })
+    }
+}
+
+/// Serves a demo server until the process ends.
+fn serve_in_background(listener: TcpListener, router: Router) {
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "a demo server stopped");
+        }
+    });
+}

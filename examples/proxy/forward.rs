@@ -1,0 +1,135 @@
+//! `/api/{provider}/{*path}`: the caller's request, sent on to the provider on the caller's
+//! behalf with the user's upstream token.
+//!
+//! The caller was authenticated and authorized by the layers around this handler. Here the
+//! request is rebuilt for the provider — its path under the provider's base URL, the caller's
+//! headers minus those meant for this hop or for the proxy (its `Authorization`, its cookies) —
+//! with its body read whole, within a size limit, so that it can be sent again after a refresh.
+//! Failures of the upstream side are answered as pending failures, rendered by the enclosing
+//! `ValidateBearer` with the same emitter as the caller's own.
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    response::Response,
+};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, Uri, Version, header};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use percent_encoding::percent_decode_str;
+use tokio::time::{Instant, timeout_at};
+use tower::ServiceExt as _;
+use tower_bearer::{
+    emit::pending_response,
+    extract::Authenticated,
+    upstream::{UpstreamError, store::LinkKey},
+    validate::StandardClaims,
+};
+
+use super::{providers::Provider, reply::problem, router::App};
+
+/// The handler.
+pub async fn forward(
+    State(app): State<App>,
+    Authenticated(claims): Authenticated<StandardClaims>,
+    request: Request,
+) -> Response {
+    let deadline = Instant::now() + app.settings.limits.request_timeout;
+    let Some((provider, rest)) = split_path(request.uri()) else {
+        return problem(StatusCode::BAD_REQUEST, "Malformed path");
+    };
+    let Some(provider) = app.providers.get(provider).cloned() else {
+        return problem(StatusCode::NOT_FOUND, "No such provider");
+    };
+    // The validator requires `sub`: it names the user whose link is used.
+    let Some(user) = claims.sub else {
+        return problem(StatusCode::FORBIDDEN, "The token names no user");
+    };
+    let Some(uri) = upstream_uri(&provider, rest, request.uri().query()) else {
+        return problem(StatusCode::BAD_REQUEST, "Path not allowed");
+    };
+
+    let (parts, body) = request.into_parts();
+    let limit = app.settings.limits.max_request_body;
+    let body = match timeout_at(deadline, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => {
+            return problem(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+        }
+        Ok(Err(_)) => return problem(StatusCode::BAD_REQUEST, "Request body unreadable"),
+        Err(_) => return problem(StatusCode::REQUEST_TIMEOUT, "Request body not received in time"),
+    };
+
+    let mut upstream = http::Request::new(Full::new(body));
+    *upstream.method_mut() = parts.method;
+    *upstream.uri_mut() = uri;
+    *upstream.version_mut() = Version::HTTP_11;
+    *upstream.headers_mut() = forwarded_headers(parts.headers);
+    upstream
+        .extensions_mut()
+        .insert(LinkKey::new(user, provider.name.clone()));
+
+    match timeout_at(deadline, provider.api.clone().oneshot(upstream)).await {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            // The provider's cookies are for its own site, not the proxy's origin.
+            parts.headers.remove(header::SET_COOKIE);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Ok(Err(error)) => upstream_failure(error),
+        Err(_) => upstream_failure(UpstreamError::TimedOut {
+            provider: provider.name.clone(),
+            source: "the request deadline passed".into(),
+        }),
+    }
+}
+
+fn upstream_failure(error: UpstreamError) -> Response {
+    // The error's text names the provider and the reason, never a token.
+    tracing::warn!(provider = error.provider(), %error, "upstream failure");
+    pending_response::<Body>(error)
+}
+
+/// `/api/{provider}/{rest}` → (`provider`, `/rest`), from the raw (still percent-encoded) path,
+/// so that the provider receives the path exactly as the caller wrote it.
+fn split_path(uri: &Uri) -> Option<(&str, &str)> {
+    let after = uri.path().strip_prefix("/api/")?;
+    let slash = after.find('/')?;
+    Some((&after[..slash], &after[slash..]))
+}
+
+/// The provider's URL for `rest`, or `None` if `rest` has dot segments: `..` would climb out of
+/// the provider's base path to endpoints the proxy is not meant to expose.
+fn upstream_uri(provider: &Provider, rest: &str, query: Option<&str>) -> Option<Uri> {
+    let dot_segment = rest.split('/').any(|segment| {
+        let decoded = percent_decode_str(segment).decode_utf8_lossy();
+        decoded == "." || decoded == ".."
+    });
+    if dot_segment {
+        return None;
+    }
+    let base = &provider.settings.base_url;
+    let uri = match query {
+        Some(query) => format!("{base}{rest}?{query}"),
+        None => format!("{base}{rest}"),
+    };
+    uri.parse().ok()
+}
+
+/// The caller's headers, less those that are not for the provider: hop-by-hop fields, `Host`
+/// (the client sets the provider's), the caller's own credentials and cookies, and the length
+/// (the body is re-framed).
+fn forwarded_headers(mut headers: HeaderMap) -> HeaderMap {
+    tower_bearer::upstream::strip_hop_by_hop(&mut headers);
+    for name in [
+        header::HOST,
+        header::AUTHORIZATION,
+        header::PROXY_AUTHORIZATION,
+        header::COOKIE,
+        header::CONTENT_LENGTH,
+    ] {
+        headers.remove(name);
+    }
+    headers
+}
+

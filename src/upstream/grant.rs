@@ -1,0 +1,710 @@
+//! The refresh grant (RFC 6749 §6) over the user's own HTTP client.
+//!
+//! [`RefreshGrant`] posts `grant_type=refresh_token` to a provider's token endpoint through any
+//! tower service `Service<http::Request<Full<Bytes>>>` (hyper-util's client, reqwest's tower
+//! service, a test double, …), authenticating as the OAuth client with `client_secret_basic`,
+//! `client_secret_post` or as a public client, optionally asking for a `scope` and RFC 8707
+//! `resource`s.
+//!
+//! Its answers are classified per RFC 6749 §5.2 *keeping the HTTP status* ([`GrantError`]), so
+//! that a revoked grant (`invalid_grant`: the user must re-authorize) is never confused with a
+//! broken client configuration (`invalid_client`, `unauthorized_client`) or an outage (5xx,
+//! timeout, network error, an answer that is not a token response).
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::service_fn;
+//! use tower_bearer::upstream::{grant::{RefreshGrant, Refresher}, store::TokenSecret};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // A token endpoint that rotates the refresh token.
+//! let token_endpoint = service_fn(|_req: Request<Full<Bytes>>| async {
+//!     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
+//!         br#"{"access_token":"at-2","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-2"}"#,
+//!     ))))
+//! });
+//! let grant = RefreshGrant::new(
+//!     token_endpoint,
+//!     "https://provider.example/oauth/token".parse().unwrap(),
+//!     "my-client",
+//! )
+//! .client_secret_basic("s3cret");
+//!
+//! let answer = grant.refresh(&TokenSecret::new("rt-1")).await.unwrap();
+//! assert_eq!(answer.access_token().expose_secret(), "at-2");
+//! assert_eq!(answer.refresh_token().unwrap().expose_secret(), "rt-2");
+//! # }
+//! ```
+
+use std::{
+    fmt,
+    future::Future,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{
+    HeaderValue, Method, Request, Response, StatusCode, Uri,
+    header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER},
+};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize as _;
+use tower::ServiceExt;
+use tower_service::Service;
+
+use super::store::{TokenSecret, UpstreamToken};
+
+/// A boxed error, as tower uses them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The default limit on a token endpoint's answer.
+pub const DEFAULT_MAX_RESPONSE: usize = 64 * 1024;
+
+/// The default time a token endpoint has to answer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Obtains a new access token with a refresh token.
+///
+/// [`RefreshGrant`] is the standard implementation; implement this for a provider with a
+/// non-standard token endpoint (or use [`refresher_fn`]).
+pub trait Refresher: Clone + Send + Sync + 'static {
+    /// Exchanges `refresh_token` for a new access token.
+    fn refresh(
+        &self,
+        refresh_token: &TokenSecret,
+    ) -> impl Future<Output = Result<TokenResponse, GrantError>> + Send + 'static;
+}
+
+/// A [`Refresher`] from a closure, see [`refresher_fn`].
+#[derive(Clone, Copy)]
+pub struct RefresherFn<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for RefresherFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefresherFn")
+            .field("f", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
+/// A [`Refresher`] from a closure `Fn(TokenSecret) -> impl Future<Output = Result<TokenResponse,
+/// GrantError>>`.
+pub fn refresher_fn<F, Fut>(f: F) -> RefresherFn<F>
+where
+    F: Fn(TokenSecret) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<TokenResponse, GrantError>> + Send + 'static,
+{
+    RefresherFn { f }
+}
+
+impl<F, Fut> Refresher for RefresherFn<F>
+where
+    F: Fn(TokenSecret) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<TokenResponse, GrantError>> + Send + 'static,
+{
+    fn refresh(
+        &self,
+        refresh_token: &TokenSecret,
+    ) -> impl Future<Output = Result<TokenResponse, GrantError>> + Send + 'static {
+        (self.f)(refresh_token.clone())
+    }
+}
+
+/// How the OAuth client authenticates at the token endpoint (RFC 6749 §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// HTTP Basic with the form-urlencoded client id and secret (`client_secret_basic`).
+    SecretBasic,
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`).
+    SecretPost,
+    /// A public client: only `client_id` in the form body.
+    None,
+}
+
+/// The refresh grant of one provider, over the HTTP client `C`.
+///
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct RefreshGrant<C> {
+    client: C,
+    config: Arc<GrantConfig>,
+}
+
+#[derive(Clone)]
+struct GrantConfig {
+    token_endpoint: Uri,
+    client_id: String,
+    client_secret: Option<TokenSecret>,
+    auth: ClientAuth,
+    scope: Option<String>,
+    resources: Vec<String>,
+    timeout: Duration,
+    max_response: usize,
+}
+
+impl<C> fmt::Debug for RefreshGrant<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("RefreshGrant")
+            .field("token_endpoint", &c.token_endpoint)
+            .field("client_id", &c.client_id)
+            .field("client_secret", &c.client_secret)
+            .field("auth", &c.auth)
+            .field("scope", &c.scope)
+            .field("resources", &c.resources)
+            .field("timeout", &c.timeout)
+            .finish()
+    }
+}
+
+impl<C> RefreshGrant<C> {
+    /// A public client `client_id` refreshing at `token_endpoint` (an absolute URI) through
+    /// `client`.
+    pub fn new(client: C, token_endpoint: Uri, client_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            config: Arc::new(GrantConfig {
+                token_endpoint,
+                client_id: client_id.into(),
+                client_secret: None,
+                auth: ClientAuth::None,
+                scope: None,
+                resources: Vec::new(),
+                timeout: DEFAULT_TIMEOUT,
+                max_response: DEFAULT_MAX_RESPONSE,
+            }),
+        }
+    }
+
+    /// Authenticates with `client_secret_basic` (RFC 6749 §2.3.1).
+    pub fn client_secret_basic(self, secret: impl Into<TokenSecret>) -> Self {
+        self.with_config(|c| {
+            c.client_secret = Some(secret.into());
+            c.auth = ClientAuth::SecretBasic;
+        })
+    }
+
+    /// Authenticates with `client_secret_post` (RFC 6749 §2.3.1).
+    pub fn client_secret_post(self, secret: impl Into<TokenSecret>) -> Self {
+        self.with_config(|c| {
+            c.client_secret = Some(secret.into());
+            c.auth = ClientAuth::SecretPost;
+        })
+    }
+
+    /// Asks for `scope` (space-separated) on every refresh; it must not exceed the granted
+    /// scope (RFC 6749 §6). Unset, the new token has the scope of the old one.
+    pub fn scope(self, scope: impl Into<String>) -> Self {
+        self.with_config(|c| c.scope = Some(scope.into()))
+    }
+
+    /// Asks for a token for `resource` (RFC 8707 §2.2); may be called more than once.
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.with_config(|c| c.resources.push(resource.into()))
+    }
+
+    /// How long the token endpoint has to answer ([`DEFAULT_TIMEOUT`] unless set).
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.with_config(|c| c.timeout = timeout)
+    }
+
+    /// The largest answer read ([`DEFAULT_MAX_RESPONSE`] unless set); a longer one is treated as
+    /// unparseable.
+    pub fn max_response(self, bytes: usize) -> Self {
+        self.with_config(|c| c.max_response = bytes)
+    }
+
+    /// The client authentication method.
+    pub fn client_auth(&self) -> ClientAuth {
+        self.config.auth
+    }
+
+    /// The token endpoint.
+    pub fn token_endpoint(&self) -> &Uri {
+        &self.config.token_endpoint
+    }
+
+    fn with_config(mut self, f: impl FnOnce(&mut GrantConfig)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The token request for `refresh_token`.
+    fn request(&self, refresh_token: &TokenSecret) -> Request<Full<Bytes>> {
+        let c = &self.config;
+        let mut form = Form::default();
+        form.push("grant_type", "refresh_token");
+        form.push("refresh_token", refresh_token.expose_secret());
+        if let Some(scope) = &c.scope {
+            form.push("scope", scope);
+        }
+        for resource in &c.resources {
+            form.push("resource", resource);
+        }
+        let mut request = Request::new(Full::default());
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = c.token_endpoint.clone();
+        let headers = request.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        match (c.auth, &c.client_secret) {
+            (ClientAuth::SecretBasic, Some(secret)) => {
+                // RFC 6749 §2.3.1: both parts form-urlencoded before base64.
+                let credentials = format!(
+                    "{}:{}",
+                    form_encode(&c.client_id),
+                    form_encode(secret.expose_secret())
+                );
+                let value = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(credentials)
+                );
+                if let Ok(mut value) = HeaderValue::try_from(value) {
+                    value.set_sensitive(true);
+                    headers.insert(AUTHORIZATION, value);
+                }
+            }
+            (ClientAuth::SecretPost, Some(secret)) => {
+                form.push("client_id", &c.client_id);
+                form.push("client_secret", secret.expose_secret());
+            }
+            _ => form.push("client_id", &c.client_id),
+        }
+        *request.body_mut() = Full::new(Bytes::from(form.0));
+        request
+    }
+}
+
+impl<C, B> Refresher for RefreshGrant<C>
+where
+    C: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    C::Future: Send,
+    C::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn refresh(
+        &self,
+        refresh_token: &TokenSecret,
+    ) -> impl Future<Output = Result<TokenResponse, GrantError>> + Send + 'static {
+        let request = self.request(refresh_token);
+        let client = self.client.clone();
+        let timeout = self.config.timeout;
+        let max_response = self.config.max_response;
+        async move {
+            let exchange = async move {
+                let response = client
+                    .oneshot(request)
+                    .await
+                    .map_err(|e| GrantError::Unreachable(Arc::from(e.into())))?;
+                let (parts, body) = response.into_parts();
+                let body = Limited::new(body, max_response)
+                    .collect()
+                    .await
+                    .map(|collected| collected.to_bytes());
+                Ok::<_, GrantError>((parts, body))
+            };
+            let (parts, body) = tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| GrantError::TimedOut(timeout))??;
+            let retry_after = parts
+                .headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let body = body.map_err(|_| GrantError::Unparseable {
+                status: parts.status,
+            })?;
+            classify_answer(parts.status, retry_after, &body)
+        }
+    }
+}
+
+/// Classifies a token endpoint's answer (RFC 6749 §5.1, §5.2).
+fn classify_answer(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<TokenResponse, GrantError> {
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(GrantError::Unavailable {
+            status,
+            retry_after,
+        });
+    }
+    if status.is_success() {
+        let answer: Answer =
+            serde_json::from_slice(body).map_err(|_| GrantError::Unparseable { status })?;
+        return answer.into_response(status);
+    }
+    let code = serde_json::from_slice::<ErrorAnswer>(body)
+        .ok()
+        .map(|e| e.error);
+    match code.as_deref() {
+        Some("invalid_grant") => Err(GrantError::InvalidGrant { status }),
+        Some(
+            code @ ("invalid_client"
+            | "unauthorized_client"
+            | "invalid_request"
+            | "unsupported_grant_type"
+            | "invalid_scope"
+            | "invalid_target"),
+        ) => Err(GrantError::Misconfigured {
+            status,
+            error: code.to_owned(),
+        }),
+        // No parseable error code: only a failed client authentication is recognisable by
+        // its status alone (RFC 6749 §5.2 allows 401 for `invalid_client`).
+        None if status == StatusCode::UNAUTHORIZED => Err(GrantError::Misconfigured {
+            status,
+            error: "invalid_client".to_owned(),
+        }),
+        // `temporarily_unavailable`, `server_error`, unknown codes and unreadable answers: nothing
+        // says the grant is gone, so keep it and try again later.
+        Some(_) => Err(GrantError::Unavailable {
+            status,
+            retry_after,
+        }),
+        None => Err(GrantError::Unparseable { status }),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Answer {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+impl Answer {
+    fn into_response(self, status: StatusCode) -> Result<TokenResponse, GrantError> {
+        if self.access_token.is_empty() {
+            return Err(GrantError::Unparseable { status });
+        }
+        // Only bearer tokens can be attached as `Authorization: Bearer` (RFC 6750); DPoP-bound
+        // tokens need a proof this crate does not make yet.
+        if let Some(token_type) = &self.token_type
+            && !token_type.eq_ignore_ascii_case("bearer")
+        {
+            return Err(GrantError::Misconfigured {
+                status,
+                error: "unsupported_token_type".to_owned(),
+            });
+        }
+        Ok(TokenResponse {
+            access_token: TokenSecret::new(self.access_token),
+            expires_in: self.expires_in.map(Duration::from_secs),
+            refresh_token: self
+                .refresh_token
+                .filter(|t| !t.is_empty())
+                .map(TokenSecret::new),
+            scope: self.scope,
+        })
+    }
+}
+
+/// `expires_in` as a number, or (as some providers send it) a numeric string.
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Seconds {
+        Number(u64),
+        Float(f64),
+        Text(String),
+    }
+    Ok(match Option::<Seconds>::deserialize(d)? {
+        Some(Seconds::Number(n)) => Some(n),
+        Some(Seconds::Float(f)) if f.is_finite() && f >= 0.0 => Some(f as u64),
+        Some(Seconds::Text(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorAnswer {
+    error: String,
+}
+
+/// A successful token endpoint answer (RFC 6749 §5.1). Its `Debug` output redacts the tokens.
+#[derive(Clone, Debug)]
+pub struct TokenResponse {
+    access_token: TokenSecret,
+    expires_in: Option<Duration>,
+    refresh_token: Option<TokenSecret>,
+    scope: Option<String>,
+}
+
+impl TokenResponse {
+    /// A response carrying `access_token` and nothing else.
+    pub fn new(access_token: impl Into<TokenSecret>) -> Self {
+        Self {
+            access_token: access_token.into(),
+            expires_in: None,
+            refresh_token: None,
+            scope: None,
+        }
+    }
+
+    /// Sets the lifetime of the access token.
+    pub fn with_expires_in(mut self, lifetime: Duration) -> Self {
+        self.expires_in = Some(lifetime);
+        self
+    }
+
+    /// Sets a (rotated) refresh token.
+    pub fn with_refresh_token(mut self, refresh_token: impl Into<TokenSecret>) -> Self {
+        self.refresh_token = Some(refresh_token.into());
+        self
+    }
+
+    /// Sets the granted scope (space-separated).
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// The new access token.
+    pub fn access_token(&self) -> &TokenSecret {
+        &self.access_token
+    }
+
+    /// Its lifetime, if the provider said.
+    pub fn expires_in(&self) -> Option<Duration> {
+        self.expires_in
+    }
+
+    /// A new refresh token, if the provider rotated it.
+    pub fn refresh_token(&self) -> Option<&TokenSecret> {
+        self.refresh_token.as_ref()
+    }
+
+    /// The granted scope, if it differs from the requested one (RFC 6749 §5.1).
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The link after this refresh: the new access token and expiry; the rotated refresh token,
+    /// or `previous`'s when none was issued (RFC 6749 §6); the new scopes, or `previous`'s.
+    /// The re-authorization mark is cleared.
+    pub fn apply_to(&self, previous: &UpstreamToken, now: SystemTime) -> UpstreamToken {
+        let mut next = UpstreamToken::new(self.access_token.clone());
+        if let Some(lifetime) = self.expires_in {
+            next = next.with_expires_at(now + lifetime);
+        }
+        if let Some(refresh) = self.refresh_token.as_ref().or(previous.refresh_token()) {
+            next = next.with_refresh_token(refresh.clone());
+        }
+        match &self.scope {
+            Some(scope) => next.with_scopes(scope.split_ascii_whitespace()),
+            None => next.with_scopes(previous.scopes().iter().cloned()),
+        }
+    }
+}
+
+/// Why a refresh failed, keeping the token endpoint's HTTP status.
+///
+/// Never contains a token; error codes are the provider's RFC 6749 §5.2 codes.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// `invalid_grant`: the refresh token is expired, revoked or was replayed. The user has to
+    /// authorize again.
+    #[error("the token endpoint refused the refresh token (HTTP {status}, invalid_grant)")]
+    InvalidGrant {
+        /// The token endpoint's status.
+        status: StatusCode,
+    },
+    /// The token endpoint refused our client or request (`invalid_client`,
+    /// `unauthorized_client`, `invalid_request`, `invalid_scope`, …): our configuration is wrong.
+    #[error("the token endpoint refused the client configuration (HTTP {status}, {error})")]
+    Misconfigured {
+        /// The token endpoint's status.
+        status: StatusCode,
+        /// The RFC 6749 §5.2 error code.
+        error: String,
+    },
+    /// A 5xx or 429 answer, or an error code that does not say the grant is gone.
+    #[error("the token endpoint is unavailable (HTTP {status})")]
+    Unavailable {
+        /// The token endpoint's status.
+        status: StatusCode,
+        /// The token endpoint's `Retry-After`, when given in seconds.
+        retry_after: Option<Duration>,
+    },
+    /// An answer that is not a token response (or an RFC 6749 §5.2 error), or is too long.
+    #[error("the token endpoint's answer (HTTP {status}) is not a token response")]
+    Unparseable {
+        /// The token endpoint's status.
+        status: StatusCode,
+    },
+    /// No answer in time.
+    #[error("the token endpoint did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// The request failed before an answer (connection refused, DNS, TLS, …).
+    #[error("the token endpoint could not be reached")]
+    Unreachable(#[source] Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl GrantError {
+    /// The token endpoint's HTTP status, when it answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::InvalidGrant { status }
+            | Self::Misconfigured { status, .. }
+            | Self::Unavailable { status, .. }
+            | Self::Unparseable { status } => Some(*status),
+            Self::TimedOut(_) | Self::Unreachable(_) => None,
+        }
+    }
+
+    /// Whether the grant is gone and the user must authorize again.
+    pub fn needs_reauthorization(&self) -> bool {
+        matches!(self, Self::InvalidGrant { .. })
+    }
+
+    /// Whether our own client configuration is at fault.
+    pub fn is_misconfiguration(&self) -> bool {
+        matches!(self, Self::Misconfigured { .. })
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        !self.needs_reauthorization() && !self.is_misconfiguration()
+    }
+
+    /// How long to wait before trying again, when the token endpoint said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` unreserved characters: `*-._` and alphanumerics.
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+
+fn form_encode(value: &str) -> String {
+    utf8_percent_encode(value, FORM).to_string()
+}
+
+#[derive(Default)]
+struct Form(String);
+
+impl Form {
+    fn push(&mut self, name: &str, value: &str) {
+        if !self.0.is_empty() {
+            self.0.push('&');
+        }
+        self.0.push_str(name);
+        self.0.push('=');
+        self.0.extend(utf8_percent_encode(value, FORM));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(status: u16, body: &str) -> Result<TokenResponse, GrantError> {
+        classify_answer(StatusCode::from_u16(status).unwrap(), None, body.as_bytes())
+    }
+
+    #[test]
+    fn success_and_rotation() {
+        let ok = classify(
+            200,
+            r#"{"access_token":"a","token_type":"bearer","expires_in":"60","refresh_token":"r"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.expires_in(), Some(Duration::from_secs(60)));
+        let previous = UpstreamToken::new("old")
+            .with_refresh_token("r0")
+            .with_scopes(["x"]);
+        let now = SystemTime::now();
+        let next = ok.apply_to(&previous, now);
+        assert_eq!(next.refresh_token().unwrap().expose_secret(), "r");
+        assert_eq!(next.scopes(), ["x"]);
+        // Without rotation the old refresh token stays.
+        let kept = classify(200, r#"{"access_token":"a","token_type":"Bearer"}"#)
+            .unwrap()
+            .apply_to(&previous, now);
+        assert_eq!(kept.refresh_token().unwrap().expose_secret(), "r0");
+        assert_eq!(kept.expires_at(), None);
+    }
+
+    #[test]
+    fn errors_keep_status_and_kind() {
+        let e = classify(400, r#"{"error":"invalid_grant"}"#).unwrap_err();
+        assert!(e.needs_reauthorization());
+        assert_eq!(e.status(), Some(StatusCode::BAD_REQUEST));
+        let e = classify(401, r#"{"error":"invalid_client"}"#).unwrap_err();
+        assert!(e.is_misconfiguration());
+        let e = classify(400, r#"{"error":"unauthorized_client"}"#).unwrap_err();
+        assert!(e.is_misconfiguration());
+        let e = classify(401, "").unwrap_err();
+        assert!(e.is_misconfiguration());
+        for (status, body) in [
+            (500, r#"{"error":"invalid_grant"}"#),
+            (503, ""),
+            (429, ""),
+            (200, "<html>"),
+            (200, r#"{"token_type":"bearer"}"#),
+            (400, "<html>"),
+            (400, r#"{"error":"temporarily_unavailable"}"#),
+        ] {
+            let e = classify(status, body).unwrap_err();
+            assert!(e.is_transient(), "{status} {body}: {e:?}");
+            assert_eq!(e.status(), Some(StatusCode::from_u16(status).unwrap()));
+        }
+        let e = classify(200, r#"{"access_token":"a","token_type":"DPoP"}"#).unwrap_err();
+        assert!(e.is_misconfiguration());
+    }
+
+    #[test]
+    fn request_shapes() {
+        let grant = RefreshGrant::new((), Uri::from_static("https://p.example/token"), "id:1")
+            .client_secret_basic("s&cret")
+            .scope("a b")
+            .resource("https://api.example/");
+        let request = grant.request(&TokenSecret::new("r+1"));
+        assert_eq!(request.method(), Method::POST);
+        let auth = request.headers()[AUTHORIZATION].to_str().unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.strip_prefix("Basic ").unwrap())
+            .unwrap();
+        assert_eq!(decoded, b"id%3A1:s%26cret");
+        assert!(request.headers()[AUTHORIZATION].is_sensitive());
+
+        let grant = RefreshGrant::new((), Uri::from_static("https://p.example/token"), "id")
+            .client_secret_post("s");
+        let request = grant.request(&TokenSecret::new("r"));
+        assert!(request.headers().get(AUTHORIZATION).is_none());
+        let debug = format!("{grant:?}");
+        assert!(!debug.contains("\"s\""), "{debug}");
+    }
+}

@@ -1,0 +1,113 @@
+use std::{fmt, sync::Arc, time::Duration};
+
+use tower_layer::Layer;
+
+use super::{
+    Config, DEFAULT_REPLAY_LIMIT, DEFAULT_RETRY_AFTER, DEFAULT_SKEW, RefreshAndRetry, Shared,
+    flight::Flights,
+};
+use crate::emit::proxy_status::ProxyStatus;
+
+/// [`Layer`] that applies [`RefreshAndRetry`] for one provider; see the
+/// [module docs](super).
+///
+/// Every service it makes shares one single-flight table, so build the layer once per provider.
+#[derive(Clone)]
+pub struct RefreshAndRetryLayer<St, R> {
+    store: St,
+    refresher: R,
+    config: Config,
+    flights: Arc<Flights>,
+}
+
+impl<St, R> RefreshAndRetryLayer<St, R> {
+    /// Attaches tokens of `provider` from `store`, refreshing them with `refresher` (usually a
+    /// [`RefreshGrant`](crate::upstream::grant::RefreshGrant)).
+    pub fn new(provider: impl Into<Arc<str>>, store: St, refresher: R) -> Self {
+        Self {
+            store,
+            refresher,
+            config: Config {
+                provider: provider.into(),
+                connect_url: None,
+                skew: DEFAULT_SKEW,
+                replay_limit: DEFAULT_REPLAY_LIMIT,
+                retry_after: DEFAULT_RETRY_AFTER,
+                forbidden_status: forbidden_status("tower-bearer"),
+            },
+            flights: Arc::default(),
+        }
+    }
+
+    /// Where users connect this provider again: sent as a `Link` on a re-authorization
+    /// failure (row U4), and as the `303` target for browser navigations. May be relative.
+    pub fn connect_url(mut self, url: impl Into<Arc<str>>) -> Self {
+        self.config.connect_url = Some(url.into());
+        self
+    }
+
+    /// Refreshes tokens that expire within `skew` before using them (row U3).
+    pub fn refresh_skew(mut self, skew: Duration) -> Self {
+        self.config.skew = skew;
+        self
+    }
+
+    /// Keeps up to `bytes` of each request body to send it again after a refresh. Longer bodies
+    /// are streamed, and a request with one is not retried
+    /// ([`BodyNotReplayable`](crate::upstream::UpstreamError::BodyNotReplayable)).
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        self.config.replay_limit = bytes;
+        self
+    }
+
+    /// The `Retry-After` of a failed refresh when the token endpoint gave none.
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.config.retry_after = after;
+        self
+    }
+
+    /// The name of this service in the `Proxy-Status` of passed-on `403`s (row U6): use the
+    /// [`Emitter`](crate::emit::Emitter)'s, `emitter.proxy()`.
+    pub fn proxy_name(mut self, name: &str) -> Self {
+        self.config.forbidden_status = forbidden_status(name);
+        self
+    }
+}
+
+fn forbidden_status(proxy: &str) -> http::HeaderValue {
+    ProxyStatus::new(proxy)
+        .received_status(http::StatusCode::FORBIDDEN)
+        .to_header_value()
+}
+
+impl<S, St, R> Layer<S> for RefreshAndRetryLayer<St, R>
+where
+    St: Clone,
+    R: Clone,
+{
+    type Service = RefreshAndRetry<S, St, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RefreshAndRetry::from_shared(
+            inner,
+            Arc::new(Shared {
+                store: self.store.clone(),
+                refresher: self.refresher.clone(),
+                config: self.config.clone(),
+                flights: self.flights.clone(),
+            }),
+        )
+    }
+}
+
+impl<St: fmt::Debug, R> fmt::Debug for RefreshAndRetryLayer<St, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshAndRetryLayer")
+            .field("provider", &self.config.provider)
+            .field("store", &self.store)
+            .field("connect_url", &self.config.connect_url)
+            .field("skew", &self.config.skew)
+            .field("replay_limit", &self.config.replay_limit)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,390 @@
+//! Validation of opaque tokens by asking the authorization server (RFC 7662 introspection).
+
+use std::{
+    fmt,
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Request, StatusCode, Uri, header};
+use http_body_util::Full;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::{Deserialize, de::DeserializeOwned};
+
+use super::{
+    OneOrMany, StandardClaims, ValidateToken,
+    discovery::{absolute, discover},
+    fetch::{FetchError, HttpClient},
+    jwks::SourceError,
+};
+use crate::{
+    failure::{AuthError, TokenRejection},
+    token::BearerToken,
+};
+
+/// `application/x-www-form-urlencoded` keeps only these unescaped.
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'*');
+
+/// Validates opaque tokens through an RFC 7662 introspection endpoint, yielding claims `C`
+/// deserialized from the introspection answer.
+///
+/// Each token is posted to the introspection endpoint with the resource server's own client
+/// credentials (`client_secret_basic`). The answer decides:
+///
+/// | introspection answer | the caller sees |
+/// |---|---|
+/// | `200`, `active: true`, `iss`/`aud`/`exp`/`nbf` acceptable | the claims reach the handler |
+/// | `200`, `active: false` (unknown, expired, revoked…) | `401 invalid_token` (row I4) |
+/// | `200`, active but wrong `iss` or `aud`, or past `exp` | `401 invalid_token` (row I4) |
+/// | network error, timeout, `5xx`, unreadable answer | `503` + `Retry-After` (row I8) |
+/// | `401`/`403` (our client credentials are refused) | `503` + `Retry-After`, logged as an error |
+///
+/// Introspection costs a round trip per token; put a [`CachedValidator`](super::CachedValidator)
+/// in front, mindful of its revocation window.
+///
+/// ```no_run
+/// use tower_bearer::validate::{HttpClient, IntrospectionValidator, StandardClaims};
+/// # fn client() -> HttpClient { unimplemented!() }
+///
+/// let validator = IntrospectionValidator::<StandardClaims>::builder(
+///         "https://login.example.com/oauth2/introspect", client())
+///     .client_credentials("my-api", "its secret")
+///     .issuer("https://login.example.com")
+///     .audience("https://api.example.com")
+///     .build()
+///     .unwrap();
+/// # let _ = validator;
+/// ```
+pub struct IntrospectionValidator<C = StandardClaims> {
+    shared: Arc<Shared>,
+    claims: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for IntrospectionValidator<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            claims: PhantomData,
+        }
+    }
+}
+
+impl<C> fmt::Debug for IntrospectionValidator<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionValidator")
+            .field("endpoint", &self.shared.endpoint)
+            .field("client_id", &self.shared.client_id)
+            .field("issuer", &self.shared.issuer)
+            .field("audiences", &self.shared.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+enum Endpoint {
+    Fixed(Uri),
+    Discovered {
+        issuer: String,
+        resolved: tokio::sync::OnceCell<Uri>,
+    },
+}
+
+struct Shared {
+    endpoint: Endpoint,
+    client: HttpClient,
+    client_id: String,
+    /// The precomputed `Authorization` value; never printed.
+    authorization: Option<http::HeaderValue>,
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    leeway: u64,
+    retry_after: Duration,
+}
+
+/// The members of an introspection answer that are checked here.
+#[derive(Deserialize)]
+struct Checked {
+    active: bool,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<OneOrMany>,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    nbf: Option<u64>,
+}
+
+impl<C> IntrospectionValidator<C> {
+    /// Introspects at `endpoint`.
+    pub fn builder(endpoint: &str, client: HttpClient) -> IntrospectionValidatorBuilder<C> {
+        IntrospectionValidatorBuilder::new(
+            absolute(endpoint, "introspection endpoint")
+                .map(Endpoint::Fixed)
+                .map_err(|_| SourceError::InvalidUrl("introspection endpoint")),
+            client,
+        )
+    }
+
+    /// Introspects at the `introspection_endpoint` of `issuer`'s discovery document (fetched at
+    /// the first token), and requires `iss`, when the answer carries one, to equal `issuer`.
+    pub fn discover(issuer: &str, client: HttpClient) -> IntrospectionValidatorBuilder<C> {
+        let endpoint = super::discovery::discovery_url(issuer)
+            .map(|_| Endpoint::Discovered {
+                issuer: issuer.to_owned(),
+                resolved: tokio::sync::OnceCell::new(),
+            })
+            .map_err(|_| SourceError::InvalidUrl("issuer"));
+        let builder = IntrospectionValidatorBuilder::new(endpoint, client);
+        builder.issuer(issuer)
+    }
+}
+
+impl Shared {
+    async fn endpoint(&self) -> Result<Uri, FetchError> {
+        match &self.endpoint {
+            Endpoint::Fixed(uri) => Ok(uri.clone()),
+            Endpoint::Discovered { issuer, resolved } => resolved
+                .get_or_try_init(|| async {
+                    let metadata = discover(&self.client, issuer).await?;
+                    let endpoint =
+                        metadata
+                            .introspection_endpoint
+                            .ok_or(FetchError::InvalidUrl {
+                                what: "introspection_endpoint (absent from the discovery document)",
+                            })?;
+                    absolute(&endpoint, "introspection_endpoint")
+                })
+                .await
+                .cloned(),
+        }
+    }
+
+    fn unavailable(&self) -> AuthError {
+        AuthError::ValidationUnavailable {
+            retry_after: self.retry_after,
+        }
+    }
+
+    async fn introspect<C: DeserializeOwned>(&self, token: &BearerToken) -> Result<C, AuthError> {
+        let endpoint = self.endpoint().await.map_err(|error| {
+            tracing::warn!(%error, "introspection endpoint discovery failed");
+            self.unavailable()
+        })?;
+        let body = format!(
+            "token={}&token_type_hint=access_token",
+            utf8_percent_encode(token.as_str(), FORM)
+        );
+        let mut request = Request::post(endpoint.clone())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| self.unavailable())?;
+        let fetched = self.client.send(request).await.map_err(|error| {
+            tracing::warn!(%error, "token introspection failed");
+            self.unavailable()
+        })?;
+        match fetched.status {
+            StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
+                tracing::error!(
+                    uri = %endpoint,
+                    status = %fetched.status,
+                    "the introspection endpoint refused our client credentials or request"
+                );
+                return Err(self.unavailable());
+            }
+            status => {
+                tracing::warn!(uri = %endpoint, %status, "token introspection failed");
+                return Err(self.unavailable());
+            }
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&fetched.body).map_err(|_| {
+            tracing::warn!(uri = %endpoint, "the introspection answer is not JSON");
+            self.unavailable()
+        })?;
+        let checked: Checked = serde_json::from_value(answer.clone()).map_err(|_| {
+            tracing::warn!(uri = %endpoint, "the introspection answer is not an RFC 7662 response");
+            self.unavailable()
+        })?;
+        self.check(&checked).map_err(AuthError::InvalidToken)?;
+        serde_json::from_value(answer)
+            .map_err(|_| AuthError::InvalidToken(TokenRejection::MissingClaim))
+    }
+
+    fn check(&self, answer: &Checked) -> Result<(), TokenRejection> {
+        if !answer.active {
+            return Err(TokenRejection::Inactive);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if answer
+            .exp
+            .is_some_and(|exp| exp.saturating_add(self.leeway) <= now)
+        {
+            return Err(TokenRejection::Expired);
+        }
+        if answer
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+        {
+            return Err(TokenRejection::NotYetValid);
+        }
+        if let (Some(expected), Some(iss)) = (&self.issuer, &answer.iss)
+            && expected != iss
+        {
+            return Err(TokenRejection::WrongIssuer);
+        }
+        if !self.audiences.is_empty() {
+            let accepted = answer
+                .aud
+                .as_ref()
+                .is_some_and(|aud| self.audiences.iter().any(|a| aud_contains(aud, a)));
+            if !accepted {
+                return Err(TokenRejection::WrongAudience);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn aud_contains(aud: &OneOrMany, value: &str) -> bool {
+    match aud {
+        OneOrMany::One(one) => one == value,
+        OneOrMany::Many(many) => many.iter().any(|a| a == value),
+    }
+}
+
+impl<C> ValidateToken for IntrospectionValidator<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Claims = C;
+    type Future = Pin<Box<dyn Future<Output = Result<C, AuthError>> + Send>>;
+
+    fn validate(&self, token: &BearerToken) -> Self::Future {
+        let shared = self.shared.clone();
+        let token = token.clone();
+        Box::pin(async move { shared.introspect(&token).await })
+    }
+}
+
+/// Configures an [`IntrospectionValidator`].
+pub struct IntrospectionValidatorBuilder<C> {
+    endpoint: Result<Endpoint, SourceError>,
+    client: HttpClient,
+    credentials: Option<(String, String)>,
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    leeway: u64,
+    retry_after: Duration,
+    claims: PhantomData<fn() -> C>,
+}
+
+impl<C> fmt::Debug for IntrospectionValidatorBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionValidatorBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.credentials.as_ref().map(|(id, _)| id))
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> IntrospectionValidatorBuilder<C> {
+    fn new(endpoint: Result<Endpoint, SourceError>, client: HttpClient) -> Self {
+        Self {
+            endpoint,
+            client,
+            credentials: None,
+            issuer: None,
+            audiences: Vec::new(),
+            leeway: 30,
+            retry_after: Duration::from_secs(5),
+            claims: PhantomData,
+        }
+    }
+
+    /// Authenticates to the endpoint with HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1).
+    pub fn client_credentials(
+        mut self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some((client_id.into(), client_secret.into()));
+        self
+    }
+
+    /// Requires the answer's `iss`, when present, to equal `issuer`.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Requires the answer's `aud` to contain this audience (or one of several, if called again).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock-skew allowance for `exp` and `nbf` in the answer, in seconds (default 30).
+    pub fn leeway(mut self, seconds: u64) -> Self {
+        self.leeway = seconds;
+        self
+    }
+
+    /// The `Retry-After` sent with a 503 when the endpoint is unavailable (default 5 s).
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// Builds the validator. Nothing is fetched yet.
+    pub fn build(self) -> Result<IntrospectionValidator<C>, SourceError> {
+        let endpoint = self.endpoint?;
+        let (client_id, authorization) = match self.credentials {
+            Some((id, secret)) => {
+                let raw = format!(
+                    "{}:{}",
+                    utf8_percent_encode(&id, FORM),
+                    utf8_percent_encode(&secret, FORM)
+                );
+                let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+                let mut value = http::HeaderValue::from_str(&format!("Basic {encoded}"))
+                    .map_err(|_| SourceError::InvalidUrl("client credentials"))?;
+                value.set_sensitive(true);
+                (id, Some(value))
+            }
+            None => (String::new(), None),
+        };
+        Ok(IntrospectionValidator {
+            shared: Arc::new(Shared {
+                endpoint,
+                client: self.client,
+                client_id,
+                authorization,
+                issuer: self.issuer,
+                audiences: self.audiences,
+                leeway: self.leeway,
+                retry_after: self.retry_after,
+            }),
+            claims: PhantomData,
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! Several issuers at once (multi-tenant): each token goes to the validator of its `iss`.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use pin_project_lite::pin_project;
+
+use super::{ValidateToken, peek};
+use crate::{
+    failure::{AuthError, TokenRejection},
+    token::BearerToken,
+};
+
+/// Routes each token to the validator registered for its `iss`.
+///
+/// The `iss` is read from the *unverified* payload only to choose the validator; that validator
+/// then verifies the signature with its own keys and checks the verified `iss` against its own
+/// policy (which [`JwksValidator`](super::JwksValidator) insists on), so a token cannot borrow
+/// another tenant's keys by lying about its issuer. A token naming no configured issuer is
+/// refused as `invalid_token` (row I4) without any fetch.
+///
+/// ```no_run
+/// use tower_bearer::validate::{ClaimsPolicy, HttpClient, Issuers, JwksValidator, StandardClaims};
+/// # fn client() -> HttpClient { unimplemented!() }
+///
+/// let mut issuers = Issuers::new();
+/// for tenant in ["https://login.example.com/a", "https://login.example.com/b"] {
+///     let validator = JwksValidator::<StandardClaims>::discover(tenant, client())
+///         .policy(ClaimsPolicy::new().audience("https://api.example.com"))
+///         .build()
+///         .unwrap();
+///     issuers = issuers.issuer(tenant, validator);
+/// }
+/// # let _ = issuers;
+/// ```
+pub struct Issuers<V> {
+    by_issuer: Arc<HashMap<String, V>>,
+}
+
+impl<V> Clone for Issuers<V> {
+    fn clone(&self) -> Self {
+        Self {
+            by_issuer: self.by_issuer.clone(),
+        }
+    }
+}
+
+impl<V> Default for Issuers<V> {
+    fn default() -> Self {
+        Self {
+            by_issuer: Arc::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for Issuers<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.by_issuer.iter()).finish()
+    }
+}
+
+impl<V> Issuers<V> {
+    /// No issuers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `validator` for tokens whose `iss` equals `issuer` exactly. The validator must
+    /// itself check the verified `iss`.
+    pub fn issuer(mut self, issuer: impl Into<String>, validator: V) -> Self
+    where
+        V: Clone,
+    {
+        Arc::make_mut(&mut self.by_issuer).insert(issuer.into(), validator);
+        self
+    }
+
+    /// The validator for `issuer`.
+    pub fn get(&self, issuer: &str) -> Option<&V> {
+        self.by_issuer.get(issuer)
+    }
+
+    /// The configured issuers.
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.by_issuer.keys().map(String::as_str)
+    }
+}
+
+impl<V: ValidateToken> ValidateToken for Issuers<V> {
+    type Claims = V::Claims;
+    type Future = IssuerFuture<V::Future>;
+
+    fn validate(&self, token: &BearerToken) -> Self::Future {
+        let chosen = match peek::issuer(token.as_str()) {
+            Ok(Some(iss)) => self.by_issuer.get(&iss).ok_or(TokenRejection::WrongIssuer),
+            Ok(None) => Err(TokenRejection::MissingClaim),
+            Err(rejection) => Err(rejection),
+        };
+        IssuerFuture {
+            state: match chosen {
+                Ok(validator) => State::Validating {
+                    future: validator.validate(token),
+                },
+                Err(rejection) => State::Refused {
+                    rejection: Some(rejection),
+                },
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Issuers`].
+    pub struct IssuerFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Refused { rejection: Option<TokenRejection> },
+        Validating { #[pin] future: F },
+    }
+}
+
+impl<F> fmt::Debug for IssuerFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuerFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, C> Future for IssuerFuture<F>
+where
+    F: Future<Output = Result<C, AuthError>>,
+{
+    type Output = Result<C, AuthError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Refused { rejection } => Poll::Ready(Err(AuthError::InvalidToken(
+                rejection.take().unwrap_or(TokenRejection::WrongIssuer),
+            ))),
+            StateProj::Validating { future } => future.poll(cx),
+        }
+    }
+}

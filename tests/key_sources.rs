@@ -1,0 +1,748 @@
+//! Key sources against a real OpenID provider (`oidc-provider` from npm, see `tests/oidc/`), over
+//! real HTTP through `ValidateBearerLayer`: discovery + JWKS (RS256, ES256), expiry, key rotation
+//! across a provider restart, outages (cached keys keep working, unknown keys → 503), several
+//! issuers, introspection of opaque tokens, the verified-token cache, and a flood of forged
+//! `kid`s costing at most one JWKS fetch per refetch interval.
+//!
+//! Needs node >= 20 and `npm ci --prefix tests/oidc`.
+
+mod support;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use axum::{Extension, Router, routing::get};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use support::{
+    Alg, CLIENT_ID, OidcConfig, OidcProvider, RESOURCE_ES256, RESOURCE_OPAQUE, RESOURCE_RS256,
+    Resource,
+    http::{HyperClient, TestResponse, get_bearer, hyper_client},
+};
+use tower_bearer::{
+    emit::Emitter,
+    failure::AuthError,
+    token::BearerToken,
+    validate::{
+        CachedValidator, ClaimsPolicy, HttpClient, IntrospectionValidator, Issuers, JwksValidator,
+        StandardClaims, ValidateBearerLayer, ValidateToken,
+    },
+};
+use tower_service::Service;
+
+const REALM: &str = "key-sources";
+const INVALID_TOKEN: &str = r#"Bearer realm="key-sources", error="invalid_token""#;
+
+/// An HTTP client that counts what it is asked to fetch, by path.
+#[derive(Clone)]
+struct Counting {
+    inner: HyperClient,
+    counts: Arc<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    discovery: AtomicUsize,
+    jwks: AtomicUsize,
+    introspection: AtomicUsize,
+}
+
+impl Counts {
+    fn jwks(&self) -> usize {
+        self.jwks.load(Ordering::SeqCst)
+    }
+    fn discovery(&self) -> usize {
+        self.discovery.load(Ordering::SeqCst)
+    }
+    fn introspection(&self) -> usize {
+        self.introspection.load(Ordering::SeqCst)
+    }
+}
+
+impl Service<Request<Full<Bytes>>> for Counting {
+    type Response = <HyperClient as Service<Request<Full<Bytes>>>>::Response;
+    type Error = <HyperClient as Service<Request<Full<Bytes>>>>::Error;
+    type Future = <HyperClient as Service<Request<Full<Bytes>>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        let counter = match request.uri().path() {
+            "/.well-known/openid-configuration" => &self.counts.discovery,
+            "/jwks" => &self.counts.jwks,
+            "/token/introspection" => &self.counts.introspection,
+            _ => &self.counts.discovery,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+        Service::call(&mut self.inner, request)
+    }
+}
+
+fn counting_client() -> (HttpClient, Arc<Counts>) {
+    let counts = Arc::new(Counts::default());
+    let service = Counting {
+        inner: hyper_client(),
+        counts: counts.clone(),
+    };
+    (
+        HttpClient::new(service).timeout(Duration::from_secs(3)),
+        counts,
+    )
+}
+
+async fn whoami(Extension(claims): Extension<StandardClaims>) -> String {
+    claims
+        .sub
+        .or(claims.client_id)
+        .unwrap_or_else(|| "anonymous".into())
+}
+
+/// Serves `GET /` behind `ValidateBearerLayer` with `validator`; returns the base URL.
+async fn serve<V>(validator: V) -> String
+where
+    V: ValidateToken<Claims = StandardClaims> + Clone + Send + Sync + 'static,
+    V::Future: Send,
+{
+    let app = Router::new()
+        .route("/", get(whoami))
+        .layer(ValidateBearerLayer::new(validator, Emitter::new(REALM)));
+    support::http::serve(app).await
+}
+
+/// A discovery-based JWKS validator for the provider's JWT resources, requiring `at+jwt`.
+fn jwks_validator(
+    provider: &OidcProvider,
+    client: HttpClient,
+    refetch: Duration,
+) -> JwksValidator<StandardClaims> {
+    JwksValidator::discover(provider.issuer(), client)
+        .policy(
+            ClaimsPolicy::new()
+                .audience(RESOURCE_RS256)
+                .audience(RESOURCE_ES256)
+                .audience("urn:tower-bearer:short")
+                .token_type("at+jwt")
+                .leeway(0),
+        )
+        .refetch_interval(refetch)
+        .build()
+        .unwrap()
+}
+
+fn assert_invalid_token(res: &TestResponse) {
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res:?}");
+    assert_eq!(
+        res.header("www-authenticate"),
+        Some(INVALID_TOKEN),
+        "{res:?}"
+    );
+}
+
+fn assert_unavailable(res: &TestResponse) {
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{res:?}");
+    assert!(
+        res.header("www-authenticate").is_none(),
+        "I8 has no challenge: {res:?}"
+    );
+    let retry: u64 = res
+        .header("retry-after")
+        .expect("503 carries Retry-After")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(retry >= 1, "{retry}");
+}
+
+fn kid_of(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// A token with the payload of `token` but a header naming `kid`, and a bogus signature.
+fn forged(token: &str, kid: &str) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let payload = token.split('.').nth(1).unwrap();
+    format!(
+        "{}.{payload}.{}",
+        b64(&format!(
+            r#"{{"alg":"RS256","typ":"at+jwt","kid":"{kid}"}}"#
+        )),
+        b64("not a signature")
+    )
+}
+
+#[tokio::test]
+async fn discovery_and_jwks_accept_rs256_and_es256_provider_tokens() {
+    let provider = OidcProvider::start(OidcConfig::new()).await;
+    let (client, counts) = counting_client();
+    let base = serve(jwks_validator(&provider, client, Duration::from_secs(10))).await;
+    let http = hyper_client();
+
+    for resource in [RESOURCE_RS256, RESOURCE_ES256] {
+        let token = provider
+            .client_credentials_token(Some(resource), "read")
+            .await;
+        let res = get_bearer(&http, &base, &token).await;
+        assert_eq!(res.status, StatusCode::OK, "{resource}: {res:?}");
+        assert_eq!(&res.body[..], CLIENT_ID.as_bytes());
+    }
+    assert_eq!(
+        provider.kid(Alg::RS256),
+        kid_of(
+            &provider
+                .client_credentials_token(Some(RESOURCE_RS256), "read")
+                .await
+        )
+    );
+    // One discovery, one JWKS fetch for both algorithms.
+    assert_eq!((counts.discovery(), counts.jwks()), (1, 1));
+
+    // Same keys, wrong token type: the provider's ID token (typ JWT, aud = client) is refused.
+    let tokens = provider
+        .authorization_code("alice", "openid read", Some(RESOURCE_RS256))
+        .await;
+    let res = get_bearer(&http, &base, &tokens.access_token).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(&res.body[..], b"alice");
+    assert_invalid_token(&get_bearer(&http, &base, tokens.id_token.as_deref().unwrap()).await);
+
+    // An opaque token is not a JWT: unreadable (row I3), no fetch.
+    let opaque = provider
+        .client_credentials_token(Some(RESOURCE_OPAQUE), "read")
+        .await;
+    assert_invalid_token(&get_bearer(&http, &base, &opaque).await);
+    assert_eq!(counts.jwks(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_provider_token_is_invalid_token() {
+    let provider = OidcProvider::start(
+        OidcConfig::new().resource("urn:tower-bearer:short", Resource::jwt(Alg::ES256).ttl(2)),
+    )
+    .await;
+    let (client, _) = counting_client();
+    let base = serve(jwks_validator(&provider, client, Duration::from_secs(10))).await;
+    let http = hyper_client();
+
+    let token = provider
+        .client_credentials_token(Some("urn:tower-bearer:short"), "read")
+        .await;
+    assert_eq!(
+        get_bearer(&http, &base, &token).await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_invalid_token(&get_bearer(&http, &base, &token).await);
+}
+
+#[tokio::test]
+async fn a_restarted_provider_with_new_keys_costs_one_refetch() {
+    let mut provider = OidcProvider::start(OidcConfig::new()).await;
+    let (client, counts) = counting_client();
+    let refetch = Duration::from_millis(300);
+    let base = serve(jwks_validator(&provider, client, refetch)).await;
+    let http = hyper_client();
+
+    let old = provider
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+    assert_eq!(get_bearer(&http, &base, &old).await.status, StatusCode::OK);
+    assert_eq!(counts.jwks(), 1);
+
+    let old_kid = provider.kid(Alg::RS256).to_owned();
+    provider.restart().await;
+    assert_ne!(
+        provider.kid(Alg::RS256),
+        old_kid,
+        "a restart means new keys"
+    );
+    tokio::time::sleep(refetch).await;
+
+    let new = provider
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+    for _ in 0..5 {
+        let res = get_bearer(&http, &base, &new).await;
+        assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    }
+    assert_eq!(counts.jwks(), 2, "exactly one refetch for the new kid");
+    assert_eq!(counts.discovery(), 1, "the jwks_uri is remembered");
+}
+
+#[tokio::test]
+async fn with_the_provider_down_cached_keys_validate_and_unknown_keys_get_503() {
+    let mut provider = OidcProvider::start(OidcConfig::new()).await;
+    let (client, counts) = counting_client();
+    let refetch = Duration::from_secs(1);
+    let validator = JwksValidator::<StandardClaims>::discover(provider.issuer(), client)
+        .policy(
+            ClaimsPolicy::new()
+                .audience(RESOURCE_RS256)
+                .token_type("at+jwt"),
+        )
+        .refetch_interval(refetch)
+        // Keys go stale at once: every later request would like to refresh them.
+        .cache_ttl_bounds(Duration::ZERO, Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let base = serve(validator).await;
+    let http = hyper_client();
+
+    let known = provider
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+    assert_eq!(
+        get_bearer(&http, &base, &known).await.status,
+        StatusCode::OK
+    );
+
+    // The provider comes back with new keys, issues a token, and goes down before we saw them.
+    provider.restart().await;
+    let unknown = provider
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+    provider.stop().await;
+    tokio::time::sleep(refetch).await;
+    let before = counts.jwks() + counts.discovery();
+
+    for _ in 0..3 {
+        let res = get_bearer(&http, &base, &known).await;
+        assert_eq!(
+            res.status,
+            StatusCode::OK,
+            "stale cached keys keep validating: {res:?}"
+        );
+    }
+    assert_unavailable(&get_bearer(&http, &base, &unknown).await);
+    // Within the refetch interval the outage is not asked again.
+    assert_unavailable(&get_bearer(&http, &base, &unknown).await);
+    let attempts = counts.jwks() + counts.discovery() - before;
+    assert!(
+        (1..=2).contains(&attempts),
+        "one attempt (plus rediscovery), got {attempts}"
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_down_at_start_gets_503_never_401() {
+    let mut provider = OidcProvider::start(OidcConfig::new()).await;
+    let token = provider
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+    provider.stop().await;
+
+    let (client, counts) = counting_client();
+    let base = serve(jwks_validator(&provider, client, Duration::from_secs(10))).await;
+    let http = hyper_client();
+    for _ in 0..5 {
+        assert_unavailable(&get_bearer(&http, &base, &token).await);
+    }
+    assert_eq!(
+        counts.discovery(),
+        1,
+        "one attempt per refetch interval, not one per request"
+    );
+    // Garbage is still the caller's fault, outage or not.
+    assert_invalid_token(&get_bearer(&http, &base, "not-a-jwt").await);
+}
+
+#[tokio::test]
+async fn a_thousand_forged_kids_cost_at_most_one_fetch_per_interval() {
+    let provider = OidcProvider::start(OidcConfig::new()).await;
+    let (client, counts) = counting_client();
+    let refetch = Duration::from_millis(500);
+    let base = serve(jwks_validator(&provider, client, refetch)).await;
+    let http = hyper_client();
+
+    let token = provider
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+    assert_eq!(
+        get_bearer(&http, &base, &token).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(counts.jwks(), 1);
+    tokio::time::sleep(refetch).await;
+
+    // 1,000 requests, 50 at a time, each with its own unknown kid.
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    for batch in 0..20 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..50 {
+            let (http, base, forged) = (
+                http.clone(),
+                base.clone(),
+                forged(&token, &format!("forged-{batch}-{i}")),
+            );
+            tasks.spawn(async move {
+                let res = get_bearer(&http, &base, &forged).await;
+                (
+                    res.status,
+                    res.header("www-authenticate").map(str::to_owned),
+                )
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            statuses.push(result.unwrap());
+        }
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(statuses.len(), 1000);
+    for (status, challenge) in &statuses {
+        assert_eq!(*status, StatusCode::UNAUTHORIZED);
+        assert_eq!(challenge.as_deref(), Some(INVALID_TOKEN));
+    }
+    let fetches = counts.jwks() - 1;
+    println!(
+        "1,000 forged kids in {elapsed:?}: {fetches} JWKS fetch(es), refetch interval {refetch:?}"
+    );
+    let allowed = (elapsed.as_millis() / refetch.as_millis()) as usize + 1;
+    assert!(fetches >= 1, "the first unknown kid triggers a refetch");
+    assert!(
+        fetches <= allowed,
+        "{fetches} JWKS fetches in {elapsed:?} (refetch interval {refetch:?}, at most {allowed})"
+    );
+    // The real key still works throughout.
+    assert_eq!(
+        get_bearer(&http, &base, &token).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn concurrent_unknown_kids_share_one_fetch() {
+    let provider = OidcProvider::start(OidcConfig::new()).await;
+    let (client, counts) = counting_client();
+    let validator = jwks_validator(&provider, client, Duration::from_secs(3600));
+    let token = provider
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+
+    // Nothing cached yet: 1,000 simultaneous validations with distinct unknown kids.
+    let results = futures_join_all((0..1000).map(|i| {
+        let bearer = BearerToken::new(&forged(&token, &format!("k{i}"))).unwrap();
+        validator.validate(&bearer)
+    }))
+    .await;
+    assert_eq!((counts.discovery(), counts.jwks()), (1, 1), "single flight");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(AuthError::InvalidToken(_))))
+    );
+}
+
+/// Awaits all futures concurrently on the current task.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut outputs: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(out) => outputs[i] = Some(out),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test]
+async fn several_issuers_each_with_their_own_keys() {
+    let a = OidcProvider::start(OidcConfig::new()).await;
+    let b = OidcProvider::start(OidcConfig::new()).await;
+    let (client, counts) = counting_client();
+    let issuers = Issuers::new()
+        .issuer(
+            a.issuer(),
+            jwks_validator(&a, client.clone(), Duration::from_secs(10)),
+        )
+        .issuer(
+            b.issuer(),
+            jwks_validator(&b, client, Duration::from_secs(10)),
+        );
+    let base = serve(issuers).await;
+    let http = hyper_client();
+
+    let from_a = a
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+    let from_b = b
+        .client_credentials_token(Some(RESOURCE_ES256), "read")
+        .await;
+    assert_eq!(
+        get_bearer(&http, &base, &from_a).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_bearer(&http, &base, &from_b).await.status,
+        StatusCode::OK
+    );
+    assert_eq!((counts.discovery(), counts.jwks()), (2, 2));
+
+    // A token of an issuer nobody configured: refused without any fetch.
+    let c = OidcProvider::start(OidcConfig::new()).await;
+    let from_c = c
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+    assert_invalid_token(&get_bearer(&http, &base, &from_c).await);
+    // A's token relabelled as B's: B's keys do not verify A's signature.
+    let relabelled = {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts: Vec<String> = from_a.split('.').map(str::to_owned).collect();
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&b64.decode(&parts[1]).unwrap()).unwrap();
+        claims["iss"] = b.issuer().into();
+        parts[1] = b64.encode(claims.to_string());
+        parts.join(".")
+    };
+    assert_invalid_token(&get_bearer(&http, &base, &relabelled).await);
+    assert_eq!(
+        (counts.discovery(), counts.jwks()),
+        (2, 2),
+        "no fetch for refused tokens within the interval"
+    );
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_introspected() {
+    let mut provider = OidcProvider::start(OidcConfig::new()).await;
+    let (client, counts) = counting_client();
+    let validator = IntrospectionValidator::<StandardClaims>::discover(provider.issuer(), client)
+        .client_credentials(support::CLIENT_ID, support::CLIENT_SECRET)
+        .audience(RESOURCE_OPAQUE)
+        .retry_after(Duration::from_secs(7))
+        .build()
+        .unwrap();
+    let base = serve(validator).await;
+    let http = hyper_client();
+
+    let token = provider
+        .client_credentials_token(Some(RESOURCE_OPAQUE), "read")
+        .await;
+    let res = get_bearer(&http, &base, &token).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(&res.body[..], CLIENT_ID.as_bytes());
+    assert_eq!(counts.introspection(), 1);
+
+    // Inactive: revoked, or never issued.
+    assert_eq!(provider.revoke(&token).await, StatusCode::OK);
+    assert_invalid_token(&get_bearer(&http, &base, &token).await);
+    assert_invalid_token(&get_bearer(&http, &base, "no-such-token").await);
+    // Active, but for another audience (the audience-less client_credentials token).
+    let other = provider.client_credentials_token(None, "read").await;
+    assert_eq!(provider.introspect(&other).await["active"], true);
+    assert_invalid_token(&get_bearer(&http, &base, &other).await);
+
+    // The endpoint down: 503 with the configured Retry-After.
+    let fresh = provider
+        .client_credentials_token(Some(RESOURCE_OPAQUE), "read")
+        .await;
+    provider.stop().await;
+    let res = get_bearer(&http, &base, &fresh).await;
+    assert_unavailable(&res);
+    assert_eq!(res.header("retry-after"), Some("7"));
+}
+
+/// Counts validations that reach the wrapped validator.
+#[derive(Clone)]
+struct CountCalls<V> {
+    inner: V,
+    calls: Arc<AtomicUsize>,
+}
+
+impl<V: ValidateToken> ValidateToken for CountCalls<V> {
+    type Claims = V::Claims;
+    type Future = V::Future;
+    fn validate(&self, token: &BearerToken) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.validate(token)
+    }
+}
+
+#[tokio::test]
+async fn the_cache_answers_repeats_but_never_past_exp() {
+    let provider = OidcProvider::start(
+        OidcConfig::new().resource("urn:tower-bearer:short", Resource::jwt(Alg::RS256).ttl(2)),
+    )
+    .await;
+    let (client, _) = counting_client();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let validator = CachedValidator::new(CountCalls {
+        inner: jwks_validator(&provider, client, Duration::from_secs(10)),
+        calls: calls.clone(),
+    })
+    .max_ttl(Duration::from_secs(300));
+    let base = serve(validator).await;
+    let http = hyper_client();
+
+    let token = provider
+        .client_credentials_token(Some("urn:tower-bearer:short"), "read")
+        .await;
+    for _ in 0..10 {
+        assert_eq!(
+            get_bearer(&http, &base, &token).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "verified once, then answered from the cache"
+    );
+
+    // Refusals are not cached.
+    let bad = forged(&token, "nope");
+    assert_invalid_token(&get_bearer(&http, &base, &bad).await);
+    assert_invalid_token(&get_bearer(&http, &base, &bad).await);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    // The entry dies with the token, though max_ttl is 5 minutes (jsonwebtoken itself accepts
+    // a token during the second of its `exp`, hence 3 s for a 2 s token).
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_invalid_token(&get_bearer(&http, &base, &token).await);
+}
+
+#[tokio::test]
+async fn the_provider_harness_runs_the_code_flow_with_refresh_rotation() {
+    // Issue 5 scripts against this: login + consent as form posts, refresh-token rotation.
+    let mut provider = OidcProvider::start(OidcConfig::new()).await;
+    let tokens = provider
+        .authorization_code("bob", "openid offline_access read", Some(RESOURCE_ES256))
+        .await;
+    assert_eq!(kid_of(&tokens.access_token), provider.kid(Alg::ES256));
+    let first = tokens
+        .refresh_token
+        .expect("offline_access + prompt=consent yields a refresh token");
+    let res = provider.refresh(&first).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let second = res.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(first, second, "rotated");
+    let replay = provider.refresh(&first).await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST);
+    assert_eq!(replay.json()["error"], "invalid_grant");
+    // Replaying revoked the grant: the rotated token is dead too.
+    assert_eq!(
+        provider.refresh(&second).await.json()["error"],
+        "invalid_grant"
+    );
+
+    let port = provider.port();
+    provider.restart().await;
+    assert_eq!(provider.port(), port);
+    provider.stop().await;
+    assert!(!provider.is_running());
+}
+
+/// Everything a TRACE-level subscriber writes.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn tokens_and_secrets_stay_out_of_logs_debug_and_errors() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    // Tokio's current-thread test runtime runs the server's tasks on this thread too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut provider = OidcProvider::start(OidcConfig::new()).await;
+    let (client, _) = counting_client();
+    let jwks = jwks_validator(&provider, client.clone(), Duration::from_millis(100));
+    const SECRET: &str = "a-wrong-secret-that-must-not-leak";
+    let wrong_secret =
+        IntrospectionValidator::<StandardClaims>::discover(provider.issuer(), client.clone())
+            .client_credentials(CLIENT_ID, SECRET)
+            .build()
+            .unwrap();
+    let jwks_base = serve(CachedValidator::new(jwks.clone())).await;
+    let introspect_base = serve(wrong_secret.clone()).await;
+    let http = hyper_client();
+
+    let jwt = provider
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+    let opaque = provider
+        .client_credentials_token(Some(RESOURCE_OPAQUE), "read")
+        .await;
+    assert_eq!(
+        get_bearer(&http, &jwks_base, &jwt).await.status,
+        StatusCode::OK
+    );
+    // Our credentials refused by the endpoint: 503, logged as an error.
+    assert_unavailable(&get_bearer(&http, &introspect_base, &opaque).await);
+    // Rotation and outage paths.
+    provider.restart().await;
+    let rotated = provider
+        .client_credentials_token(Some(RESOURCE_RS256), "read")
+        .await;
+    provider.stop().await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_unavailable(&get_bearer(&http, &jwks_base, &rotated).await);
+    assert_unavailable(&get_bearer(&http, &introspect_base, &opaque).await);
+
+    let mut seen = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    assert!(
+        seen.contains("fetching the JWKS failed"),
+        "the capture works: {seen}"
+    );
+    assert!(seen.contains("refused our client credentials"), "{seen}");
+    let err = jwks.refresh().await.unwrap_err();
+    seen.push_str(&format!(
+        "{err} {err:?} {jwks:?} {wrong_secret:?} {client:?}"
+    ));
+    for secret in [jwt.as_str(), opaque.as_str(), rotated.as_str(), SECRET] {
+        assert!(!seen.contains(secret), "a token or secret leaked");
+        for part in secret.split('.').filter(|p| p.len() >= 16) {
+            assert!(!seen.contains(part), "part of a token leaked");
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! The outbound contract (rows U1–U9) over real HTTP: a test provider API and token endpoint, a
+//! gateway that calls them through `RefreshAndRetry` + `ClassifyUpstream`, and a caller.
+
+#[path = "upstream/fixtures.rs"]
+mod fixtures;
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use fixtures::*;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::sync::Barrier;
+use tower::ServiceExt;
+use tower_bearer::{
+    emit::BodyMode,
+    upstream::{
+        CONNECT_RELATION, LinkKey, ReauthReason, UpstreamClass, UpstreamError, UpstreamToken,
+        classify::{Standard, UpstreamFailureClass},
+    },
+};
+use tower_http::classify::{ClassifiedResponse, ClassifyResponse};
+
+const PROBLEM_BASE: &str = "https://docs.rs/tower-bearer/latest/tower_bearer/problem/#";
+
+fn link_header() -> String {
+    format!(r#"<{CONNECT}>; rel="{CONNECT_RELATION}""#)
+}
+
+fn assert_problem(answer: &Answer, slug: &str) {
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/problem+json")
+    );
+    let json = answer.json();
+    assert_eq!(json["type"], format!("{PROBLEM_BASE}{slug}"), "{json}");
+    assert_eq!(json["status"], answer.status.as_u16());
+    assert_eq!(json["provider"], PROVIDER);
+}
+
+/// The stored link still holds `at-0` / `rt-0`, unmarked.
+fn assert_link_intact(world: &World) {
+    let link = world.store.get(&key()).unwrap();
+    assert_eq!(link.access_token().expose_secret(), "at-0");
+    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-0");
+    assert!(!link.needs_reauthorization());
+}
+
+// ---------------------------------------------------------------------------------------------
+// U1
+
+#[tokio::test]
+async fn u1_not_auth_related_passes_through_without_hop_by_hop_headers() {
+    let world = world(Options::default()).await;
+    world.store.insert(key(), UpstreamToken::new("good"));
+    world.api.accept("good");
+
+    let answer = world.get("/hop").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "hop");
+    assert_eq!(answer.header("x-upstream"), Some("yes"));
+    // Named in the provider's `Connection`: hop-by-hop, removed.
+    assert_eq!(answer.header("x-private"), None);
+    assert_eq!(answer.header("proxy-status"), None);
+
+    // The caller's own credentials never reach the provider: the link's token replaces them.
+    let answer = world
+        .call(
+            Method::POST,
+            "/echo",
+            &[("authorization", "Bearer callers-own-token")],
+            b"payload",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "payload");
+    assert_eq!(world.api.tokens_seen(), ["good", "good"]);
+    assert_eq!(world.token_endpoint.calls(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// U2, U3
+
+#[tokio::test]
+async fn u2_rejected_token_is_refreshed_once_and_the_request_retried_with_its_body() {
+    let world = world(Options::default()).await;
+    world.store.insert(key(), stale_link());
+
+    let answer = world
+        .call(
+            Method::POST,
+            "/echo",
+            &[("content-type", "application/json")],
+            br#"{"n":1}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, r#"{"n":1}"#, "the retry replays the body");
+    assert_eq!(world.api.tokens_seen(), ["at-0", "at-1"]);
+    assert_eq!(world.token_endpoint.calls(), 1);
+
+    let link = world.store.get(&key()).unwrap();
+    assert_eq!(link.access_token().expose_secret(), "at-1");
+    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-1");
+    assert_eq!(link.scopes(), ["files.read"]);
+
+    // The grant: client_secret_basic, scope and resource (RFC 8707).
+    let (form, auth) = world.token_endpoint.requests.lock().unwrap()[0].clone();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(field("grant_type"), Some("refresh_token"));
+    assert_eq!(field("refresh_token"), Some("rt-0"));
+    assert_eq!(field("scope"), Some("files.read"));
+    assert_eq!(field("resource"), Some("https://api.acme.example/"));
+    assert_eq!(field("client_secret"), None);
+    assert_eq!(auth.as_deref(), Some("Basic Z3ctY2xpZW50Omd3LXNlY3JldA=="));
+}
+
+#[tokio::test]
+async fn u2_403_with_bearer_invalid_token_and_client_secret_post() {
+    let world = world(Options {
+        secret_post: true,
+        ..Options::default()
+    })
+    .await;
+    world.store.insert(key(), stale_link());
+
+    let answer = world.get("/invalid-403").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(world.api.tokens_seen(), ["at-0", "at-1"]);
+    let (form, auth) = world.token_endpoint.requests.lock().unwrap()[0].clone();
+    assert_eq!(auth, None);
+    assert!(form.contains(&("client_id".into(), "gw-client".into())));
+    assert!(form.contains(&("client_secret".into(), "gw-secret".into())));
+}
+
+#[tokio::test]
+async fn u2_power_bi_token_expired_in_the_body_is_refreshed_and_retried_transparently() {
+    let world = world(Options::default()).await;
+    world.store.insert(key(), stale_link());
+
+    let answer = world.get("/powerbi").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("proxy-status"), None);
+    assert_eq!(world.api.tokens_seen(), ["at-0", "at-1"]);
+    assert_eq!(world.token_endpoint.calls(), 1);
+}
+
+#[tokio::test]
+async fn u2_power_bi_body_is_handed_on_intact_when_not_refreshable() {
+    // Without a refresh token the 403 cannot be fixed; the classifier still read the body, and a
+    // direct client call sees the class.
+    let world = world(Options::default()).await;
+    world.store.insert(key(), stale_link());
+    world.api.reject_all.store(true, Ordering::SeqCst);
+    let mut request = Request::builder()
+        .uri(format!("http://{}/powerbi", world.api_addr))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    request.extensions_mut().insert(key());
+    let error = world.client.clone().oneshot(request).await.unwrap_err();
+    assert!(matches!(
+        error,
+        UpstreamError::ReauthRequired {
+            reason: ReauthReason::RejectedAfterRefresh,
+            received_status: Some(StatusCode::FORBIDDEN),
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn u3_token_expiring_within_the_skew_is_refreshed_before_the_call() {
+    let world = world(Options::default()).await;
+    world.api.accept("at-0");
+    world.store.insert(
+        key(),
+        UpstreamToken::new("at-0")
+            .with_refresh_token("rt-0")
+            .with_expires_in(Duration::from_secs(30)),
+    );
+
+    let answer = world.get("/data").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        world.api.tokens_seen(),
+        ["at-1"],
+        "refreshed before calling"
+    );
+    assert_eq!(world.token_endpoint.calls(), 1);
+
+    // Outside the skew now: no further refresh.
+    world.get("/data").await;
+    assert_eq!(world.token_endpoint.calls(), 1);
+}
+
+#[tokio::test]
+async fn u3_failed_refresh_ahead_of_expiry_uses_the_still_valid_token() {
+    let world = world(Options::default()).await;
+    world.api.accept("at-0");
+    world.store.insert(
+        key(),
+        UpstreamToken::new("at-0")
+            .with_refresh_token("rt-0")
+            .with_expires_in(Duration::from_secs(30)),
+    );
+    world.token_endpoint.set_mode(Mode::Unavailable);
+
+    let answer = world.get("/data").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(world.api.tokens_seen(), ["at-0"]);
+    // Not asked again on every request while it is down.
+    world.get("/data").await;
+    assert_eq!(world.token_endpoint.calls(), 1);
+    let link = world.store.get(&key()).unwrap();
+    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-0");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single flight and rotation
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_1000_concurrent_rejected_requests_cause_exactly_one_refresh() {
+    const N: usize = 1000;
+    let world = world(Options {
+        upstream_timeout: Duration::from_secs(60),
+        ..Options::default()
+    })
+    .await;
+    world.store.insert(key(), stale_link());
+    // Hold every rejection until all N requests were rejected: they all carried `at-0`.
+    *world.api.hold.lock().unwrap() = Some(Arc::new(Barrier::new(N)));
+    *world.token_endpoint.delay.lock().unwrap() = Duration::from_millis(50);
+
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let client = world.client.clone();
+            let uri = format!("http://{}/item/{i}", world.api_addr);
+            tokio::spawn(async move {
+                let mut request = Request::builder()
+                    .method(Method::PUT)
+                    .uri(uri)
+                    .body(Full::new(Bytes::from(format!("body-{i}"))))
+                    .unwrap();
+                request.extensions_mut().insert(key());
+                let response = client.oneshot(request).await.map_err(|e| e.to_string())?;
+                let status = response.status();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                Ok::<_, String>((status, body, i))
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (status, body, i) = task.await.unwrap().unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, format!("body-{i}"));
+    }
+    assert_eq!(world.api.rejections.load(Ordering::SeqCst), N);
+    assert_eq!(world.token_endpoint.calls(), 1, "exactly one refresh");
+    let tokens = world.api.tokens_seen();
+    assert_eq!(tokens.iter().filter(|t| *t == "at-0").count(), N);
+    assert_eq!(tokens.iter().filter(|t| *t == "at-1").count(), N);
+}
+
+#[tokio::test]
+async fn rotation_the_second_refresh_uses_the_first_refreshs_refresh_token() {
+    let world = world(Options::default()).await;
+    world.store.insert(key(), stale_link());
+
+    assert_eq!(world.get("/data").await.status, StatusCode::OK);
+    // The provider revokes `at-1`: the next request refreshes again, with `rt-1`.
+    world.api.valid.lock().unwrap().remove("at-1");
+    assert_eq!(world.get("/data").await.status, StatusCode::OK);
+
+    assert_eq!(
+        world.token_endpoint.refresh_tokens_presented(),
+        ["rt-0", "rt-1"]
+    );
+    assert!(!world.token_endpoint.revoked.load(Ordering::SeqCst));
+    let link = world.store.get(&key()).unwrap();
+    assert_eq!(link.access_token().expose_secret(), "at-2");
+    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-2");
+    assert_eq!(world.api.tokens_seen(), ["at-0", "at-1", "at-1", "at-2"]);
+}
+
+#[tokio::test]
+async fn without_rotation_the_old_refresh_token_is_kept() {
+    let world = world(Options {
+        rotate: false,
+        ..Options::default()
+    })
+    .await;
+    world.store.insert(key(), stale_link());
+    assert_eq!(world.get("/data").await.status, StatusCode::OK);
+    let link = world.store.get(&key()).unwrap();
+    assert_eq!(link.access_token().expose_secret(), "at-1");
+    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-0");
+}
+
+// ---------------------------------------------------------------------------------------------
+// U4
+
+#[tokio::test]
+async fn u4_rejected_without_refresh_token() {
+    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
+        let world = world(Options {
+            body_mode,
+            ..Options::default()
+        })
+        .await;
+        world.store.insert(key(), UpstreamToken::new("at-0"));
+
+        let answer = world.get("/data").await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            answer.header("www-authenticate"),
+            None,
+            "the caller's own token is fine"
+        );
+        assert_eq!(
+            answer.header("proxy-status"),
+            Some(r#"gw; received-status=401; next-hop="acme"; details="upstream_reauth_required""#)
+        );
+        assert_eq!(answer.header("link"), Some(link_header().as_str()));
+        match body_mode {
+            BodyMode::HeadersOnly => {
+                assert!(answer.body.is_empty());
+                assert_eq!(answer.header("content-type"), None);
+            }
+            _ => assert_problem(&answer, "upstream-reauth-required"),
+        }
+        assert!(world.store.get(&key()).unwrap().needs_reauthorization());
+        assert_eq!(world.token_endpoint.calls(), 0);
+
+        // Marked: the next request fails without calling anyone.
+        let again = world.get("/data").await;
+        assert_eq!(again.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            again.header("proxy-status"),
+            Some(
+                r#"gw; error=http_request_denied; next-hop="acme"; details="upstream_reauth_required""#
+            )
+        );
+        assert_eq!(world.api.tokens_seen().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn u4_invalid_grant_marks_the_link_and_keeps_the_refresh_token() {
+    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
+        let world = world(Options {
+            body_mode,
+            ..Options::default()
+        })
+        .await;
+        world.store.insert(key(), stale_link());
+        world.token_endpoint.set_mode(Mode::InvalidGrant);
+
+        let answer = world.get("/data").await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert_eq!(answer.header("www-authenticate"), None);
+        assert_eq!(
+            answer.header("proxy-status"),
+            Some(
+                r#"gw; error=http_request_denied; next-hop="acme"; details="upstream_reauth_required""#
+            )
+        );
+        assert_eq!(answer.header("link"), Some(link_header().as_str()));
+        if body_mode == BodyMode::HeadersOnly {
+            assert!(answer.body.is_empty());
+        } else {
+            assert_problem(&answer, "upstream-reauth-required");
+            assert_eq!(answer.json()["connect"], CONNECT);
+        }
+        let link = world.store.get(&key()).unwrap();
+        assert!(link.needs_reauthorization());
+        assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-0");
+    }
+}
+
+#[tokio::test]
+async fn u4_fresh_token_rejected_too_is_never_retried_twice() {
+    let world = world(Options::default()).await;
+    world.store.insert(key(), stale_link());
+    world.api.reject_all.store(true, Ordering::SeqCst);
+
+    let answer = world.get("/data").await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.header("proxy-status"),
+        Some(r#"gw; received-status=401; next-hop="acme"; details="upstream_reauth_required""#)
+    );
+    assert_eq!(
+        world.api.tokens_seen(),
+        ["at-0", "at-1"],
+        "one retry, no loop"
+    );
+    assert_eq!(world.token_endpoint.calls(), 1);
+    let link = world.store.get(&key()).unwrap();
+    assert!(link.needs_reauthorization());
+    assert_eq!(
+        link.refresh_token().unwrap().expose_secret(),
+        "rt-1",
+        "the rotated token is kept"
+    );
+}
+
+#[tokio::test]
+async fn u4_not_connected_and_browser_navigation() {
+    let world = world(Options::default()).await;
+
+    let answer = world.get("/data").await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.header("proxy-status"),
+        Some(
+            r#"gw; error=http_request_denied; next-hop="acme"; details="upstream_reauth_required""#
+        )
+    );
+
+    // A browser navigating gets sent to the connect flow.
+    let answer = world
+        .call(
+            Method::GET,
+            "/data",
+            &[
+                ("accept", "text/html,application/xhtml+xml"),
+                ("sec-fetch-mode", "navigate"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(answer.header("location"), Some(CONNECT));
+    assert_eq!(answer.header("www-authenticate"), None);
+    assert!(world.api.tokens_seen().is_empty());
+}
+
+#[tokio::test]
+async fn u4_over_grpc_is_permission_denied_with_proxy_status_metadata() {
+    let world = world(Options::default()).await;
+    let answer = world
+        .call(
+            Method::POST,
+            "/pkg.Svc/Method",
+            &[("content-type", "application/grpc")],
+            b"",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("grpc-status"), Some("7"));
+    assert_eq!(
+        answer.header("proxy-status"),
+        Some(
+            r#"gw; error=http_request_denied; next-hop="acme"; details="upstream_reauth_required""#
+        )
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// U5, U6
+
+#[tokio::test]
+async fn u5_insufficient_scope_is_not_refreshed() {
+    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
+        let world = world(Options {
+            body_mode,
+            ..Options::default()
+        })
+        .await;
+        world
+            .store
+            .insert(key(), UpstreamToken::new("good").with_refresh_token("rt-0"));
+        world.api.accept("good");
+
+        let answer = world.get("/scope").await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert_eq!(answer.header("www-authenticate"), None);
+        assert_eq!(
+            answer.header("proxy-status"),
+            Some(r#"gw; received-status=403; details="upstream_insufficient_scope""#)
+        );
+        if body_mode == BodyMode::HeadersOnly {
+            assert!(answer.body.is_empty());
+        } else {
+            assert_problem(&answer, "upstream-insufficient-scope");
+            assert_eq!(answer.json()["scope"], "files.read files.write");
+        }
+        assert_eq!(world.token_endpoint.calls(), 0);
+        assert!(!world.store.get(&key()).unwrap().needs_reauthorization());
+    }
+}
+
+#[tokio::test]
+async fn u6_plain_403_passes_through_with_proxy_status_and_without_the_providers_challenge() {
+    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
+        let world = world(Options {
+            body_mode,
+            ..Options::default()
+        })
+        .await;
+        world
+            .store
+            .insert(key(), UpstreamToken::new("good").with_refresh_token("rt-0"));
+        world.api.accept("good");
+
+        let answer = world.get("/forbidden").await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            answer.header("proxy-status"),
+            Some("gw; received-status=403")
+        );
+        assert_eq!(answer.header("www-authenticate"), None);
+        assert_eq!(answer.header("content-type"), Some("text/plain"));
+        assert_eq!(answer.body, "nope", "the provider's own body");
+        assert_eq!(world.token_endpoint.calls(), 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// U7, U8
+
+#[tokio::test]
+async fn u7_token_endpoint_outage_keeps_the_tokens_and_recovers() {
+    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
+        let world = world(Options {
+            body_mode,
+            grant_timeout: Duration::from_millis(300),
+            ..Options::default()
+        })
+        .await;
+        world.store.insert(key(), stale_link());
+
+        for (mode, retry_after) in [
+            (Mode::Unavailable, "7"),
+            (Mode::Slow, "5"),
+            (Mode::Garbage, "5"),
+        ] {
+            world.token_endpoint.set_mode(mode);
+            let answer = world.get("/data").await;
+            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{mode:?}");
+            assert_eq!(answer.header("www-authenticate"), None);
+            assert_eq!(
+                answer.header("proxy-status"),
+                Some(
+                    r#"gw; error=destination_unavailable; details="upstream_refresh_unavailable""#
+                )
+            );
+            assert_eq!(answer.header("retry-after"), Some(retry_after), "{mode:?}");
+            if body_mode == BodyMode::HeadersOnly {
+                assert!(answer.body.is_empty());
+            } else {
+                assert_problem(&answer, "upstream-refresh-unavailable");
+            }
+            assert_link_intact(&world);
+        }
+
+        // Recovery: the next request refreshes with the untouched refresh token.
+        world.token_endpoint.set_mode(Mode::Normal);
+        let answer = world.get("/data").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(world.token_endpoint.refresh_tokens_presented(), ["rt-0"; 4]);
+        let link = world.store.get(&key()).unwrap();
+        assert_eq!(link.access_token().expose_secret(), "at-1");
+        assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-1");
+    }
+}
+
+#[tokio::test]
+async fn u8_invalid_client_is_our_configuration() {
+    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
+        let world = world(Options {
+            body_mode,
+            ..Options::default()
+        })
+        .await;
+        world.store.insert(key(), stale_link());
+        world.token_endpoint.set_mode(Mode::InvalidClient);
+
+        let answer = world.get("/data").await;
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(answer.header("www-authenticate"), None);
+        assert_eq!(
+            answer.header("proxy-status"),
+            Some("gw; error=proxy_configuration_error")
+        );
+        if body_mode == BodyMode::HeadersOnly {
+            assert!(answer.body.is_empty());
+        } else {
+            assert_problem(&answer, "upstream-misconfigured");
+        }
+        assert_link_intact(&world);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// U9
+
+#[tokio::test]
+async fn u9_unreachable_and_too_slow() {
+    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
+        let world = world(Options {
+            body_mode,
+            ..Options::default()
+        })
+        .await;
+        world.store.insert(key(), UpstreamToken::new("good"));
+        world.api.accept("good");
+
+        let answer = world.get("/unreachable/data").await;
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            answer.header("proxy-status"),
+            Some("gw; error=connection_refused")
+        );
+        assert_eq!(answer.header("www-authenticate"), None);
+
+        let answer = world.get("/slow").await;
+        assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            answer.header("proxy-status"),
+            Some("gw; error=http_response_timeout")
+        );
+        if body_mode == BodyMode::HeadersOnly {
+            assert!(answer.body.is_empty());
+        } else {
+            assert_problem(&answer, "upstream-timeout");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies that cannot be replayed; tokens out of errors
+
+#[tokio::test]
+async fn a_body_too_large_to_replay_is_not_retried_and_says_so() {
+    let world = world(Options {
+        replay_limit: 16,
+        ..Options::default()
+    })
+    .await;
+    world.store.insert(key(), stale_link());
+
+    let body: &'static [u8] = &[b'x'; 1024];
+    let answer = world
+        .call(Method::POST, "/echo", &[("accept", "*/*")], body)
+        .await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        answer.header("proxy-status"),
+        Some(r#"gw; received-status=401; details="upstream_retry_not_possible""#)
+    );
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    assert_eq!(world.api.tokens_seen(), ["at-0"], "not retried");
+    // But the token was refreshed: sending it again works.
+    let answer = world.call(Method::POST, "/echo", &[], body).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body.len(), 1024);
+    assert_eq!(world.token_endpoint.calls(), 1);
+}
+
+#[tokio::test]
+async fn errors_and_debug_output_never_contain_tokens() {
+    let world = world(Options::default()).await;
+    world.store.insert(key(), stale_link());
+    world.api.reject_all.store(true, Ordering::SeqCst);
+    let mut request = Request::builder()
+        .uri(format!("http://{}/data", world.api_addr))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    request.extensions_mut().insert(key());
+    let error = world.client.clone().oneshot(request).await.unwrap_err();
+    let text = format!(
+        "{error} {error:?} {:?} {:?}",
+        world.store.get(&key()),
+        world.store
+    );
+    for secret in ["at-0", "at-1", "rt-0", "rt-1", "gw-secret"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn requests_without_a_link_key_pass_through_untouched() {
+    let world = world(Options::default()).await;
+    let request = Request::builder()
+        .uri(format!("http://{}/data", world.api_addr))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = world.client.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(world.api.tokens_seen(), [""]);
+
+    // A key naming another provider is a configuration error (row U8), not a silent pass.
+    let mut request = Request::builder()
+        .uri(format!("http://{}/data", world.api_addr))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    request.extensions_mut().insert(LinkKey::new(USER, "other"));
+    let error = world.client.clone().oneshot(request).await.unwrap_err();
+    assert!(matches!(error, UpstreamError::Misconfigured { .. }));
+}
+
+#[tokio::test]
+async fn the_classification_drives_tower_http_classifiers() {
+    let world = world(Options::default()).await;
+    world.store.insert(key(), UpstreamToken::new("good"));
+    world.api.accept("good");
+    let mut request = Request::builder()
+        .uri(format!("http://{}/scope", world.api_addr))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    request.extensions_mut().insert(key());
+    // Through the classify layer alone (RefreshAndRetry would turn this into an error).
+    let classify = world.client.get_ref().clone();
+    let mut request =
+        request.map(|body| tower_bearer::upstream::refresh::RetryBody::chained(Bytes::new(), body));
+    request
+        .headers_mut()
+        .insert(http::header::AUTHORIZATION, "Bearer good".parse().unwrap());
+    let response = classify.oneshot(request).await.unwrap();
+    let expected = UpstreamClass::InsufficientScope {
+        scopes: vec!["files.read".into(), "files.write".into()],
+    };
+    assert_eq!(
+        response.extensions().get::<UpstreamClass>(),
+        Some(&expected)
+    );
+    match Standard::new().classify_response(&response) {
+        ClassifiedResponse::Ready(Err(UpstreamFailureClass::Auth(class))) => {
+            assert_eq!(class, expected)
+        }
+        _ => panic!("not classified as an auth failure"),
+    }
+}

@@ -1,0 +1,575 @@
+//! A test provider (API + token endpoint) and a gateway that calls it through the outbound
+//! layers, all over real HTTP on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{Router, body::Body, extract::State, response::Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use tokio::{net::TcpListener, sync::Barrier};
+use tower::ServiceExt;
+use tower_bearer::{
+    emit::{BodyMode, EmitLayer, Emitter, pending_response},
+    upstream::{
+        LinkKey, MemoryStore, UpstreamToken,
+        classify::{ClassifyUpstream, JsonErrorCode, Standard},
+        grant::RefreshGrant,
+        refresh::{RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
+    },
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type HttpClient<B> = Client<HttpConnector, B>;
+pub type UpstreamClient = RefreshAndRetry<
+    ClassifyUpstream<Timed, Standard>,
+    MemoryStore,
+    RefreshGrant<HttpClient<Full<Bytes>>>,
+>;
+
+pub const PROVIDER: &str = "acme";
+pub const CONNECT: &str = "https://gw.example/connect/acme";
+pub const USER: &str = "alice";
+
+pub fn http_client<B>() -> HttpClient<B>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http()
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// A port nothing listens on.
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The provider's API
+
+#[derive(Default)]
+pub struct Api {
+    /// Access tokens the API accepts.
+    pub valid: Mutex<HashSet<String>>,
+    /// Reject every token, even fresh ones.
+    pub reject_all: AtomicBool,
+    /// `(path, token)` of every request.
+    pub seen: Mutex<Vec<(String, String)>>,
+    pub rejections: AtomicUsize,
+    /// Holds rejections until this many requests were rejected.
+    pub hold: Mutex<Option<Arc<Barrier>>>,
+}
+
+impl Api {
+    pub fn accept(&self, token: &str) {
+        self.valid.lock().unwrap().insert(token.to_owned());
+    }
+
+    pub fn tokens_seen(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+}
+
+async fn api(State(api): State<Arc<Api>>, request: Request<Body>) -> Response {
+    let path = request.uri().path().to_owned();
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_owned();
+    api.seen.lock().unwrap().push((path.clone(), token.clone()));
+    let valid =
+        !api.reject_all.load(Ordering::SeqCst) && api.valid.lock().unwrap().contains(&token);
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    let response = |status: u16, headers: &[(&str, &str)], body: Bytes| {
+        let mut builder = Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Body::from(body)).unwrap()
+    };
+    match (path.as_str(), valid) {
+        ("/slow", _) => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            response(200, &[], Bytes::new())
+        }
+        ("/powerbi", false) => response(
+            403,
+            &[("content-type", "application/json; charset=utf-8")],
+            Bytes::from_static(br#"{"error":{"code":"TokenExpired","message":"Access token has expired, resubmit with a new access token"}}"#),
+        ),
+        ("/invalid-403", false) => response(
+            403,
+            &[("www-authenticate", r#"Bearer realm="acme", error="invalid_token""#)],
+            Bytes::new(),
+        ),
+        (_, false) => {
+            let hold = api.hold.lock().unwrap().clone();
+            api.rejections.fetch_add(1, Ordering::SeqCst);
+            if let Some(barrier) = hold {
+                let _ = tokio::time::timeout(Duration::from_secs(20), barrier.wait()).await;
+            }
+            response(
+                401,
+                &[("www-authenticate", r#"Bearer realm="acme", error="invalid_token""#)],
+                Bytes::from_static(b"{\"error\":\"invalid_token\"}"),
+            )
+        }
+        ("/scope", true) => response(
+            403,
+            &[(
+                "www-authenticate",
+                r#"Basic realm="acme", Bearer realm="acme", error="insufficient_scope", scope="files.read files.write""#,
+            )],
+            Bytes::new(),
+        ),
+        ("/forbidden", true) => response(
+            403,
+            &[
+                ("www-authenticate", r#"Bearer realm="acme""#),
+                ("content-type", "text/plain"),
+            ],
+            Bytes::from_static(b"nope"),
+        ),
+        ("/hop", true) => response(
+            200,
+            &[
+                ("connection", "x-private"),
+                ("x-private", "secret-hop"),
+                ("x-upstream", "yes"),
+            ],
+            Bytes::from_static(b"hop"),
+        ),
+        (_, true) => response(200, &[("x-upstream", "yes")], body),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The provider's token endpoint
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    Unavailable,
+    Slow,
+    Garbage,
+    InvalidGrant,
+    InvalidClient,
+}
+
+/// A token request's form fields and `Authorization` header.
+pub type TokenRequest = (Vec<(String, String)>, Option<String>);
+
+pub struct TokenEndpoint {
+    pub mode: Mutex<Mode>,
+    pub calls: AtomicUsize,
+    /// The only refresh token currently valid; replaying an older one revokes the grant.
+    pub current_refresh: Mutex<String>,
+    pub revoked: AtomicBool,
+    pub generation: AtomicUsize,
+    pub rotate: AtomicBool,
+    pub delay: Mutex<Duration>,
+    /// Every request's form and `Authorization` header.
+    pub requests: Mutex<Vec<TokenRequest>>,
+    pub api: Arc<Api>,
+}
+
+impl TokenEndpoint {
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn refresh_tokens_presented(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(form, _)| {
+                form.iter()
+                    .find(|(k, _)| k == "refresh_token")
+                    .map(|(_, v)| v.clone())
+            })
+            .collect()
+    }
+}
+
+fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+async fn token(State(endpoint): State<Arc<TokenEndpoint>>, request: Request<Body>) -> Response {
+    endpoint.calls.fetch_add(1, Ordering::SeqCst);
+    let auth = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let form = parse_form(&request.into_body().collect().await.unwrap().to_bytes());
+    endpoint.requests.lock().unwrap().push((form.clone(), auth));
+    let delay = *endpoint.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
+    let json = |status: u16, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .header("cache-control", "no-store")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let mode = *endpoint.mode.lock().unwrap();
+    match mode {
+        Mode::Unavailable => {
+            return Response::builder()
+                .status(503)
+                .header("retry-after", "7")
+                .body(Body::from("down for maintenance"))
+                .unwrap();
+        }
+        Mode::Slow => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        Mode::Garbage => {
+            return Response::builder()
+                .status(200)
+                .header("content-type", "text/html")
+                .body(Body::from("<html>oops</html>"))
+                .unwrap();
+        }
+        Mode::InvalidGrant => return json(400, r#"{"error":"invalid_grant"}"#.into()),
+        Mode::InvalidClient => return json(401, r#"{"error":"invalid_client"}"#.into()),
+        Mode::Normal => {}
+    }
+    let presented = form
+        .iter()
+        .find(|(k, _)| k == "refresh_token")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let mut current = endpoint.current_refresh.lock().unwrap();
+    if endpoint.revoked.load(Ordering::SeqCst) || presented != *current {
+        // RFC 9700 §4.14: a replayed refresh token revokes the grant.
+        endpoint.revoked.store(true, Ordering::SeqCst);
+        return json(400, r#"{"error":"invalid_grant"}"#.into());
+    }
+    let n = endpoint.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    let access = format!("at-{n}");
+    endpoint.api.accept(&access);
+    let refresh = if endpoint.rotate.load(Ordering::SeqCst) {
+        let refresh = format!("rt-{n}");
+        *current = refresh.clone();
+        format!(r#","refresh_token":"{refresh}""#)
+    } else {
+        String::new()
+    };
+    json(
+        200,
+        format!(
+            r#"{{"access_token":"{access}","token_type":"Bearer","expires_in":3600{refresh}}}"#
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The inner HTTP client, with a timeout
+
+/// hyper-util's client with a per-request timeout (like `tower::timeout`).
+#[derive(Clone)]
+pub struct Timed {
+    client: HttpClient<RetryBody<Full<Bytes>>>,
+    timeout: Duration,
+}
+
+impl tower::Service<Request<RetryBody<Full<Bytes>>>> for Timed {
+    type Response = http::Response<Incoming>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<RetryBody<Full<Bytes>>>) -> Self::Future {
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, client.request(request)).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(elapsed) => Err(elapsed.into()),
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway: a proxy handler over the outbound layers, rendered by the emitter
+
+#[derive(Clone)]
+pub struct Options {
+    pub body_mode: BodyMode,
+    pub replay_limit: usize,
+    pub skew: Duration,
+    pub secret_post: bool,
+    pub grant_timeout: Duration,
+    pub rotate: bool,
+    pub upstream_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            body_mode: BodyMode::ProblemJson,
+            replay_limit: 64 * 1024,
+            skew: Duration::from_secs(60),
+            secret_post: false,
+            grant_timeout: Duration::from_secs(2),
+            rotate: true,
+            upstream_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct World {
+    pub api: Arc<Api>,
+    pub token_endpoint: Arc<TokenEndpoint>,
+    pub api_addr: SocketAddr,
+    pub gateway: SocketAddr,
+    pub store: MemoryStore,
+    pub client: UpstreamClient,
+    pub caller: HttpClient<Full<Bytes>>,
+}
+
+#[derive(Clone)]
+struct App {
+    client: UpstreamClient,
+    api: SocketAddr,
+    dead: SocketAddr,
+}
+
+async fn proxy(State(app): State<App>, request: Request<Body>) -> Response {
+    let user = request
+        .headers()
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(USER)
+        .to_owned();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let target = match path.strip_prefix("/unreachable") {
+        Some(rest) => format!("http://{}{rest}", app.dead),
+        None => format!("http://{}{path}", app.api),
+    };
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let mut upstream = Request::builder()
+        .method(parts.method)
+        .uri(target)
+        .body(Full::new(body))
+        .unwrap();
+    // Forwarded as-is to check the caller's own credentials never reach the provider.
+    if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
+        upstream
+            .headers_mut()
+            .insert(header::AUTHORIZATION, auth.clone());
+    }
+    upstream
+        .extensions_mut()
+        .insert(LinkKey::new(user, PROVIDER));
+    match app.client.oneshot(upstream).await {
+        Ok(response) => response.map(Body::new),
+        Err(error) => pending_response(error),
+    }
+}
+
+pub async fn world(options: Options) -> World {
+    let api = Arc::new(Api::default());
+    let api_addr = serve(Router::new().fallback(self::api).with_state(api.clone())).await;
+    let token_endpoint = Arc::new(TokenEndpoint {
+        mode: Mutex::new(Mode::Normal),
+        calls: AtomicUsize::new(0),
+        current_refresh: Mutex::new("rt-0".into()),
+        revoked: AtomicBool::new(false),
+        generation: AtomicUsize::new(0),
+        rotate: AtomicBool::new(options.rotate),
+        delay: Mutex::new(Duration::ZERO),
+        requests: Mutex::new(Vec::new()),
+        api: api.clone(),
+    });
+    let token_addr = serve(
+        Router::new()
+            .fallback(self::token)
+            .with_state(token_endpoint.clone()),
+    )
+    .await;
+
+    let emitter = Emitter::new("gw")
+        .proxy_name("gw")
+        .body_mode(options.body_mode);
+    let store = MemoryStore::new();
+    let grant = RefreshGrant::new(
+        http_client::<Full<Bytes>>(),
+        format!("http://{token_addr}/oauth/token").parse().unwrap(),
+        "gw-client",
+    )
+    .scope("files.read")
+    .resource("https://api.acme.example/")
+    .timeout(options.grant_timeout);
+    let grant = if options.secret_post {
+        grant.client_secret_post("gw-secret")
+    } else {
+        grant.client_secret_basic("gw-secret")
+    };
+    let client: UpstreamClient = tower::ServiceBuilder::new()
+        .layer(
+            RefreshAndRetryLayer::new(PROVIDER, store.clone(), grant)
+                .connect_url(CONNECT)
+                .proxy_name(emitter.proxy())
+                .refresh_skew(options.skew)
+                .replay_limit(options.replay_limit),
+        )
+        .layer(
+            tower_bearer::upstream::ClassifyUpstreamLayer::with_classifier(
+                Standard::new().rule(JsonErrorCode::power_bi()),
+            ),
+        )
+        .service(Timed {
+            client: http_client(),
+            timeout: options.upstream_timeout,
+        });
+    let app = App {
+        client: client.clone(),
+        api: api_addr,
+        dead: closed_port().await,
+    };
+    let gateway = serve(
+        Router::new()
+            .fallback(proxy)
+            .layer(EmitLayer::new(emitter))
+            .with_state(app),
+    )
+    .await;
+    World {
+        api,
+        token_endpoint,
+        api_addr,
+        gateway,
+        store,
+        client,
+        caller: http_client(),
+    }
+}
+
+pub fn key() -> LinkKey {
+    LinkKey::new(USER, PROVIDER)
+}
+
+/// `at-0` / `rt-0`, valid for an hour, but not accepted by the API: the first call is rejected.
+pub fn stale_link() -> UpstreamToken {
+    UpstreamToken::new("at-0")
+        .with_refresh_token("rt-0")
+        .with_expires_in(Duration::from_secs(3600))
+        .with_scopes(["files.read"])
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+impl World {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &'static [u8],
+    ) -> Answer {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.gateway))
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap();
+        for (name, value) in headers {
+            request.headers_mut().append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let response = self.caller.request(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, &[("accept", "application/json")], b"")
+            .await
+    }
+}
