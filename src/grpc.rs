@@ -337,7 +337,7 @@ impl<St, R> GrpcUpstreamLayer<St, R> {
     /// renders upstream failures with `emitter`.
     pub fn new(refresh: RefreshAndRetryLayer<St, R>, emitter: Emitter) -> Self {
         Self {
-            refresh: refresh.proxy_name(emitter.proxy()),
+            refresh: refresh.emitter(&emitter),
             classifier: GrpcClassifier::new(),
             emitter,
             replay_limit: DEFAULT_REPLAY_LIMIT,

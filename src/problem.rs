@@ -39,8 +39,9 @@
 //!
 //! # The user's link to a third-party provider
 //!
-//! These carry `Proxy-Status` (RFC 9209) naming the provider as `next-hop`, and never a Bearer
-//! `error`: the caller's own token was fine.
+//! These carry `Proxy-Status` (RFC 9209) — naming the provider as `next-hop` when the user must
+//! act at the provider — and never a Bearer `error`: the caller's own token was fine. The body's
+//! `provider` member names the provider for every kind.
 //!
 //! ## upstream-reauth-required
 //!
@@ -67,3 +68,16 @@
 //! ## upstream-timeout
 //!
 //! Status 504. The provider did not answer in time.
+//!
+//! ## upstream-retry-not-possible
+//!
+//! Status 503. The provider rejected the token and it was refreshed, but the request could not be
+//! sent again (its body was streamed or too large to keep). Send the request again.
+//!
+//! ## request-body-unreadable
+//!
+//! Status 400. The caller's request body failed while it was being read for a possible retry.
+//!
+//! ## token-store-unavailable
+//!
+//! Status 503. The store of users' upstream links is unreachable; nothing was changed. Retry later.

@@ -1,1 +1,665 @@
-#![allow(missing_docs)] fn main() {}
+//! The example proxy end to end, over real HTTP: a real OpenID provider (`oidc-provider`) issues
+//! the callers' tokens, a second one is the third-party provider's authorization server, and a
+//! small resource server of this test's own — the provider's API — validates that server's JWTs
+//! against its JWKS.
+//!
+//! A user links their account through the connect flow (login and consent scripted against
+//! oidc-provider's dev interactions), calls through the proxy, has their upstream token expire
+//! and refreshed without noticing (ahead of expiry, and after the API refused it), has the grant
+//! revoked and sees row U4, links again and succeeds. Then the edges: U9, limits, the connect
+//! flow's refusals, and configuration errors that name their field.
+//!
+//! Needs node and `npm ci --prefix tests/oidc`.
+
+#[allow(dead_code)] // main.rs uses all of the example; these tests use a part.
+#[path = "../examples/proxy/app.rs"]
+mod app;
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::Request,
+    middleware::{self, Next},
+    response::Response,
+    routing::get,
+};
+use bytes::Bytes;
+use http::{Method, StatusCode, header};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use support::{
+    Alg, OidcConfig, OidcProvider, RESOURCE_RS256, Resource,
+    http::{self as h, HyperClient, TestResponse, basic_auth, hyper_client, post_form, send},
+};
+use tokio::net::TcpListener;
+use tower_bearer::{
+    authorize::{AuthorizeLayer, Requirements},
+    emit::Emitter,
+    extract::Authenticated,
+    upstream::{
+        CONNECT_RELATION,
+        store::{LinkKey, MemoryStore, UpstreamToken},
+    },
+    validate::{ClaimsPolicy, HttpClient, JwksValidator, StandardClaims, ValidateBearerLayer},
+};
+
+use app::config::Settings;
+
+/// The provider's API, as a resource indicator (RFC 8707) at its authorization server.
+const ACME_API: &str = "urn:acme:api";
+/// How long the provider's access tokens live.
+const ACME_TOKEN_TTL: u64 = 4;
+const ACME_CLIENT: &str = "acme-proxy";
+const ACME_SECRET: &str = "acme-proxy-secret";
+
+/// The provider's API: the crate's own validation layer over the authorization server's JWKS,
+/// without leeway, so an expired token is refused the second it expires. It records the status
+/// of every request it answers.
+async fn acme_api(authorization_server: &OidcProvider) -> (String, Arc<Mutex<Vec<u16>>>) {
+    let validator = JwksValidator::<StandardClaims>::builder(
+        authorization_server.jwks_uri(),
+        HttpClient::new(hyper_client()),
+    )
+    .policy(
+        ClaimsPolicy::new()
+            .issuer(authorization_server.issuer())
+            .audience(ACME_API)
+            .token_type("at+jwt")
+            .leeway(0),
+    )
+    .build()
+    .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let router = Router::new()
+        .route(
+            "/v1/me",
+            get(
+                |Authenticated(claims): Authenticated<StandardClaims>| async move {
+                    Json(json!({ "sub": claims.sub, "jti": claims.jti }))
+                },
+            )
+            .post(|| async { "posted" }),
+        )
+        .route(
+            "/v1/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .route_layer(AuthorizeLayer::<StandardClaims, _>::new(
+            Requirements::new().scope("read"),
+        ))
+        .layer(ValidateBearerLayer::new(validator, Emitter::new("acme")))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            let record = record.clone();
+            async move {
+                let response: Response = next.run(request).await;
+                record.lock().unwrap().push(response.status().as_u16());
+                response
+            }
+        }));
+    (h::serve(router).await, seen)
+}
+
+struct World {
+    proxy: String,
+    authorization_server: OidcProvider,
+    api_calls: Arc<Mutex<Vec<u16>>>,
+    store: MemoryStore,
+    client: HyperClient,
+    /// Alice's token at the proxy, from the proxy's identity provider.
+    caller: String,
+    _idp: OidcProvider,
+}
+
+async fn world() -> World {
+    // The proxy's listener first: the provider's client registration names its callback.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let idp = OidcProvider::start(OidcConfig::new()).await;
+    let authorization_server = OidcProvider::start(
+        OidcConfig::new()
+            .resource(
+                ACME_API,
+                Resource::jwt(Alg::ES256)
+                    .ttl(ACME_TOKEN_TTL)
+                    .scope("read write"),
+            )
+            .client(json!({
+                "client_id": ACME_CLIENT,
+                "client_secret": ACME_SECRET,
+                "grant_types": ["authorization_code", "refresh_token"],
+                "redirect_uris": [format!("{proxy}/connect/acme/callback")],
+                "scope": "openid offline_access read write",
+            })),
+    )
+    .await;
+    let (api, api_calls) = acme_api(&authorization_server).await;
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let config = format!(
+        r#"
+        public_url = "{proxy}"
+        realm = "e2e"
+
+        [auth]
+        issuer = "{issuer}"
+        audience = "{RESOURCE_RS256}"
+        scopes = ["read"]
+        token_type = "at+jwt"
+
+        [limits]
+        request_timeout_secs = 10
+        upstream_timeout_secs = 2
+        max_request_body_bytes = 1024
+
+        [providers.acme]
+        base_url = "{api}/v1"
+        authorize_url = "{authorization}/auth"
+        token_url = "{authorization}/token"
+        client_id = "{ACME_CLIENT}"
+        client_secret = "{ACME_SECRET}"
+        scopes = ["openid", "offline_access", "read"]
+        resource = "{ACME_API}"
+        refresh_skew_secs = 0
+        authorize_params = {{ prompt = "consent" }}
+
+        [providers.down]
+        base_url = "http://127.0.0.1:{closed}/v1"
+        authorize_url = "http://127.0.0.1:{closed}/authorize"
+        token_url = "http://127.0.0.1:{closed}/token"
+        client_id = "nobody"
+        client_auth = "none"
+        "#,
+        issuer = idp.issuer(),
+        authorization = authorization_server.issuer(),
+    );
+    let settings = Settings::from_toml(&config).expect("the configuration is valid");
+    let store = MemoryStore::new();
+    let router = app::build(settings, store.clone()).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let caller = idp
+        .authorization_code("alice", "openid read", Some(RESOURCE_RS256))
+        .await
+        .access_token;
+    World {
+        proxy,
+        authorization_server,
+        api_calls,
+        store,
+        client: hyper_client(),
+        caller,
+        _idp: idp,
+    }
+}
+
+impl World {
+    async fn call(&self, path: &str) -> TestResponse {
+        let url = format!("{}{path}", self.proxy);
+        h::get_bearer(&self.client, &url, &self.caller).await
+    }
+
+    fn link(&self) -> UpstreamToken {
+        self.store
+            .get(&LinkKey::new("alice", "acme"))
+            .expect("alice's link")
+    }
+
+    fn api_calls_since(&self, before: usize) -> Vec<u16> {
+        self.api_calls.lock().unwrap()[before..].to_vec()
+    }
+
+    fn api_call_count(&self) -> usize {
+        self.api_calls.lock().unwrap().len()
+    }
+
+    /// The connect flow as a browser runs it: start at the proxy with alice's token, sign in and
+    /// consent at the authorization server as `login`, come back to the callback. Returns the
+    /// callback's response; with `keep_binding` false, the callback comes without the cookie the
+    /// proxy set when the flow started, as if from another browser.
+    async fn connect(&self, login: &str, return_to: &str, keep_binding: bool) -> TestResponse {
+        let mut browser = Browser::default();
+        let start = format!(
+            "{}/connect/acme?return_to={}",
+            self.proxy,
+            h::form_encode(return_to)
+        );
+        let response = browser
+            .go(&self.client, Method::GET, &start, None, Some(&self.caller))
+            .await;
+        assert_eq!(response.status, StatusCode::SEE_OTHER, "{response:?}");
+        let authorize = response.location().unwrap().to_owned();
+        assert!(authorize.starts_with(self.authorization_server.issuer()));
+        for param in ["code_challenge_method=S256", "state=", "code_challenge="] {
+            assert!(authorize.contains(param), "{param} in {authorize}");
+        }
+        let callback = browser
+            .sign_in(
+                &self.client,
+                self.authorization_server.issuer(),
+                authorize,
+                login,
+            )
+            .await;
+        assert!(callback.starts_with(&format!("{}/connect/acme/callback?", self.proxy)));
+        if !keep_binding {
+            browser.cookies.remove("tb_connect");
+        }
+        browser
+            .go(&self.client, Method::GET, &callback, None, None)
+            .await
+    }
+}
+
+/// A cookie-keeping client that does not follow redirects.
+#[derive(Default)]
+struct Browser {
+    cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    async fn go(
+        &mut self,
+        client: &HyperClient,
+        method: Method,
+        url: &str,
+        form: Option<String>,
+        bearer: Option<&str>,
+    ) -> TestResponse {
+        let mut request = http::Request::builder().method(method).uri(url);
+        if !self.cookies.is_empty() {
+            let cookies: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            request = request.header(header::COOKIE, cookies.join("; "));
+        }
+        if let Some(token) = bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if form.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let body = Full::new(Bytes::from(form.unwrap_or_default()));
+        let response = send(client, request.body(body).unwrap()).await;
+        for set in response.headers.get_all(header::SET_COOKIE) {
+            let pair = set.to_str().unwrap().split(';').next().unwrap();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        response
+    }
+
+    /// oidc-provider's dev interactions: the login form, then the consent form. Returns the URL
+    /// the authorization server finally redirects to (the proxy's callback).
+    async fn sign_in(
+        &mut self,
+        client: &HyperClient,
+        issuer: &str,
+        mut url: String,
+        login: &str,
+    ) -> String {
+        for _ in 0..8 {
+            let response = if url.contains("/interaction/") {
+                let page = self.go(client, Method::GET, &url, None, None).await;
+                let page = String::from_utf8_lossy(&page.body).into_owned();
+                let form = if page.contains("name=\"prompt\" value=\"login\"") {
+                    h::form(&[("prompt", "login"), ("login", login), ("password", "x")])
+                } else {
+                    h::form(&[("prompt", "consent")])
+                };
+                self.go(client, Method::POST, &url, Some(form), None).await
+            } else {
+                self.go(client, Method::GET, &url, None, None).await
+            };
+            let location = response
+                .location()
+                .unwrap_or_else(|| panic!("the sign-in stalled at {url}: {response:?}"))
+                .to_owned();
+            if !location.starts_with(issuer) && !location.starts_with('/') {
+                return location;
+            }
+            url = if location.starts_with('/') {
+                format!("{issuer}{location}")
+            } else {
+                location
+            };
+        }
+        panic!("the sign-in did not finish");
+    }
+}
+
+fn reauth_status(received: Option<u16>) -> String {
+    let cause = match received {
+        Some(status) => format!("received-status={status}"),
+        None => "error=http_request_denied".to_owned(),
+    };
+    format!("tower-bearer-proxy; {cause}; next-hop=\"acme\"; details=\"upstream_reauth_required\"")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_call_refresh_revoke_relink() {
+    let world = world().await;
+    let connect_link = format!("<{}/connect/acme>; rel=\"{CONNECT_RELATION}\"", world.proxy);
+
+    // Not linked yet: U4, pointing at the connect flow; a browser navigation is redirected there.
+    let response = world.call("/api/acme/me").await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{response:?}");
+    assert_eq!(
+        response.header("proxy-status"),
+        Some(reauth_status(None).as_str())
+    );
+    assert_eq!(response.header(header::LINK), Some(connect_link.as_str()));
+    assert!(response.header(header::WWW_AUTHENTICATE).is_none());
+    let navigation = h::get(
+        &world.client,
+        &format!("{}/api/acme/me", world.proxy),
+        &[
+            ("authorization", format!("Bearer {}", world.caller).as_str()),
+            ("accept", "text/html"),
+        ],
+    )
+    .await;
+    assert_eq!(navigation.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        navigation.location(),
+        Some(format!("{}/connect/acme", world.proxy).as_str())
+    );
+
+    // Link through the connect flow; the callback sends the browser back to `return_to`.
+    let callback = world.connect("alice-at-acme", "/api/acme/me", true).await;
+    assert_eq!(callback.status, StatusCode::SEE_OTHER, "{callback:?}");
+    assert_eq!(callback.location(), Some("/api/acme/me"));
+    let link = world.link();
+    assert!(
+        link.refresh_token().is_some(),
+        "offline_access yields a refresh token"
+    );
+    assert!(!format!("{link:?}").contains(link.access_token().expose_secret()));
+
+    // Calls go through with alice's upstream token.
+    let first = world.call("/api/acme/me").await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    assert_eq!(first.json()["sub"], "alice-at-acme");
+    assert!(first.header("x-request-id").is_some());
+    let again = world.call("/api/acme/me").await;
+    assert_eq!(
+        again.json()["jti"],
+        first.json()["jti"],
+        "the same token while it is valid"
+    );
+
+    // The token expires; the proxy knows when and refreshes before calling (row U3).
+    let refresh_token = link.refresh_token().unwrap().expose_secret().to_owned();
+    tokio::time::sleep(Duration::from_secs(ACME_TOKEN_TTL + 1)).await;
+    let before = world.api_call_count();
+    let refreshed = world.call("/api/acme/me").await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{refreshed:?}");
+    assert_ne!(
+        refreshed.json()["jti"],
+        first.json()["jti"],
+        "a new access token"
+    );
+    assert_eq!(world.api_calls_since(before), [200], "no failed attempt");
+    let rotated = world.link();
+    assert_ne!(
+        rotated.refresh_token().unwrap().expose_secret(),
+        refresh_token,
+        "the rotated refresh token was stored"
+    );
+
+    // The provider refuses a token the proxy believes valid (say, its clock runs ahead): the
+    // proxy refreshes and retries once (row U2); the caller sees only the retried answer.
+    world.store.insert(
+        LinkKey::new("alice", "acme"),
+        rotated.with_expires_in(Duration::from_secs(3600)),
+    );
+    tokio::time::sleep(Duration::from_secs(ACME_TOKEN_TTL + 1)).await;
+    let before = world.api_call_count();
+    let retried = world.call("/api/acme/me").await;
+    assert_eq!(retried.status, StatusCode::OK, "{retried:?}");
+    assert_eq!(
+        world.api_calls_since(before),
+        [401, 200],
+        "refused, refreshed, retried"
+    );
+
+    // The grant is revoked at the authorization server (RFC 7009). Once the access token
+    // expires, the refresh is refused (invalid_grant): U4, the link marked, its refresh token kept.
+    let refresh_token = world
+        .link()
+        .refresh_token()
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let revocation = post_form(
+        &world.client,
+        &format!("{}/token/revocation", world.authorization_server.issuer()),
+        &[(header::AUTHORIZATION, basic_auth(ACME_CLIENT, ACME_SECRET))],
+        &[
+            ("token", &refresh_token),
+            ("token_type_hint", "refresh_token"),
+        ],
+    )
+    .await;
+    assert_eq!(revocation.status, StatusCode::OK, "{revocation:?}");
+    tokio::time::sleep(Duration::from_secs(ACME_TOKEN_TTL + 1)).await;
+    let revoked = world.call("/api/acme/me").await;
+    assert_eq!(revoked.status, StatusCode::FORBIDDEN, "{revoked:?}");
+    assert_eq!(
+        revoked.header("proxy-status"),
+        Some(reauth_status(None).as_str())
+    );
+    assert_eq!(revoked.header(header::LINK), Some(connect_link.as_str()));
+    assert!(
+        revoked.header(header::WWW_AUTHENTICATE).is_none(),
+        "alice's own token is fine"
+    );
+    assert_eq!(
+        revoked.header(header::CONTENT_TYPE),
+        Some("application/problem+json")
+    );
+    assert!(
+        revoked.json()["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("upstream-reauth-required")
+    );
+    assert!(world.link().needs_reauthorization());
+    let marked = world.call("/api/acme/me").await;
+    assert_eq!(
+        marked.status,
+        StatusCode::FORBIDDEN,
+        "a marked link is not used"
+    );
+
+    // Link again: the new grant replaces the marked link, and calls succeed.
+    let callback = world.connect("alice-at-acme", "/api/acme/me", true).await;
+    assert_eq!(callback.status, StatusCode::SEE_OTHER, "{callback:?}");
+    assert!(!world.link().needs_reauthorization());
+    let relinked = world.call("/api/acme/me").await;
+    assert_eq!(relinked.status, StatusCode::OK, "{relinked:?}");
+    assert_eq!(relinked.json()["sub"], "alice-at-acme");
+
+    // Row U9: a slow provider is a 504, an unreachable one a 502.
+    let slow = world.call("/api/acme/slow").await;
+    assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT, "{slow:?}");
+    assert_eq!(
+        slow.header("proxy-status"),
+        Some("tower-bearer-proxy; error=http_response_timeout")
+    );
+    world
+        .store
+        .insert(LinkKey::new("alice", "down"), UpstreamToken::new("unused"));
+    let down = world.call("/api/down/anything").await;
+    assert_eq!(down.status, StatusCode::BAD_GATEWAY, "{down:?}");
+    assert_eq!(
+        down.header("proxy-status"),
+        Some("tower-bearer-proxy; error=connection_refused")
+    );
+
+    // Bodies are forwarded within the limit, refused beyond it; dot segments are refused.
+    let post = |size: usize| {
+        http::Request::post(format!("{}/api/acme/me", world.proxy))
+            .header(header::AUTHORIZATION, format!("Bearer {}", world.caller))
+            .body(Full::new(Bytes::from(vec![b'x'; size])))
+            .unwrap()
+    };
+    let small = send(&world.client, post(100)).await;
+    assert_eq!(
+        (small.status, &small.body[..]),
+        (StatusCode::OK, &b"posted"[..])
+    );
+    let large = send(&world.client, post(4096)).await;
+    assert_eq!(large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let climbing = world.call("/api/acme/%2e%2e/admin").await;
+    assert_eq!(climbing.status, StatusCode::BAD_REQUEST);
+
+    // The connect flow refuses open redirects, unknown states and callbacks from another browser.
+    for target in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+    ] {
+        let url = format!(
+            "{}/connect/acme?return_to={}",
+            world.proxy,
+            h::form_encode(target)
+        );
+        let response = h::get_bearer(&world.client, &url, &world.caller).await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "return_to={target}"
+        );
+    }
+    let forged = h::get(
+        &world.client,
+        &format!("{}/connect/acme/callback?code=x&state=forged", world.proxy),
+        &[],
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+    let linked = world.link().access_token().clone();
+    let unbound = world.connect("mallory", "/", false).await;
+    assert_eq!(unbound.status, StatusCode::BAD_REQUEST, "{unbound:?}");
+    assert_eq!(world.link().access_token(), &linked);
+    assert_eq!(
+        world.call("/api/acme/me").await.json()["sub"],
+        "alice-at-acme",
+        "alice's link is untouched"
+    );
+
+    // The metadata and the health check.
+    let metadata = h::get(
+        &world.client,
+        &format!("{}/.well-known/oauth-protected-resource", world.proxy),
+        &[],
+    )
+    .await;
+    let metadata: Value = metadata.json();
+    assert_eq!(metadata["resource"], world.proxy.as_str());
+    assert_eq!(metadata["scopes_supported"], json!(["read"]));
+    let health = h::get(&world.client, &format!("{}/healthz", world.proxy), &[]).await;
+    assert_eq!(health.status, StatusCode::OK);
+}
+
+const VALID: &str = r#"
+public_url = "https://gateway.example.com"
+realm = "gateway"
+
+[auth]
+issuer = "https://login.example.com"
+audience = "https://gateway.example.com"
+
+[providers.powerbi]
+base_url = "https://api.powerbi.com/v1.0/myorg"
+authorize_url = "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"
+token_url = "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+client_id = "id"
+client_secret = "secret"
+vendor_rules = ["power-bi"]
+"#;
+
+#[test]
+fn bad_configuration_is_refused_naming_the_field() {
+    assert!(Settings::from_toml(VALID).is_ok());
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/proxy/proxy.sample.toml"
+    ))
+    .unwrap();
+    // The sample takes secrets from the environment; the rest must be valid as it stands.
+    let sample = sample.replace("client_secret_env = ", "client_secret = ");
+    Settings::from_toml(&sample).expect("the sample configuration is valid");
+
+    let cases = [
+        (VALID.replace("realm = \"gateway\"\n", ""), "realm"),
+        (
+            VALID.replace(
+                "client_id = \"id\"",
+                "client_id = \"id\"\ncliend_secret = \"x\"",
+            ),
+            "cliend_secret",
+        ),
+        (
+            VALID.replace("https://api.powerbi.com", "http://api.powerbi.com"),
+            "providers.powerbi.base_url",
+        ),
+        (
+            VALID.replace(
+                "https://gateway.example.com\"\nrealm",
+                "https://gateway.example.com/x\"\nrealm",
+            ),
+            "public_url",
+        ),
+        (
+            VALID.replace("[providers.powerbi]", "[providers.\"Power BI\"]"),
+            "providers.Power BI",
+        ),
+        (
+            VALID.replace(
+                "client_secret = \"secret\"",
+                "client_secret = \"secret\"\nclient_secret_env = \"X\"",
+            ),
+            "providers.powerbi.client_secret_env",
+        ),
+        (
+            VALID.replace("client_secret = \"secret\"", ""),
+            "providers.powerbi.client_secret",
+        ),
+        (VALID.replace("\"power-bi\"", "\"powerbi\""), "vendor_rules"),
+        (
+            VALID.replace(
+                "realm = \"gateway\"",
+                "realm = \"gateway\"\n[limits]\nrequest_timeout_secs = 0",
+            ),
+            "limits.request_timeout_secs",
+        ),
+        (
+            VALID.replace("[providers.powerbi]", "[auth.x]\n[providers.powerbi]"),
+            "x",
+        ),
+    ];
+    for (config, field) in cases {
+        let error = Settings::from_toml(&config).expect_err(field).to_string();
+        assert!(error.contains(field), "`{field}` not named in: {error}");
+        assert!(!error.contains("secret\""), "no secret in: {error}");
+    }
+}

@@ -270,10 +270,12 @@ enum Meaning {
 
 impl File {
     fn check(self) -> Result<Settings, ConfigError> {
-        let listen = self
-            .listen
-            .parse()
-            .map_err(|_| invalid("listen", "expected an address and port such as 127.0.0.1:8080"))?;
+        let listen = self.listen.parse().map_err(|_| {
+            invalid(
+                "listen",
+                "expected an address and port such as 127.0.0.1:8080",
+            )
+        })?;
         let public_url = origin(&self.public_url, "public_url")?;
         nonempty(&self.realm, "realm")?;
         nonempty(&self.proxy_name, "proxy_name")?;
@@ -294,9 +296,9 @@ impl File {
             .map(|(name, provider)| {
                 let field = format!("providers.{name}");
                 if name.is_empty()
-                    || !name
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                    || !name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    })
                 {
                     return Err(invalid(
                         field,
@@ -356,7 +358,12 @@ impl LimitsFile {
                 "limits.upstream_timeout_secs",
             )?,
             max_request_body: match self.max_request_body_bytes {
-                Some(0) => return Err(invalid("limits.max_request_body_bytes", "must be at least 1")),
+                Some(0) => {
+                    return Err(invalid(
+                        "limits.max_request_body_bytes",
+                        "must be at least 1",
+                    ));
+                }
                 Some(bytes) => bytes,
                 None => defaults.max_request_body,
             },
@@ -430,7 +437,12 @@ impl ProviderFile {
             let status = StatusCode::from_u16(rule.status)
                 .ok()
                 .filter(|s| s.is_client_error() || s.is_server_error())
-                .ok_or_else(|| invalid(format!("{field}.json_rules[{i}].status"), "must be 400 to 599"))?;
+                .ok_or_else(|| {
+                    invalid(
+                        format!("{field}.json_rules[{i}].status"),
+                        "must be 400 to 599",
+                    )
+                })?;
             if !(rule.pointer.is_empty() || rule.pointer.starts_with('/')) {
                 return Err(invalid(
                     format!("{field}.json_rules[{i}].pointer"),
@@ -439,7 +451,9 @@ impl ProviderFile {
             }
             let class = match rule.means {
                 Meaning::TokenRejected => UpstreamClass::TokenRejected,
-                Meaning::InsufficientScope => UpstreamClass::InsufficientScope { scopes: Vec::new() },
+                Meaning::InsufficientScope => {
+                    UpstreamClass::InsufficientScope { scopes: Vec::new() }
+                }
                 Meaning::Forbidden => UpstreamClass::Forbidden,
             };
             rules.push(JsonErrorCode::new(status, rule.pointer, rule.value).class(class));
@@ -491,7 +505,10 @@ fn url(value: &str, field: &str) -> Result<Uri, ConfigError> {
 fn origin(value: &str, field: &str) -> Result<String, ConfigError> {
     let uri = url(value, field)?;
     if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-        return Err(invalid(field, "must be an origin (scheme, host, port), without a path"));
+        return Err(invalid(
+            field,
+            "must be an origin (scheme, host, port), without a path",
+        ));
     }
     Ok(format!(
         "{}://{}",
@@ -502,11 +519,17 @@ fn origin(value: &str, field: &str) -> Result<String, ConfigError> {
 
 fn scopes(scopes: &[String], field: &str) -> Result<(), ConfigError> {
     // RFC 6749 §3.3: scope tokens are printable ASCII without space, `"` or `\`.
-    let bad = scopes
-        .iter()
-        .position(|s| s.is_empty() || !s.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\'));
+    let bad = scopes.iter().position(|s| {
+        s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+    });
     match bad {
-        Some(i) => Err(invalid(format!("{field}[{i}]"), "not a scope token (RFC 6749 §3.3)")),
+        Some(i) => Err(invalid(
+            format!("{field}[{i}]"),
+            "not a scope token (RFC 6749 §3.3)",
+        )),
         None => Ok(()),
     }
 }

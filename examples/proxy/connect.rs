@@ -129,7 +129,10 @@ pub async fn callback(
     }
     if query.error.is_some() {
         tracing::info!(provider = &*provider.name, "the user did not grant access");
-        return problem(StatusCode::FORBIDDEN, "Access was not granted at the provider");
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Access was not granted at the provider",
+        );
     }
     let Some(code) = query.code else {
         return problem(StatusCode::BAD_REQUEST, "The provider sent no code");
@@ -156,7 +159,8 @@ pub async fn callback(
     match flow.return_to {
         Some(path) => redirect(&path, Some(&clear)),
         None => {
-            let mut response = Json(serde_json::json!({ "connected": &*provider.name })).into_response();
+            let mut response =
+                Json(serde_json::json!({ "connected": &*provider.name })).into_response();
             if let Ok(clear) = HeaderValue::try_from(clear) {
                 response.headers_mut().insert(header::SET_COOKIE, clear);
             }
@@ -242,5 +246,9 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Compares secrets in time independent of where they differ.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }

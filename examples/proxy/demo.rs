@@ -5,7 +5,7 @@
 //! The proxy's user `alice` starts out linked to the demo provider's account `alice` (as if she
 //! had gone through the connect flow, which the last step of the walkthrough does for real).
 
-mod idp;
+pub mod idp;
 mod provider;
 mod walkthrough;
 
@@ -64,7 +64,10 @@ impl Demo {
             providers: [(PROVIDER.to_owned(), provider.settings())].into(),
         };
         let store = MemoryStore::new();
-        store.insert(LinkKey::new(USER, PROVIDER), provider.grant(provider::ACCOUNT));
+        store.insert(
+            LinkKey::new(USER, PROVIDER),
+            provider.grant(provider::ACCOUNT),
+        );
         let walkthrough = walkthrough::render(&walkthrough::Demo {
             proxy: &public_url,
             idp: idp.issuer(),

@@ -71,8 +71,9 @@ pub async fn exchange(
                 encode(&settings.client_id),
                 encode(secret.expose_secret())
             );
-            let mut value = HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
-                .map_err(|_| ExchangeError::Unparseable(StatusCode::BAD_REQUEST))?;
+            let mut value =
+                HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
+                    .map_err(|_| ExchangeError::Unparseable(StatusCode::BAD_REQUEST))?;
             value.set_sensitive(true);
             request = request.header(header::AUTHORIZATION, value);
         }

@@ -13,7 +13,6 @@ use axum::{
     extract::{Request, State},
     response::Response,
 };
-use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
@@ -57,7 +56,12 @@ pub async fn forward(
             return problem(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
         }
         Ok(Err(_)) => return problem(StatusCode::BAD_REQUEST, "Request body unreadable"),
-        Err(_) => return problem(StatusCode::REQUEST_TIMEOUT, "Request body not received in time"),
+        Err(_) => {
+            return problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "Request body not received in time",
+            );
+        }
     };
 
     let mut upstream = http::Request::new(Full::new(body));
@@ -132,4 +136,3 @@ fn forwarded_headers(mut headers: HeaderMap) -> HeaderMap {
     }
     headers
 }
-

@@ -8,12 +8,14 @@ use bytes::Bytes;
 use http::Uri;
 use http_body_util::Full;
 use tower::{ServiceBuilder, timeout::Timeout};
-use tower_bearer::upstream::{
-    RetryBody,
-    classify::{ClassifyUpstream, ClassifyUpstreamLayer, Standard},
-    grant::RefreshGrant,
-    refresh::{RefreshAndRetry, RefreshAndRetryLayer},
-    store::MemoryStore,
+use tower_bearer::{
+    emit::Emitter,
+    upstream::{
+        classify::{ClassifyUpstream, ClassifyUpstreamLayer, Standard},
+        grant::RefreshGrant,
+        refresh::{RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
+        store::MemoryStore,
+    },
 };
 
 use super::{
@@ -28,8 +30,11 @@ pub type TokenClient = HttpsClient<Full<Bytes>>;
 pub type ApiClient = HttpsClient<RetryBody<Full<Bytes>>>;
 
 /// The whole outbound stack of one provider.
-pub type ApiStack =
-    RefreshAndRetry<ClassifyUpstream<Timeout<ApiClient>, Standard>, MemoryStore, RefreshGrant<TokenClient>>;
+pub type ApiStack = RefreshAndRetry<
+    ClassifyUpstream<Timeout<ApiClient>, Standard>,
+    MemoryStore,
+    RefreshGrant<TokenClient>,
+>;
 
 /// A configured provider with its stack.
 pub struct Provider {
@@ -49,6 +54,7 @@ pub type Providers = BTreeMap<String, Arc<Provider>>;
 /// Builds the stacks; all share one token store and one pool of connections.
 pub fn build(
     settings: &Settings,
+    emitter: &Emitter,
     store: &MemoryStore,
     api: &ApiClient,
     tokens: &TokenClient,
@@ -57,7 +63,7 @@ pub fn build(
         .providers
         .iter()
         .map(|(name, provider)| {
-            let stack = stack(name, provider, settings, store, api, tokens);
+            let stack = stack(name, provider, settings, emitter, store, api, tokens);
             let provider = Provider {
                 name: Arc::from(name.as_str()),
                 settings: provider.clone(),
@@ -73,6 +79,7 @@ fn stack(
     name: &str,
     provider: &ProviderSettings,
     settings: &Settings,
+    emitter: &Emitter,
     store: &MemoryStore,
     api: &ApiClient,
     tokens: &TokenClient,
@@ -96,7 +103,7 @@ fn stack(
                 .refresh_skew(provider.refresh_skew)
                 // The forwarder buffers bodies up to this size anyway: every call can be retried.
                 .replay_limit(max_request_body)
-                .proxy_name(&settings.proxy_name),
+                .emitter(emitter),
         )
         .layer(ClassifyUpstreamLayer::with_classifier(classifier))
         // Per attempt, to the response headers; an elapsed timer is reported as 504 (row U9).

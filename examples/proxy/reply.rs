@@ -9,7 +9,8 @@ use http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
 
 /// `status` with a problem document titled `title`.
 pub fn problem(status: StatusCode, title: &'static str) -> Response {
-    let body = serde_json::json!({ "type": "about:blank", "title": title, "status": status.as_u16() });
+    let body =
+        serde_json::json!({ "type": "about:blank", "title": title, "status": status.as_u16() });
     let mut response = (status, Json(body)).into_response();
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -476,7 +476,7 @@ pub async fn world(options: Options) -> World {
         .layer(
             RefreshAndRetryLayer::new(PROVIDER, store.clone(), grant)
                 .connect_url(CONNECT)
-                .proxy_name(emitter.proxy())
+                .emitter(&emitter)
                 .refresh_skew(options.skew)
                 .replay_limit(options.replay_limit),
         )

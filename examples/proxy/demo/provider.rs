@@ -211,7 +211,10 @@ struct AuthorizeQuery {
     code_challenge_method: Option<String>,
 }
 
-async fn authorize(State(shared): State<Arc<Shared>>, Query(query): Query<AuthorizeQuery>) -> Response {
+async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<AuthorizeQuery>,
+) -> Response {
     // Errors before the redirect URI is known to be ours must not redirect (RFC 6749 §4.1.2.1).
     if query.client_id != CLIENT_ID || query.redirect_uri != shared.redirect_uri {
         return (StatusCode::BAD_REQUEST, "unknown client or redirect_uri\n").into_response();
@@ -255,7 +258,11 @@ struct TokenForm {
     refresh_token: Option<String>,
 }
 
-async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
     if !client_authenticated(&headers, &shared.client_secret) {
         let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
         response.headers_mut().insert(
@@ -313,48 +320,81 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, Form(form)
 
 async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     match shared.caller(&headers, None) {
-        Ok((account, scopes, generation)) => Json(json!({
-            "account": account, "scopes": scopes, "token_generation": generation,
+        Ok(caller) => Json(json!({
+            "account": caller.account, "scopes": caller.scopes,
+            "token_generation": caller.generation,
         }))
         .into_response(),
-        Err(refusal) => refusal,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
 async fn admin(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     match shared.caller(&headers, Some("admin")) {
-        Ok((account, ..)) => Json(json!({ "account": account, "admin": true })).into_response(),
-        Err(refusal) => refusal,
+        Ok(caller) => Json(json!({ "account": caller.account, "admin": true })).into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Who is calling the API.
+struct Caller {
+    account: String,
+    scopes: Vec<String>,
+    /// Which of the grant's access tokens it is (1 for the first, 2 after a refresh, …).
+    generation: u32,
+}
+
+/// Why the API refuses a call.
+enum Refusal {
+    /// Missing, unknown or revoked: RFC 6750's `401`.
+    InvalidToken,
+    /// Expired: the quirk.
+    Expired,
+    /// The grant lacks this scope.
+    Scope(&'static str),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::InvalidToken => challenge(StatusCode::UNAUTHORIZED, "error=\"invalid_token\""),
+            // Not 401 + invalid_token, but what Power BI sends.
+            Refusal::Expired => {
+                let body = json!({ "error": { "code": "TokenExpired", "message": "Access token has expired." } });
+                (StatusCode::FORBIDDEN, Json(body)).into_response()
+            }
+            Refusal::Scope(scope) => challenge(
+                StatusCode::FORBIDDEN,
+                &format!("error=\"insufficient_scope\", scope=\"{scope}\""),
+            ),
+        }
     }
 }
 
 impl Shared {
-    /// The account, scopes and token generation of the request's bearer token, or the refusal.
-    fn caller(&self, headers: &HeaderMap, scope: Option<&str>) -> Result<(String, Vec<String>, u32), Response> {
+    /// The caller behind the request's bearer token, if it may use the API (with `scope`).
+    fn caller(&self, headers: &HeaderMap, scope: Option<&'static str>) -> Result<Caller, Refusal> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let tokens = self.tokens();
-        let access = token.and_then(|t| tokens.access.get(t));
-        let Some((access, grant)) = access
-            .map(|a| (a, &tokens.grants[a.grant]))
+        let (access, grant) = token
+            .and_then(|t| tokens.access.get(t))
+            .map(|access| (access, &tokens.grants[access.grant]))
             .filter(|(_, grant)| !grant.revoked)
-        else {
-            return Err(challenge(StatusCode::UNAUTHORIZED, "error=\"invalid_token\""));
-        };
+            .ok_or(Refusal::InvalidToken)?;
         if access.expires <= Instant::now() {
-            // The quirk: not 401 + invalid_token, but what Power BI sends.
-            let body = json!({ "error": { "code": "TokenExpired", "message": "Access token has expired." } });
-            return Err((StatusCode::FORBIDDEN, Json(body)).into_response());
+            return Err(Refusal::Expired);
         }
         if let Some(scope) = scope.filter(|s| !grant.scopes.iter().any(|g| g == s)) {
-            return Err(challenge(
-                StatusCode::FORBIDDEN,
-                &format!("error=\"insufficient_scope\", scope=\"{scope}\""),
-            ));
+            return Err(Refusal::Scope(scope));
         }
-        Ok((grant.account.clone(), grant.scopes.clone(), access.generation))
+        Ok(Caller {
+            account: grant.account.clone(),
+            scopes: grant.scopes.clone(),
+            generation: access.generation,
+        })
     }
 }
 
@@ -363,7 +403,10 @@ struct AccountQuery {
     account: String,
 }
 
-async fn expire(State(shared): State<Arc<Shared>>, Query(query): Query<AccountQuery>) -> StatusCode {
+async fn expire(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<AccountQuery>,
+) -> StatusCode {
     let mut tokens = shared.tokens();
     let Tokens { access, grants, .. } = &mut *tokens;
     let now = Instant::now();
@@ -375,7 +418,10 @@ async fn expire(State(shared): State<Arc<Shared>>, Query(query): Query<AccountQu
     StatusCode::NO_CONTENT
 }
 
-async fn revoke(State(shared): State<Arc<Shared>>, Query(query): Query<AccountQuery>) -> StatusCode {
+async fn revoke(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<AccountQuery>,
+) -> StatusCode {
     for grant in shared.tokens().grants.iter_mut() {
         if grant.account == query.account {
             grant.revoked = true;
@@ -395,7 +441,11 @@ fn client_authenticated(headers: &HeaderMap, secret: &str) -> bool {
     let Some((id, given)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
         return false;
     };
-    let form_decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let form_decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     form_decode(id) == CLIENT_ID && form_decode(given) == secret
 }
 
@@ -406,7 +456,9 @@ fn oauth_error(status: StatusCode, error: &'static str) -> Response {
 fn challenge(status: StatusCode, params: &str) -> Response {
     let mut response = status.into_response();
     if let Ok(value) = HeaderValue::try_from(format!("Bearer realm=\"demo-provider\", {params}")) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
     }
     response
 }

@@ -39,7 +39,9 @@ pub fn render(demo: &Demo<'_>) -> String {
         narrow_token,
     } = *demo;
     let api = format!("{proxy}/api/{PROVIDER}/me");
-    let get = |variable: &str, url: &str| format!("curl -si -H \"Authorization: Bearer ${variable}\" '{url}'");
+    let get = |variable: &str, url: &str| {
+        format!("curl -si -H \"Authorization: Bearer ${variable}\" '{url}'")
+    };
     let post = |url: String| format!("curl -si -X POST '{url}'");
     let metadata = format!("{proxy}/.well-known/oauth-protected-resource");
     let reauth = format!(
@@ -55,7 +57,7 @@ pub fn render(demo: &Demo<'_>) -> String {
             ],
         },
         Step {
-            title: format!("With alice's token: the provider's answer, called with her upstream token"),
+            title: "With alice's token: the provider's answer, called with her upstream token".into(),
             command: get("TOKEN", &api),
             expect: vec!["200".into(), "body: \"token_generation\":1".into()],
         },
@@ -122,10 +124,22 @@ pub fn render(demo: &Demo<'_>) -> String {
 
     let mut text = String::new();
     let _ = writeln!(text, "tower-bearer example proxy — demo mode\n");
-    let _ = writeln!(text, "  proxy            {proxy}   (provider `{PROVIDER}` at /api/{PROVIDER}/…)");
-    let _ = writeln!(text, "  demo IdP         {idp}   (the proxy's users; JWKS at {idp}/jwks)");
-    let _ = writeln!(text, "  demo provider    {provider}   (a third-party API and its OAuth server)\n");
-    let _ = writeln!(text, "Paste into a shell, top to bottom. `{USER}`'s tokens from the demo IdP (1 h):");
+    let _ = writeln!(
+        text,
+        "  proxy            {proxy}   (provider `{PROVIDER}` at /api/{PROVIDER}/…)"
+    );
+    let _ = writeln!(
+        text,
+        "  demo IdP         {idp}   (the proxy's users; JWKS at {idp}/jwks)"
+    );
+    let _ = writeln!(
+        text,
+        "  demo provider    {provider}   (a third-party API and its OAuth server)\n"
+    );
+    let _ = writeln!(
+        text,
+        "Paste into a shell, top to bottom. `{USER}`'s tokens from the demo IdP (1 h):"
+    );
     let _ = writeln!(text, "TOKEN='{token}'");
     let _ = writeln!(text, "NARROW='{narrow_token}'");
     for (i, step) in steps.iter().enumerate() {
@@ -135,6 +149,9 @@ pub fn render(demo: &Demo<'_>) -> String {
             let _ = writeln!(text, "#   expect: {expectation}");
         }
     }
-    let _ = writeln!(text, "\nRFC 9728 metadata: curl -s '{metadata}'. Ctrl-C stops.");
+    let _ = writeln!(
+        text,
+        "\nRFC 9728 metadata: curl -s '{metadata}'. Ctrl-C stops."
+    );
     text
 }

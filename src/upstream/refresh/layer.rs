@@ -6,7 +6,7 @@ use super::{
     Config, DEFAULT_REPLAY_LIMIT, DEFAULT_RETRY_AFTER, DEFAULT_SKEW, RefreshAndRetry, Shared,
     flight::Flights,
 };
-use crate::emit::proxy_status::ProxyStatus;
+use crate::emit::{Emitter, proxy_status::ProxyStatus};
 
 /// [`Layer`] that applies [`RefreshAndRetry`] for one provider; see the
 /// [module docs](super).
@@ -66,10 +66,10 @@ impl<St, R> RefreshAndRetryLayer<St, R> {
         self
     }
 
-    /// The name of this service in the `Proxy-Status` of passed-on `403`s (row U6): use the
-    /// [`Emitter`](crate::emit::Emitter)'s, `emitter.proxy()`.
-    pub fn proxy_name(mut self, name: &str) -> Self {
-        self.config.forbidden_status = forbidden_status(name);
+    /// Names this service in the `Proxy-Status` of passed-on `403`s (row U6) as `emitter` does
+    /// everywhere else, so the proxy name stays configured in one place.
+    pub fn emitter(mut self, emitter: &Emitter) -> Self {
+        self.config.forbidden_status = forbidden_status(emitter.proxy());
         self
     }
 }

@@ -6,7 +6,7 @@
 //! The handler tags the upstream request with a [`LinkKey`] extension (which user, which
 //! provider) and sends it through [`RefreshAndRetry`], which
 //!
-//! 1. loads the link from the [`TokenStore`] and sets `Authorization: Bearer <token>` (replacing
+//! 1. loads the link from the [`TokenStore`](crate::upstream::TokenStore) and sets `Authorization: Bearer <token>` (replacing
 //!    any `Authorization` the request had, so the caller's own token never leaks upstream);
 //! 2. refreshes first when the token expires within the skew (row U3, 60 s by default) —
 //!    and if that refresh fails for a passing reason while the token is still valid, uses it;
@@ -19,14 +19,15 @@
 //!    rotated refresh token, and sends the request again with the buffered body. A second
 //!    rejection is final: the link is marked as needing re-authorization. Nothing is retried twice.
 //!
-//! Failures are [`UpstreamError`]s, to be rendered by the [`Emitter`](crate::emit::Emitter)
+//! Failures are [`UpstreamError`](crate::upstream::UpstreamError)s, to be rendered by the [`Emitter`](crate::emit::Emitter)
 //! (rows U4–U9). A plain `403` from the provider (row U6) is passed on with
 //! `Proxy-Status: <proxy>; received-status=403` and without the provider's `WWW-Authenticate`
 //! (it names credentials the caller does not hold); other responses (row U1) are passed on
 //! without hop-by-hop headers. Requests without a [`LinkKey`] pass through untouched.
 //!
 //! The inner service receives a [`RetryBody`]; with hyper-util that is
-//! `Client<HttpConnector, RetryBody<YourBody>>`.
+//! `Client<HttpConnector, RetryBody<YourBody>>`. The request body must be `Unpin` (box-pin one
+//! that is not).
 //!
 //! # Example
 //!
@@ -88,8 +89,6 @@ pub use self::{future::ResponseFuture, layer::RefreshAndRetryLayer, service::Ref
 #[doc(inline)]
 pub use super::body::RetryBody;
 use super::store::LinkKey;
-#[allow(unused_imports)]
-use super::{error::UpstreamError, store::TokenStore};
 
 /// How long before its expiry a token is refreshed, unless configured.
 pub const DEFAULT_SKEW: Duration = Duration::from_secs(60);
