@@ -31,7 +31,7 @@ use tower_bearer::{
     token::BearerToken,
     validate::{
         CachedValidator, ClaimsPolicy, HttpClient, JwksValidator, StandardClaims,
-        ValidateBearerLayer, ValidateToken,
+        ValidateBearerLayer, ValidateToken, Verdict,
     },
 };
 
@@ -93,8 +93,8 @@ impl ValidateToken for Constant {
     type Claims = StandardClaims;
     type Future = std::future::Ready<Result<StandardClaims, AuthError>>;
 
-    fn validate(&self, _token: &BearerToken) -> Self::Future {
-        std::future::ready(Ok(self.0.clone()))
+    fn validate(&self, _token: &BearerToken) -> Verdict<StandardClaims, Self::Future> {
+        Verdict::Decided(Ok(self.0.clone()))
     }
 }
 

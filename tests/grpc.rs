@@ -54,7 +54,9 @@ use tower_bearer::{
     grpc::{self, GrpcUpstream, GrpcUpstreamLayer},
     token::BearerToken,
     upstream::{LinkKey, MemoryStore, RefreshAndRetryLayer, UpstreamToken, grant::RefreshGrant},
-    validate::{ClaimsPolicy, JwtValidator, StandardClaims, ValidateBearerLayer, ValidateToken},
+    validate::{
+        ClaimsPolicy, JwtValidator, StandardClaims, ValidateBearerLayer, ValidateToken, Verdict,
+    },
 };
 
 const ISSUER: &str = "https://issuer.test";
@@ -99,11 +101,11 @@ impl ValidateToken for KeysDownForUnknownKid {
     type Claims = StandardClaims;
     type Future = std::future::Ready<Result<StandardClaims, AuthError>>;
 
-    fn validate(&self, token: &BearerToken) -> Self::Future {
+    fn validate(&self, token: &BearerToken) -> Verdict<StandardClaims, Self::Future> {
         let unknown_kid = jsonwebtoken::decode_header(token.as_str())
             .is_ok_and(|h| h.kid.as_deref() == Some("rotated"));
         if unknown_kid {
-            std::future::ready(Err(AuthError::ValidationUnavailable {
+            Verdict::Decided(Err(AuthError::ValidationUnavailable {
                 retry_after: Duration::from_secs(30),
             }))
         } else {

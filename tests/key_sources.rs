@@ -33,7 +33,7 @@ use tower_bearer::{
     token::BearerToken,
     validate::{
         CachedValidator, ClaimsPolicy, HttpClient, IntrospectionValidator, Issuers, JwksValidator,
-        StandardClaims, ValidateBearerLayer, ValidateToken,
+        StandardClaims, ValidateBearerLayer, ValidateToken, Verdict,
     },
 };
 use tower_service::Service;
@@ -435,7 +435,7 @@ async fn concurrent_unknown_kids_share_one_fetch() {
     // Nothing cached yet: 1,000 simultaneous validations with distinct unknown kids.
     let results = futures_join_all((0..1000).map(|i| {
         let bearer = BearerToken::new(&forged(&token, &format!("k{i}"))).unwrap();
-        validator.validate(&bearer)
+        validator.validate(&bearer).outcome()
     }))
     .await;
     assert_eq!((counts.discovery(), counts.jwks()), (1, 1), "single flight");
@@ -582,7 +582,7 @@ struct CountCalls<V> {
 impl<V: ValidateToken> ValidateToken for CountCalls<V> {
     type Claims = V::Claims;
     type Future = V::Future;
-    fn validate(&self, token: &BearerToken) -> Self::Future {
+    fn validate(&self, token: &BearerToken) -> Verdict<V::Claims, V::Future> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.validate(token)
     }

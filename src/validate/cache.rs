@@ -15,7 +15,7 @@ use std::{
 use pin_project_lite::pin_project;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
-use super::{StandardClaims, ValidateToken};
+use super::{StandardClaims, ValidateToken, Verdict};
 use crate::{failure::AuthError, token::BearerToken};
 
 /// Claims that tell when the token expires, so a cache entry never outlives it.
@@ -160,38 +160,34 @@ where
     type Claims = V::Claims;
     type Future = CacheFuture<V::Future, V::Claims>;
 
-    fn validate(&self, token: &BearerToken) -> Self::Future {
+    fn validate(&self, token: &BearerToken) -> Verdict<Self::Claims, Self::Future> {
         let key = self.store.digest(token.as_str());
         if let Some(claims) = self.store.get(key) {
-            return CacheFuture {
-                state: State::Hit {
-                    claims: Some(claims),
-                },
-            };
+            return Verdict::Decided(Ok(claims));
         }
-        CacheFuture {
-            state: State::Miss {
-                future: self.inner.validate(token),
+        match self.inner.validate(token) {
+            Verdict::Decided(outcome) => {
+                if let Ok(claims) = &outcome {
+                    self.store.insert(key, claims);
+                }
+                Verdict::Decided(outcome)
+            }
+            Verdict::Pending(future) => Verdict::Pending(CacheFuture {
+                future,
                 store: self.store.clone(),
                 key,
-            },
+            }),
         }
     }
 }
 
 pin_project! {
-    /// The future of [`CachedValidator`]: complete at once on a hit.
+    /// A cache miss waiting on the inner validator; its success is remembered.
     pub struct CacheFuture<F, C> {
         #[pin]
-        state: State<F, C>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, C> {
-        Hit { claims: Option<C> },
-        Miss { #[pin] future: F, store: Arc<Store<C>>, key: u128 },
+        future: F,
+        store: Arc<Store<C>>,
+        key: u128,
     }
 }
 
@@ -209,20 +205,12 @@ where
     type Output = Result<C, AuthError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Hit { claims } => {
-                Poll::Ready(claims.take().ok_or(AuthError::ValidationUnavailable {
-                    retry_after: Duration::from_secs(1),
-                }))
-            }
-            StateProj::Miss { future, store, key } => {
-                let outcome = ready!(future.poll(cx));
-                if let Ok(claims) = &outcome {
-                    store.insert(*key, claims);
-                }
-                Poll::Ready(outcome)
-            }
+        let this = self.project();
+        let outcome = ready!(this.future.poll(cx));
+        if let Ok(claims) = &outcome {
+            this.store.insert(*this.key, claims);
         }
+        Poll::Ready(outcome)
     }
 }
 

@@ -17,7 +17,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, de::DeserializeOwned};
 
 use super::{
-    OneOrMany, StandardClaims, ValidateToken,
+    OneOrMany, StandardClaims, ValidateToken, Verdict,
     discovery::{absolute, discover},
     fetch::{FetchError, HttpClient},
     jwks::SourceError,
@@ -277,10 +277,10 @@ where
     type Claims = C;
     type Future = Pin<Box<dyn Future<Output = Result<C, AuthError>> + Send>>;
 
-    fn validate(&self, token: &BearerToken) -> Self::Future {
+    fn validate(&self, token: &BearerToken) -> Verdict<C, Self::Future> {
         let shared = self.shared.clone();
         let token = token.clone();
-        Box::pin(async move { shared.introspect(&token).await })
+        Verdict::Pending(Box::pin(async move { shared.introspect(&token).await }))
     }
 }
 

@@ -1,17 +1,8 @@
 //! Several issuers at once (multi-tenant): each token goes to the validator of its `iss`.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{collections::HashMap, fmt, sync::Arc};
 
-use pin_project_lite::pin_project;
-
-use super::{ValidateToken, peek};
+use super::{ValidateToken, Verdict, peek};
 use crate::{
     failure::{AuthError, TokenRejection},
     token::BearerToken,
@@ -94,61 +85,17 @@ impl<V> Issuers<V> {
 
 impl<V: ValidateToken> ValidateToken for Issuers<V> {
     type Claims = V::Claims;
-    type Future = IssuerFuture<V::Future>;
+    type Future = V::Future;
 
-    fn validate(&self, token: &BearerToken) -> Self::Future {
+    fn validate(&self, token: &BearerToken) -> Verdict<Self::Claims, Self::Future> {
         let chosen = match peek::issuer(token.as_str()) {
             Ok(Some(iss)) => self.by_issuer.get(&iss).ok_or(TokenRejection::WrongIssuer),
             Ok(None) => Err(TokenRejection::MissingClaim),
             Err(rejection) => Err(rejection),
         };
-        IssuerFuture {
-            state: match chosen {
-                Ok(validator) => State::Validating {
-                    future: validator.validate(token),
-                },
-                Err(rejection) => State::Refused {
-                    rejection: Some(rejection),
-                },
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`Issuers`].
-    pub struct IssuerFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Refused { rejection: Option<TokenRejection> },
-        Validating { #[pin] future: F },
-    }
-}
-
-impl<F> fmt::Debug for IssuerFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IssuerFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, C> Future for IssuerFuture<F>
-where
-    F: Future<Output = Result<C, AuthError>>,
-{
-    type Output = Result<C, AuthError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Refused { rejection } => Poll::Ready(Err(AuthError::InvalidToken(
-                rejection.take().unwrap_or(TokenRejection::WrongIssuer),
-            ))),
-            StateProj::Validating { future } => future.poll(cx),
+        match chosen {
+            Ok(validator) => validator.validate(token),
+            Err(rejection) => Verdict::Decided(Err(AuthError::InvalidToken(rejection))),
         }
     }
 }

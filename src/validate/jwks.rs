@@ -7,7 +7,6 @@ use std::{
     marker::PhantomData,
     pin::Pin,
     sync::{Arc, Mutex, RwLock},
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -16,7 +15,7 @@ use jsonwebtoken::{Algorithm, jwk::Jwk};
 use serde::{Deserialize, de::DeserializeOwned};
 
 use super::{
-    ClaimsPolicy, KeySet, StandardClaims, ValidateToken, VerificationKey,
+    ClaimsPolicy, KeySet, StandardClaims, ValidateToken, Verdict, VerificationKey,
     discovery::{absolute, discover},
     fetch::{FetchError, HttpClient, max_age},
     peek,
@@ -329,19 +328,19 @@ where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     type Claims = C;
-    type Future = JwksFuture<C>;
+    type Future = Pin<Box<dyn Future<Output = Result<C, AuthError>> + Send>>;
 
-    fn validate(&self, token: &BearerToken) -> Self::Future {
+    fn validate(&self, token: &BearerToken) -> Verdict<C, Self::Future> {
         let kid = match peek::header(token.as_str()) {
             Ok(peeked) => peeked.kid,
-            Err(rejection) => return JwksFuture::ready(Err(AuthError::InvalidToken(rejection))),
+            Err(rejection) => return Verdict::Decided(Err(AuthError::InvalidToken(rejection))),
         };
         let snapshot = self.shared.snapshot();
         if let Some(s) = &snapshot
             && s.fresh_until > Instant::now()
             && s.knows(kid.as_deref())
         {
-            return JwksFuture::ready(
+            return Verdict::Decided(
                 s.keys
                     .verify(token.as_str())
                     .map_err(AuthError::InvalidToken),
@@ -349,11 +348,9 @@ where
         }
         let shared = self.shared.clone();
         let token = token.clone();
-        JwksFuture {
-            inner: Inner::Pending(Box::pin(async move {
-                slow_path(&shared, &token, kid, snapshot).await
-            })),
-        }
+        Verdict::Pending(Box::pin(async move {
+            slow_path(&shared, &token, kid, snapshot).await
+        }))
     }
 }
 
@@ -388,52 +385,6 @@ async fn slow_path<C: DeserializeOwned>(
         _ => Err(AuthError::ValidationUnavailable {
             retry_after: shared.retry_after(),
         }),
-    }
-}
-
-/// The future of [`JwksValidator`]: complete at once when the cached keys suffice.
-pub struct JwksFuture<C> {
-    inner: Inner<C>,
-}
-
-type BoxedValidation<C> = Pin<Box<dyn Future<Output = Result<C, AuthError>> + Send>>;
-
-enum Inner<C> {
-    Ready(Option<Result<C, AuthError>>),
-    Pending(BoxedValidation<C>),
-}
-
-// Nothing is ever pinned inside: the pending validation is boxed and the ready claims are moved
-// out by value.
-impl<C> Unpin for JwksFuture<C> {}
-
-impl<C> JwksFuture<C> {
-    fn ready(result: Result<C, AuthError>) -> Self {
-        Self {
-            inner: Inner::Ready(Some(result)),
-        }
-    }
-}
-
-impl<C> fmt::Debug for JwksFuture<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwksFuture").finish_non_exhaustive()
-    }
-}
-
-impl<C> Future for JwksFuture<C> {
-    type Output = Result<C, AuthError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // `Inner` is `Unpin`: the pending future is boxed.
-        match &mut self.get_mut().inner {
-            Inner::Ready(result) => Poll::Ready(result.take().unwrap_or(Err(
-                AuthError::ValidationUnavailable {
-                    retry_after: Duration::from_secs(1),
-                },
-            ))),
-            Inner::Pending(future) => future.as_mut().poll(cx),
-        }
     }
 }
 
@@ -631,24 +582,24 @@ mod tests {
             false,
         );
         let validator = validator(&fake, Duration::ZERO);
-        assert!(validator.validate(&token(Some("a"))).await.is_ok());
-        assert!(validator.validate(&token(Some("a"))).await.is_ok());
+        assert!(validator.validate(&token(Some("a"))).outcome().await.is_ok());
+        assert!(validator.validate(&token(Some("a"))).outcome().await.is_ok());
         assert_eq!(fake.fetches(), 1, "fresh for max-age");
         assert_eq!(validator.cached_kids(), vec!["a".to_owned()]);
 
         tokio::time::sleep(Duration::from_millis(1100)).await;
         fake.set(json!({"keys": [jwk("a")]}), Some("max-age=3600"), true);
         assert!(
-            validator.validate(&token(Some("a"))).await.is_ok(),
+            validator.validate(&token(Some("a"))).outcome().await.is_ok(),
             "stale keys serve when the refetch fails"
         );
         assert_eq!(fake.fetches(), 2);
 
         fake.set(json!({"keys": [jwk("a")]}), Some("max-age=3600"), false);
-        assert!(validator.validate(&token(Some("a"))).await.is_ok());
+        assert!(validator.validate(&token(Some("a"))).outcome().await.is_ok());
         assert_eq!(fake.fetches(), 3, "refreshed once the issuer is back");
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert!(validator.validate(&token(Some("a"))).await.is_ok());
+        assert!(validator.validate(&token(Some("a"))).outcome().await.is_ok());
         assert_eq!(fake.fetches(), 3, "max-age=3600 keeps the set fresh");
     }
 
@@ -659,7 +610,7 @@ mod tests {
         let validator = validator(&fake, Duration::from_millis(200));
         // Nothing cached and the issuer down: 503 (I8), one attempt per interval.
         for _ in 0..3 {
-            let err = validator.validate(&token(Some("a"))).await.unwrap_err();
+            let err = validator.validate(&token(Some("a"))).outcome().await.unwrap_err();
             assert!(
                 matches!(err, AuthError::ValidationUnavailable { .. }),
                 "{err:?}"
@@ -670,18 +621,18 @@ mod tests {
 
         fake.set(json!({"keys": [jwk("a")]}), None, false);
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(validator.validate(&token(Some("a"))).await.is_ok());
+        assert!(validator.validate(&token(Some("a"))).outcome().await.is_ok());
         // A token without kid is verified by the key of its algorithm.
-        assert!(validator.validate(&token(None)).await.is_ok());
+        assert!(validator.validate(&token(None)).outcome().await.is_ok());
 
         // Rotation: "b" appears; its first token refetches once.
         fake.set(json!({"keys": [jwk("a"), jwk("b")]}), None, false);
         tokio::time::sleep(Duration::from_millis(250)).await;
         let before = fake.fetches();
-        assert!(validator.validate(&token(Some("b"))).await.is_ok());
+        assert!(validator.validate(&token(Some("b"))).outcome().await.is_ok());
         assert_eq!(fake.fetches(), before + 1);
         // Still unknown after a refetch: 401 (I4), and no second fetch within the interval.
-        let err = validator.validate(&token(Some("c"))).await.unwrap_err();
+        let err = validator.validate(&token(Some("c"))).outcome().await.unwrap_err();
         assert_eq!(err, AuthError::InvalidToken(TokenRejection::UnknownKey));
         assert_eq!(fake.fetches(), before + 1);
     }

@@ -1,8 +1,7 @@
 //! JWT validation against keys known in advance (RFC 7519, RFC 8725, RFC 9068).
 
-use std::{borrow::Cow, fmt, marker::PhantomData, str::FromStr, sync::Arc};
+use std::{fmt, marker::PhantomData, str::FromStr, sync::Arc};
 
-use base64::Engine;
 use jsonwebtoken::{
     Algorithm, AlgorithmFamily, DecodingKey, Validation,
     errors::ErrorKind,
@@ -10,7 +9,7 @@ use jsonwebtoken::{
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::ValidateToken;
+use super::{ValidateToken, Verdict, peek};
 use crate::{
     authorize::AuthClaims,
     failure::{AuthError, TokenRejection},
@@ -337,7 +336,7 @@ impl KeySet {
             [] => return Err(TokenRejection::UnknownKey),
             [only] => only,
             keys => {
-                let header = PeekedHeader::read(token)?;
+                let header = peek::header(token)?;
                 let algorithm = Algorithm::from_str(&header.alg)
                     .map_err(|_| TokenRejection::AlgorithmNotAllowed)?;
                 let selected = match header.kid.as_deref() {
@@ -357,7 +356,7 @@ impl KeySet {
                 // jsonwebtoken can't parse a header naming an algorithm it doesn't know (`none`):
                 // say what is wrong with it.
                 TokenRejection::Malformed
-                    if PeekedHeader::read(token)
+                    if peek::header(token)
                         .is_ok_and(|header| Algorithm::from_str(&header.alg).is_err()) =>
                 {
                     TokenRejection::AlgorithmNotAllowed
@@ -372,30 +371,6 @@ impl KeySet {
         }
         self.policy.check_type(data.header.typ.as_deref())?;
         Ok(data.claims)
-    }
-}
-
-/// The two header members needed to choose a key, read without the cost of a full `Header`.
-#[derive(Deserialize)]
-struct PeekedHeader<'a> {
-    #[serde(borrow)]
-    alg: Cow<'a, str>,
-    #[serde(borrow, default)]
-    kid: Option<Cow<'a, str>>,
-}
-
-impl PeekedHeader<'_> {
-    fn read(token: &str) -> Result<PeekedHeader<'static>, TokenRejection> {
-        let encoded = token.split('.').next().unwrap_or_default();
-        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(encoded)
-            .map_err(|_| TokenRejection::Malformed)?;
-        let header: PeekedHeader<'_> =
-            serde_json::from_slice(&json).map_err(|_| TokenRejection::Malformed)?;
-        Ok(PeekedHeader {
-            alg: Cow::Owned(header.alg.into_owned()),
-            kid: header.kid.map(|kid| Cow::Owned(kid.into_owned())),
-        })
     }
 }
 
@@ -467,10 +442,11 @@ where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     type Claims = C;
+    /// Never constructed: static keys decide at once.
     type Future = std::future::Ready<Result<C, AuthError>>;
 
-    fn validate(&self, token: &BearerToken) -> Self::Future {
-        std::future::ready(self.verify(token.as_str()).map_err(AuthError::InvalidToken))
+    fn validate(&self, token: &BearerToken) -> Verdict<C, Self::Future> {
+        Verdict::Decided(self.verify(token.as_str()).map_err(AuthError::InvalidToken))
     }
 }
 

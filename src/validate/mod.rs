@@ -75,10 +75,8 @@ pub use cache::{CacheFuture, CachedValidator, TokenExpiry};
 pub use discovery::{ProviderMetadata, discover, discovery_url};
 pub use fetch::{BoxError, FetchError, HttpClient};
 pub use introspect::{IntrospectionValidator, IntrospectionValidatorBuilder};
-pub use issuers::{IssuerFuture, Issuers};
-pub use jwks::{
-    ASYMMETRIC_ALGORITHMS, JwksFuture, JwksValidator, JwksValidatorBuilder, SourceError,
-};
+pub use issuers::Issuers;
+pub use jwks::{ASYMMETRIC_ALGORITHMS, JwksValidator, JwksValidatorBuilder, SourceError};
 pub use jwt::{
     ClaimsPolicy, JwtValidator, JwtValidatorBuilder, KeyError, KeySet, OneOrMany, StandardClaims,
     VerificationKey,
@@ -93,16 +91,37 @@ use crate::{
 
 /// A source of truth about tokens: static keys, a JWKS, an introspection endpoint, a cache.
 ///
-/// Validators are cheap to clone (share their state behind an `Arc`). The future owns what it
-/// needs: a validator that answers without waiting returns [`std::future::Ready`].
+/// Validators are cheap to clone (they share their state behind an `Arc`). A validation that
+/// needs no I/O — static keys, cached keys, a cache hit — is decided at once
+/// ([`Verdict::Decided`]), and the layer then calls the inner service without a state machine
+/// in between; only fetches and introspection calls return a future.
 pub trait ValidateToken {
     /// What a valid token yields; inserted into the request's extensions.
     type Claims: Clone + Send + Sync + 'static;
-    /// The validation in progress.
+    /// A validation waiting on I/O. Owns what it needs.
     type Future: Future<Output = Result<Self::Claims, AuthError>> + Send + 'static;
 
-    /// Validates `token`.
-    fn validate(&self, token: &BearerToken) -> Self::Future;
+    /// Starts validating `token`.
+    fn validate(&self, token: &BearerToken) -> Verdict<Self::Claims, Self::Future>;
+}
+
+/// How a validation started: already decided, or waiting on I/O.
+#[derive(Debug)]
+pub enum Verdict<C, F> {
+    /// Decided without waiting.
+    Decided(Result<C, AuthError>),
+    /// Waiting on a key fetch, an introspection call, …
+    Pending(F),
+}
+
+impl<C, F: Future<Output = Result<C, AuthError>>> Verdict<C, F> {
+    /// The outcome, awaited if need be.
+    pub async fn outcome(self) -> Result<C, AuthError> {
+        match self {
+            Self::Decided(outcome) => outcome,
+            Self::Pending(future) => future.await,
+        }
+    }
 }
 
 /// Authenticates requests with a [`ValidateToken`] and renders failures with an [`Emitter`].
@@ -166,19 +185,28 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let context = RequestContext::of(&request);
         let state = match self.extractor.extract(&request) {
             Err(failure) => State::Rejected { failure },
-            Ok(token) => {
-                // The ready service goes with this request; a fresh clone waits for the next one.
-                let clone = self.inner.clone();
-                State::Validating {
-                    validation: self.validator.validate(&token),
-                    request,
-                    inner: std::mem::replace(&mut self.inner, clone),
+            Ok(token) => match self.validator.validate(&token) {
+                Verdict::Decided(Ok(claims)) => {
+                    request.extensions_mut().insert(claims);
+                    State::Calling {
+                        future: self.inner.call(request),
+                    }
                 }
-            }
+                Verdict::Decided(Err(failure)) => State::Rejected { failure },
+                Verdict::Pending(validation) => {
+                    // The ready service goes with this request; a fresh clone waits for the next.
+                    let clone = self.inner.clone();
+                    State::Validating {
+                        validation,
+                        request,
+                        inner: std::mem::replace(&mut self.inner, clone),
+                    }
+                }
+            },
         };
         ResponseFuture {
             state,

@@ -12,13 +12,12 @@ use crate::failure::TokenRejection;
 /// The header members that select a key.
 #[derive(Debug)]
 pub(crate) struct Peeked {
+    pub(crate) alg: String,
     pub(crate) kid: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Header {
-    // Required by RFC 7515; its value is checked against the allow-list at verification.
-    #[allow(dead_code)]
     alg: String,
     #[serde(default)]
     kid: Option<String>,
@@ -43,12 +42,15 @@ fn segment(token: &str, index: usize) -> Result<Vec<u8>, TokenRejection> {
         .map_err(|_| TokenRejection::Malformed)
 }
 
-/// The header's `kid`; `Malformed` unless the token is three base64url segments with a JSON
+/// The header's `alg` and `kid`; `Malformed` unless the token is three base64url segments with a JSON
 /// object header.
 pub(crate) fn header(token: &str) -> Result<Peeked, TokenRejection> {
     let json = segment(token, 0)?;
     let header: Header = serde_json::from_slice(&json).map_err(|_| TokenRejection::Malformed)?;
-    Ok(Peeked { kid: header.kid })
+    Ok(Peeked {
+        alg: header.alg,
+        kid: header.kid,
+    })
 }
 
 /// The payload's `iss`, unverified.
