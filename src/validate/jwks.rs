@@ -582,24 +582,52 @@ mod tests {
             false,
         );
         let validator = validator(&fake, Duration::ZERO);
-        assert!(validator.validate(&token(Some("a"))).outcome().await.is_ok());
-        assert!(validator.validate(&token(Some("a"))).outcome().await.is_ok());
+        assert!(
+            validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .is_ok()
+        );
+        assert!(
+            validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .is_ok()
+        );
         assert_eq!(fake.fetches(), 1, "fresh for max-age");
         assert_eq!(validator.cached_kids(), vec!["a".to_owned()]);
 
         tokio::time::sleep(Duration::from_millis(1100)).await;
         fake.set(json!({"keys": [jwk("a")]}), Some("max-age=3600"), true);
         assert!(
-            validator.validate(&token(Some("a"))).outcome().await.is_ok(),
+            validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .is_ok(),
             "stale keys serve when the refetch fails"
         );
         assert_eq!(fake.fetches(), 2);
 
         fake.set(json!({"keys": [jwk("a")]}), Some("max-age=3600"), false);
-        assert!(validator.validate(&token(Some("a"))).outcome().await.is_ok());
+        assert!(
+            validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .is_ok()
+        );
         assert_eq!(fake.fetches(), 3, "refreshed once the issuer is back");
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert!(validator.validate(&token(Some("a"))).outcome().await.is_ok());
+        assert!(
+            validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .is_ok()
+        );
         assert_eq!(fake.fetches(), 3, "max-age=3600 keeps the set fresh");
     }
 
@@ -610,7 +638,11 @@ mod tests {
         let validator = validator(&fake, Duration::from_millis(200));
         // Nothing cached and the issuer down: 503 (I8), one attempt per interval.
         for _ in 0..3 {
-            let err = validator.validate(&token(Some("a"))).outcome().await.unwrap_err();
+            let err = validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .unwrap_err();
             assert!(
                 matches!(err, AuthError::ValidationUnavailable { .. }),
                 "{err:?}"
@@ -621,7 +653,13 @@ mod tests {
 
         fake.set(json!({"keys": [jwk("a")]}), None, false);
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(validator.validate(&token(Some("a"))).outcome().await.is_ok());
+        assert!(
+            validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .is_ok()
+        );
         // A token without kid is verified by the key of its algorithm.
         assert!(validator.validate(&token(None)).outcome().await.is_ok());
 
@@ -629,10 +667,20 @@ mod tests {
         fake.set(json!({"keys": [jwk("a"), jwk("b")]}), None, false);
         tokio::time::sleep(Duration::from_millis(250)).await;
         let before = fake.fetches();
-        assert!(validator.validate(&token(Some("b"))).outcome().await.is_ok());
+        assert!(
+            validator
+                .validate(&token(Some("b")))
+                .outcome()
+                .await
+                .is_ok()
+        );
         assert_eq!(fake.fetches(), before + 1);
         // Still unknown after a refetch: 401 (I4), and no second fetch within the interval.
-        let err = validator.validate(&token(Some("c"))).outcome().await.unwrap_err();
+        let err = validator
+            .validate(&token(Some("c")))
+            .outcome()
+            .await
+            .unwrap_err();
         assert_eq!(err, AuthError::InvalidToken(TokenRejection::UnknownKey));
         assert_eq!(fake.fetches(), before + 1);
     }
