@@ -278,16 +278,53 @@ impl Challenge {
 
     /// All challenges from every `WWW-Authenticate` field line, in order.
     ///
-    /// Lenient by design, for reading upstream responses: a line that fails to parse is
-    /// skipped, and bytes that are not UTF-8 are read as U+FFFD (they can only be valid
-    /// inside quoted-strings, so the rest of that challenge is still usable).
+    /// Lenient by design, for reading upstream responses: a line that breaks the grammar is
+    /// read as one challenge whose params are separated by whitespace instead of commas (a
+    /// common server mistake) if it can be, and skipped otherwise; bytes that are not UTF-8 are
+    /// read as U+FFFD (they can only be valid inside quoted-strings, so the rest of that
+    /// challenge is still usable).
     pub fn from_headers(headers: &HeaderMap) -> Vec<Challenge> {
         headers
             .get_all(WWW_AUTHENTICATE)
             .iter()
-            .filter_map(|line| Self::parse_list(&String::from_utf8_lossy(line.as_bytes())).ok())
+            .filter_map(|line| {
+                let line = String::from_utf8_lossy(line.as_bytes());
+                Self::parse_list(&line)
+                    .ok()
+                    .or_else(|| Self::parse_without_commas(&line).map(|c| vec![c]))
+            })
             .flatten()
             .collect()
+    }
+
+    /// `Scheme name=value name="value"`: one challenge whose params lack their commas.
+    fn parse_without_commas(value: &str) -> Option<Challenge> {
+        let mut p = Parser { src: value, pos: 0 };
+        p.skip_ows();
+        let scheme = p.token().ok()?.to_owned();
+        let mut params: Vec<(String, String)> = Vec::new();
+        loop {
+            p.skip_ows();
+            while p.peek() == Some(b',') {
+                p.pos += 1;
+                p.skip_ows();
+            }
+            if p.peek().is_none() {
+                return Some(Challenge {
+                    scheme,
+                    body: Body::Params(params),
+                });
+            }
+            let name = p.token().ok()?;
+            p.skip_ows();
+            if p.peek() != Some(b'=') {
+                return None;
+            }
+            let value = p.param_value().ok()?;
+            if !params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                params.push((name.to_owned(), value));
+            }
+        }
     }
 }
 
@@ -769,6 +806,20 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn from_headers_reads_params_missing_their_commas() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="x" error="invalid_token""#),
+        );
+        let challenges = Challenge::from_headers(&headers);
+        assert_eq!(challenges.len(), 1);
+        assert!(challenges[0].is_scheme("bearer"));
+        assert_eq!(challenges[0].param("error"), Some("invalid_token"));
+        assert_eq!(challenges[0].param("realm"), Some("x"));
     }
 
     #[test]

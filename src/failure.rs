@@ -62,6 +62,9 @@ pub enum InvalidRequest {
     /// `Bearer` with nothing after it.
     #[error("the bearer token is empty")]
     EmptyToken,
+    /// A form body that may carry the token failed while it was read.
+    #[error("the request body could not be read")]
+    UnreadableBody,
 }
 
 /// Why a present token was refused (rows I3 and I4, RFC 6750 `invalid_token`).

@@ -199,15 +199,23 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Reading { body, parts, inner } => {
-                    // A body that fails mid-read is handed on empty; the handler sees the
-                    // truncation as the client caused it.
-                    let bytes = ready!(body.poll(cx))
-                        .map(Collected::to_bytes)
-                        .unwrap_or_default();
+                    let read = ready!(body.poll(cx)).map(Collected::to_bytes);
                     let Some(mut parts) = parts.take() else {
                         return Poll::Pending;
                     };
-                    if let Some(token) = find_token(&bytes) {
+                    let (bytes, found) = match read {
+                        Ok(bytes) => {
+                            let found = find_token(&bytes);
+                            (bytes, found)
+                        }
+                        // The validation layer refuses the request (400 `invalid_request`)
+                        // rather than let a handler act on a truncated form.
+                        Err(_) => (
+                            Bytes::new(),
+                            Some(Err(InvalidRequest::UnreadableBody.into())),
+                        ),
+                    };
+                    if let Some(token) = found {
                         parts.extensions.insert(FormToken(token));
                     }
                     let future =

@@ -129,7 +129,7 @@ impl BearerExtractor {
         &self,
         headers: &HeaderMap,
         uri: &Uri,
-        form: Option<&Result<BearerToken, AuthError>>,
+        form: Option<&Extracted>,
     ) -> Result<BearerToken, AuthError> {
         let from_header = self.header_token(headers)?;
         let from_query = uri.query().and_then(query_token);
@@ -141,14 +141,16 @@ impl BearerExtractor {
             return Err(InvalidRequest::MultipleMethods.into());
         }
         match (from_header, from_query, form) {
-            (Some(token), _, _) => Ok(token),
+            (Some(token), _, _) => token,
             (_, Some(encoded), _) if self.allow_query => self.decode_query_token(encoded),
             (_, _, Some(found)) => found.clone(),
             _ => Err(AuthError::MissingCredentials),
         }
     }
 
-    fn header_token(&self, headers: &HeaderMap) -> Result<Option<BearerToken>, AuthError> {
+    /// The header's token: the outer error is a malformed request (I2), the inner one an
+    /// unreadable token (I3), reported only once the request is known to be unambiguous.
+    fn header_token(&self, headers: &HeaderMap) -> Result<Option<Extracted>, AuthError> {
         let mut values = headers.get_all(AUTHORIZATION).iter();
         let Some(value) = values.next() else {
             return Ok(None);
@@ -172,13 +174,12 @@ impl BearerExtractor {
             return Err(InvalidRequest::EmptyToken.into());
         }
         if token.len() > self.max_token_length {
-            return Err(AuthError::InvalidToken(TokenRejection::TooLong));
+            return Ok(Some(Err(AuthError::InvalidToken(TokenRejection::TooLong))));
         }
-        check_token68(token)?;
-        Ok(Some(BearerToken {
+        Ok(Some(check_token68(token).map(|()| BearerToken {
             value: value.clone(),
             start,
-        }))
+        })))
     }
 
     fn decode_query_token(&self, encoded: QueryToken<'_>) -> Result<BearerToken, AuthError> {
@@ -200,6 +201,9 @@ impl BearerExtractor {
         BearerToken::new(&decoded)
     }
 }
+
+/// A token found by one method, or why it is unreadable.
+type Extracted = Result<BearerToken, AuthError>;
 
 /// The `access_token` query parameter, still percent-encoded.
 enum QueryToken<'a> {
@@ -335,6 +339,18 @@ mod tests {
             let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
             assert_eq!(is_b64token_byte(b), expected, "byte {b:#04x}");
         }
+    }
+
+    #[test]
+    fn ambiguity_is_reported_before_token_syntax() {
+        assert!(matches!(
+            extract(
+                &[("authorization", "Bearer a b")],
+                "/?access_token=x",
+                BearerExtractor::new()
+            ),
+            Err(AuthError::InvalidRequest(InvalidRequest::MultipleMethods))
+        ));
     }
 
     #[test]

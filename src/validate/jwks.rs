@@ -297,6 +297,14 @@ impl Shared {
         let (document, headers): (JwkDocument, _) = self.client.get_json(&uri, "JWK set").await?;
         let keys = usable_keys(&document.keys, &self.algorithms);
         tracing::debug!(%uri, keys = keys.len(), offered = document.keys.len(), "fetched JWKS");
+        if keys.is_empty() {
+            // Replacing cached keys with none would turn every token into a 401; a set without
+            // a usable key is a failed fetch (row I8), and the keys we have keep serving.
+            return Err(FetchError::Invalid {
+                uri,
+                what: "JWK set with a usable signing key",
+            });
+        }
         let ttl = max_age(&headers)
             .unwrap_or(self.timing.default_ttl)
             .clamp(self.timing.min_ttl, self.timing.max_ttl);

@@ -396,7 +396,7 @@ pub(crate) fn rejection(kind: &ErrorKind) -> TokenRejection {
 
 /// Validates JWTs against static keys, yielding claims of type `C`.
 ///
-/// Verification runs inline: the future it returns is already complete.
+/// Verification runs inline: every verdict is [`Verdict::Decided`].
 pub struct JwtValidator<C = StandardClaims> {
     keys: Arc<KeySet>,
     claims: PhantomData<fn() -> C>,

@@ -2,8 +2,19 @@
 //! inner service.
 //!
 //! [`ValidateBearerLayer`] extracts the token (RFC 6750 §2, see [`BearerExtractor`]), validates it
-//! with a [`ValidateToken`] implementation — [`JwtValidator`] for static keys — inserts the claims
-//! into the request's extensions and calls the inner service. Every failure, its own or a pending
+//! with a [`ValidateToken`] implementation, inserts the claims into the request's extensions and
+//! calls the inner service. The validators:
+//!
+//! - [`JwtValidator`]: JWTs against static keys (HMAC, RSA, EC, Ed25519; PEM or JWK; by `kid`).
+//! - [`JwksValidator`]: JWTs against an issuer's JWKS, found directly or by OIDC discovery; keys
+//!   cached per `Cache-Control`, refetched at most once per interval (single-flight) for an
+//!   unknown `kid`, and kept serving when the issuer is down.
+//! - [`Issuers`]: several issuers at once, each token routed by its `iss`.
+//! - [`IntrospectionValidator`]: opaque tokens, RFC 7662.
+//! - [`CachedValidator`]: a bounded verified-token cache in front of any of them.
+//!
+//! Only key or introspection outages make a validation wait; they surface as
+//! [`AuthError::ValidationUnavailable`] (503, row I8), never as 401. Every failure, its own or a pending
 //! one coming back from inside (authorization rules, upstream failures), is rendered by its
 //! [`Emitter`]. Authentication always runs before anything looks at the request itself (row I9).
 //!
@@ -50,14 +61,13 @@
 //! # }
 //! ```
 
-mod jwt;
-// Key sources (issue 3): JWKS, discovery, several issuers, introspection, verified-token cache.
 mod cache;
 mod discovery;
 mod fetch;
 mod introspect;
 mod issuers;
 mod jwks;
+mod jwt;
 mod peek;
 
 use std::{
