@@ -99,7 +99,7 @@ struct KeysDownForUnknownKid(JwtValidator<StandardClaims>);
 
 impl ValidateToken for KeysDownForUnknownKid {
     type Claims = StandardClaims;
-    type Future = std::future::Ready<Result<StandardClaims, AuthError>>;
+    type Future = std::future::Pending<Result<StandardClaims, AuthError>>;
 
     fn validate(&self, token: &BearerToken) -> Verdict<StandardClaims, Self::Future> {
         let unknown_kid = jsonwebtoken::decode_header(token.as_str())

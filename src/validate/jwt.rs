@@ -442,8 +442,8 @@ where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     type Claims = C;
-    /// Never constructed: static keys decide at once.
-    type Future = std::future::Ready<Result<C, AuthError>>;
+    /// Never constructed (and zero-sized): static keys decide at once.
+    type Future = std::future::Pending<Result<C, AuthError>>;
 
     fn validate(&self, token: &BearerToken) -> Verdict<C, Self::Future> {
         Verdict::Decided(self.verify(token.as_str()).map_err(AuthError::InvalidToken))

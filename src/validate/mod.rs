@@ -210,10 +210,11 @@ where
                 Verdict::Pending(validation) => {
                     // The ready service goes with this request; a fresh clone waits for the next.
                     let clone = self.inner.clone();
+                    let inner = std::mem::replace(&mut self.inner, clone);
+                    // Boxed: waiting on I/O anyway, and it keeps the common future small.
                     State::Validating {
-                        validation,
-                        request,
-                        inner: std::mem::replace(&mut self.inner, clone),
+                        validation: Box::pin(validation),
+                        waiting: Box::new((request, inner)),
                     }
                 }
             },
@@ -247,7 +248,7 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         Rejected { failure: AuthError },
-        Validating { #[pin] validation: VF, request: Request<ReqBody>, inner: S },
+        Validating { validation: Pin<Box<VF>>, waiting: Box<(Request<ReqBody>, S)> },
         Calling { #[pin] future: S::Future },
         Done,
     }
@@ -271,15 +272,13 @@ where
                     return Poll::Ready(Ok(response.map(MaybeBuffered::buffered)));
                 }
                 StateProj::Validating { validation, .. } => {
-                    let outcome = ready!(validation.poll(cx));
-                    let StateReplace::Validating {
-                        mut request,
-                        mut inner,
-                        ..
-                    } = this.state.as_mut().project_replace(State::Done)
+                    let outcome = ready!(validation.as_mut().poll(cx));
+                    let StateReplace::Validating { waiting, .. } =
+                        this.state.as_mut().project_replace(State::Done)
                     else {
                         unreachable!("the state was just matched as Validating")
                     };
+                    let (mut request, mut inner) = *waiting;
                     match outcome {
                         Ok(claims) => {
                             request.extensions_mut().insert(claims);
