@@ -5,8 +5,13 @@
 mod fixtures;
 
 use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
+    fmt,
+    future::{Future, Ready, ready},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -18,8 +23,10 @@ use tower::ServiceExt;
 use tower_bearer::{
     emit::BodyMode,
     upstream::{
-        CONNECT_RELATION, LinkKey, ReauthReason, UpstreamClass, UpstreamError, UpstreamToken,
+        CONNECT_RELATION, LinkKey, MemoryStore, ReauthReason, TokenStore, UpstreamClass,
+        UpstreamError, UpstreamToken,
         classify::{Standard, UpstreamFailureClass},
+        store::MemoryGuard,
     },
 };
 use tower_http::classify::{ClassifiedResponse, ClassifyResponse};
@@ -738,4 +745,311 @@ async fn the_classification_drives_tower_http_classifiers() {
         }
         _ => panic!("not classified as an auth failure"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regressions: token-endpoint input, store outages, once-per-request refresh, short-lived
+// tokens, hanging refreshes
+
+#[tokio::test]
+async fn a_huge_expires_in_neither_panics_nor_loses_the_rotated_refresh_token() {
+    let world = world(Options::default()).await;
+    world.store.insert(key(), stale_link());
+    // 1e19 seconds: `now + expires_in` does not fit a `SystemTime`.
+    *world.token_endpoint.expires_in.lock().unwrap() = "1e19".into();
+
+    let answer = world.get("/data").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(world.api.tokens_seen(), ["at-0", "at-1"]);
+    let link = world.store.get(&key()).unwrap();
+    assert_eq!(link.access_token().expose_secret(), "at-1");
+    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-1");
+    assert_eq!(link.expires_at(), None, "unrepresentable: no known expiry");
+    assert!(!link.needs_reauthorization());
+
+    // The link keeps working.
+    assert_eq!(world.get("/data").await.status, StatusCode::OK);
+    assert_eq!(world.token_endpoint.calls(), 1);
+}
+
+/// A store whose writes fail while `down` is set.
+#[derive(Clone, Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    down: Arc<AtomicBool>,
+    failed_saves: Arc<AtomicUsize>,
+}
+
+#[derive(Debug)]
+struct StoreDown;
+
+impl fmt::Display for StoreDown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the store is down")
+    }
+}
+
+impl std::error::Error for StoreDown {}
+
+impl TokenStore for FlakyStore {
+    type Error = StoreDown;
+    type Load = Ready<Result<Option<UpstreamToken>, StoreDown>>;
+    type Guard = MemoryGuard;
+
+    fn load(&self, key: &LinkKey) -> Self::Load {
+        ready(Ok(self.inner.get(key)))
+    }
+
+    fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<MemoryGuard, StoreDown>> + Send {
+        let lock = self.inner.lock(key);
+        async move {
+            let Ok(guard) = lock.await;
+            Ok(guard)
+        }
+    }
+
+    fn save(
+        &self,
+        key: &LinkKey,
+        token: UpstreamToken,
+    ) -> impl Future<Output = Result<(), StoreDown>> + Send {
+        let down = self.down.load(Ordering::SeqCst);
+        if down {
+            self.failed_saves.fetch_add(1, Ordering::SeqCst);
+        }
+        let write = (!down).then(|| self.inner.save(key, token));
+        async move {
+            match write {
+                Some(write) => {
+                    let Ok(()) = write.await;
+                    Ok(())
+                }
+                None => Err(StoreDown),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_the_store_cannot_take_is_used_kept_and_written_back_never_replayed() {
+    let world = world(Options::default()).await;
+    let store = FlakyStore::default();
+    store.inner.insert(key(), stale_link());
+    let client = world.client_over(store.clone());
+    store.down.store(true, Ordering::SeqCst);
+
+    // Rejected, refreshed (rotated to rt-1), but the store is down: the fresh token is used
+    // anyway.
+    let response = client
+        .clone()
+        .oneshot(world.api_request("/data"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(store.failed_saves.load(Ordering::SeqCst) >= 1);
+    assert_eq!(
+        store
+            .inner
+            .get(&key())
+            .unwrap()
+            .refresh_token()
+            .unwrap()
+            .expose_secret(),
+        "rt-0",
+        "the store did not take it"
+    );
+
+    // The next request uses the kept token, without refreshing.
+    let response = client
+        .clone()
+        .oneshot(world.api_request("/data"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(world.token_endpoint.calls(), 1);
+    assert_eq!(world.api.tokens_seen(), ["at-0", "at-1", "at-1"]);
+
+    // The provider revokes at-1: the next refresh uses rt-1, never the revoked rt-0.
+    world.api.valid.lock().unwrap().remove("at-1");
+    let response = client
+        .clone()
+        .oneshot(world.api_request("/data"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        world.token_endpoint.refresh_tokens_presented(),
+        ["rt-0", "rt-1"]
+    );
+    assert!(!world.token_endpoint.revoked.load(Ordering::SeqCst));
+
+    // The store is back: the kept link is written back in the background.
+    store.down.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let link = store.inner.get(&key()).unwrap();
+        if link.refresh_token().unwrap().expose_secret() == "rt-2" {
+            assert_eq!(link.access_token().expose_secret(), "at-2");
+            assert!(!link.needs_reauthorization());
+            break;
+        }
+        assert!(Instant::now() < deadline, "never written back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = client.oneshot(world.api_request("/data")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(world.token_endpoint.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_token_refreshed_ahead_of_expiry_and_then_rejected_is_not_refreshed_again() {
+    let world = world(Options::default()).await;
+    world.store.insert(
+        key(),
+        UpstreamToken::new("at-0")
+            .with_refresh_token("rt-0")
+            .with_expires_in(Duration::from_secs(30)),
+    );
+    world.api.reject_all.store(true, Ordering::SeqCst);
+
+    let answer = world.get("/data").await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.header("proxy-status"),
+        Some(r#"gw; received-status=401; next-hop="acme"; details="upstream_reauth_required""#)
+    );
+    assert_eq!(answer.header("www-authenticate"), None);
+    assert_eq!(
+        world.token_endpoint.calls(),
+        1,
+        "refreshed once per request"
+    );
+    assert_eq!(world.api.tokens_seen(), ["at-1"], "the fresh token, once");
+    let link = world.store.get(&key()).unwrap();
+    assert!(link.needs_reauthorization());
+    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-1");
+}
+
+#[tokio::test]
+async fn passed_through_responses_never_carry_the_providers_challenge() {
+    let world = world(Options::default()).await;
+    world.store.insert(key(), UpstreamToken::new("good"));
+    world.api.accept("good");
+
+    let answer = world.get("/bad-request").await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.header("www-authenticate"), None);
+    assert_eq!(answer.header("content-type"), Some("text/plain"));
+    assert_eq!(answer.body, "bad request", "the provider's own body");
+    assert_eq!(world.token_endpoint.calls(), 0);
+}
+
+#[tokio::test]
+async fn tokens_living_no_longer_than_the_skew_are_not_refreshed_on_every_request() {
+    // Tokens live an hour; the skew is two.
+    let world = world(Options {
+        skew: Duration::from_secs(7200),
+        ..Options::default()
+    })
+    .await;
+    world.store.insert(
+        key(),
+        UpstreamToken::new("at-0")
+            .with_refresh_token("rt-0")
+            .with_expires_in(Duration::from_secs(30)),
+    );
+
+    for _ in 0..3 {
+        assert_eq!(world.get("/data").await.status, StatusCode::OK);
+    }
+    assert_eq!(world.token_endpoint.calls(), 1);
+    assert_eq!(world.api.tokens_seen(), ["at-1", "at-1", "at-1"]);
+    assert_eq!(
+        world.token_endpoint.refresh_tokens_presented(),
+        ["rt-0"],
+        "no rotation per request"
+    );
+}
+
+fn assert_refresh_unavailable(answer: &Answer) {
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.header("www-authenticate"), None);
+    assert_eq!(
+        answer.header("proxy-status"),
+        Some(r#"gw; error=destination_unavailable; details="upstream_refresh_unavailable""#)
+    );
+    assert!(answer.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn a_refresh_that_never_ends_times_out_as_unavailable_and_keeps_the_tokens() {
+    // The token endpoint takes 5 s, the grant would wait 30 s: the layer's limit ends it.
+    let world = world(Options {
+        grant_timeout: Duration::from_secs(30),
+        refresh_timeout: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
+    world.store.insert(key(), stale_link());
+    world.token_endpoint.set_mode(Mode::Slow);
+
+    let started = Instant::now();
+    let answer = world.get("/data").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_refresh_unavailable(&answer);
+    assert_link_intact(&world);
+}
+
+#[tokio::test]
+async fn a_store_lock_that_is_never_granted_times_out_as_unavailable() {
+    let world = world(Options {
+        refresh_timeout: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
+    world.store.insert(key(), stale_link());
+    // Someone holds the link's lock and never lets go.
+    let guard = world.store.lock(&key()).await.unwrap();
+
+    let started = Instant::now();
+    let answer = world.get("/data").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_refresh_unavailable(&answer);
+    assert_eq!(world.token_endpoint.calls(), 0);
+    assert_link_intact(&world);
+
+    // Released: the link recovers.
+    world.store.unlock(guard).await;
+    assert_eq!(world.get("/data").await.status, StatusCode::OK);
+    assert_eq!(world.token_endpoint.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_link_removed_during_its_refresh_stays_removed() {
+    let world = world(Options::default()).await;
+    world.store.insert(key(), stale_link());
+    // The refresh waits at the token endpoint while the user disconnects.
+    *world.token_endpoint.delay.lock().unwrap() = Duration::from_millis(300);
+    let call = tokio::spawn({
+        let client = world.client.clone();
+        let request = world.api_request("/data");
+        async move { client.oneshot(request).await }
+    });
+    while world.token_endpoint.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(world.store.remove(&key()).is_some());
+    let _ = call.await.unwrap();
+    assert!(
+        world.store.get(&key()).is_none(),
+        "resurrected by the refresh"
+    );
 }

@@ -66,6 +66,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The default limit on a token endpoint's answer.
 pub const DEFAULT_MAX_RESPONSE: usize = 64 * 1024;
 
+/// The longest `Retry-After` taken from a token endpoint (a day); longer ones are cut to it.
+const MAX_RETRY_AFTER_SECS: u64 = 24 * 60 * 60;
+
 /// The default time a token endpoint has to answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -325,7 +328,8 @@ where
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                // Untrusted: keep it within what `Instant`/`SystemTime` arithmetic tolerates.
+                .map(|secs| Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)));
             let body = body.map_err(|_| GrantError::Unparseable {
                 status: parts.status,
             })?;
@@ -503,13 +507,21 @@ impl TokenResponse {
         self.scope.as_deref()
     }
 
-    /// The link after this refresh: the new access token and expiry; the rotated refresh token,
-    /// or `previous`'s when none was issued (RFC 6749 §6); the new scopes, or `previous`'s.
-    /// The re-authorization mark is cleared.
+    /// The link after this refresh: the new access token, issued `now`, and its expiry; the
+    /// rotated refresh token, or `previous`'s when none was issued (RFC 6749 §6); the new
+    /// scopes, or `previous`'s. The re-authorization mark is cleared.
+    ///
+    /// An `expires_in` too large to represent (the token endpoint's input is not trusted)
+    /// leaves the expiry unknown, as if none had been given: never a panic, which would lose a
+    /// rotated refresh token.
     pub fn apply_to(&self, previous: &UpstreamToken, now: SystemTime) -> UpstreamToken {
-        let mut next = UpstreamToken::new(self.access_token.clone());
-        if let Some(lifetime) = self.expires_in {
-            next = next.with_expires_at(now + lifetime);
+        let mut next = UpstreamToken::new(self.access_token.clone()).with_issued_at(now);
+        next.generation = previous.generation;
+        if let Some(expires_at) = self
+            .expires_in
+            .and_then(|lifetime| now.checked_add(lifetime))
+        {
+            next = next.with_expires_at(expires_at);
         }
         if let Some(refresh) = self.refresh_token.as_ref().or(previous.refresh_token()) {
             next = next.with_refresh_token(refresh.clone());
@@ -683,6 +695,45 @@ mod tests {
         }
         let e = classify(200, r#"{"access_token":"a","token_type":"DPoP"}"#).unwrap_err();
         assert!(e.is_misconfiguration());
+    }
+
+    #[test]
+    fn huge_expires_in_never_panics() {
+        let previous = UpstreamToken::new("old").with_refresh_token("r0");
+        let now = SystemTime::now();
+        for expires_in in [
+            "1e19",
+            "18446744073709551615",
+            "\"18446744073709551615\"",
+            "1.7e308",
+            "-5",
+            "\"soon\"",
+        ] {
+            let body = format!(
+                r#"{{"access_token":"a","token_type":"Bearer","expires_in":{expires_in},"refresh_token":"r1"}}"#
+            );
+            let answer = classify(200, &body).expect(expires_in);
+            let next = answer.apply_to(&previous, now);
+            // The rotated refresh token is kept whatever the lifetime says.
+            assert_eq!(
+                next.refresh_token().unwrap().expose_secret(),
+                "r1",
+                "{expires_in}"
+            );
+            assert_eq!(next.issued_at(), Some(now));
+            if let Some(at) = next.expires_at() {
+                assert!(at >= now, "{expires_in}");
+            }
+        }
+        // Too large to represent: no expiry rather than a panic.
+        let huge = TokenResponse::new("a").with_expires_in(Duration::MAX);
+        assert_eq!(huge.apply_to(&previous, now).expires_at(), None);
+        assert_eq!(
+            UpstreamToken::new("a")
+                .with_expires_in(Duration::MAX)
+                .expires_at(),
+            None
+        );
     }
 
     #[test]

@@ -17,13 +17,17 @@
 //!
 //! A store must never lose a refresh token: [`save`](TokenStore::save) is only called with a
 //! record that carries the newest refresh token (the rotated one, or the previous one when the
-//! provider did not rotate), and no failure path removes it.
+//! provider did not rotate), and no failure path removes it. When a save fails after a
+//! rotation, [`RefreshAndRetry`](super::refresh::RefreshAndRetry) uses the refreshed link
+//! anyway, keeps it in memory (in place of the stale stored record, so the revoked refresh token
+//! is never sent again from this process) and writes it back later.
 
 use std::{
     collections::HashMap,
     convert::Infallible,
     fmt,
     future::{Future, Ready, ready},
+    sync::atomic::{AtomicU64, Ordering},
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
@@ -100,9 +104,16 @@ impl LinkKey {
 pub struct UpstreamToken {
     access_token: TokenSecret,
     expires_at: Option<SystemTime>,
+    /// When the access token was issued, when known: caps the refresh skew at half the
+    /// token's lifetime.
+    issued_at: Option<SystemTime>,
     refresh_token: Option<TokenSecret>,
     scopes: Arc<[String]>,
     needs_reauthorization: bool,
+    /// The [`MemoryStore`] generation of the link this record was loaded from (0: not from
+    /// one). A save of a record whose link was removed or replaced since it was loaded is
+    /// dropped.
+    pub(crate) generation: u64,
 }
 
 impl UpstreamToken {
@@ -111,9 +122,11 @@ impl UpstreamToken {
         Self {
             access_token: access_token.into(),
             expires_at: None,
+            issued_at: None,
             refresh_token: None,
             scopes: Arc::from(Vec::new()),
             needs_reauthorization: false,
+            generation: 0,
         }
     }
 
@@ -123,9 +136,19 @@ impl UpstreamToken {
         self
     }
 
-    /// Sets the expiry of the access token to `lifetime` from now.
-    pub fn with_expires_in(self, lifetime: Duration) -> Self {
-        self.with_expires_at(SystemTime::now() + lifetime)
+    /// Sets the expiry of the access token to `lifetime` from now. A lifetime too long to
+    /// represent leaves the expiry unknown (the token is then refreshed only when rejected).
+    pub fn with_expires_in(mut self, lifetime: Duration) -> Self {
+        self.expires_at = SystemTime::now().checked_add(lifetime);
+        self
+    }
+
+    /// Sets when the access token was issued. With an expiry, it bounds how early the token is
+    /// refreshed: never before half its lifetime (see [`refresh_due`](Self::refresh_due)).
+    /// Stores that persist links should persist it too.
+    pub fn with_issued_at(mut self, issued_at: SystemTime) -> Self {
+        self.issued_at = Some(issued_at);
+        self
     }
 
     /// Sets the refresh token.
@@ -160,6 +183,11 @@ impl UpstreamToken {
         self.expires_at
     }
 
+    /// When the access token was issued, if known.
+    pub fn issued_at(&self) -> Option<SystemTime> {
+        self.issued_at
+    }
+
     /// The refresh token, if the provider issued one.
     pub fn refresh_token(&self) -> Option<&TokenSecret> {
         self.refresh_token.as_ref()
@@ -180,6 +208,23 @@ impl UpstreamToken {
     pub fn expires_within(&self, skew: Duration, now: SystemTime) -> bool {
         self.expires_at
             .is_some_and(|at| at.duration_since(now).map_or(true, |left| left <= skew))
+    }
+
+    /// Whether the access token should be refreshed ahead of its expiry at `now`: it expires
+    /// within `skew`, capped at half its lifetime when [`issued_at`](Self::issued_at) is known
+    /// — so that a token living no longer than the skew is not refreshed on every use.
+    pub fn refresh_due(&self, skew: Duration, now: SystemTime) -> bool {
+        self.expires_within(self.effective_skew(skew), now)
+    }
+
+    /// `skew`, capped at half the token's lifetime when that is known.
+    pub fn effective_skew(&self, skew: Duration) -> Duration {
+        match (self.issued_at, self.expires_at) {
+            (Some(issued), Some(expires)) => expires
+                .duration_since(issued)
+                .map_or(Duration::ZERO, |lifetime| skew.min(lifetime / 2)),
+            _ => skew,
+        }
     }
 
     /// Whether the access token has expired at `now`.
@@ -248,14 +293,22 @@ pub trait TokenStore: Clone + Send + Sync + 'static {
 /// assert!(store.get(&key).is_some());
 /// assert!(!format!("{:?}", store.get(&key)).contains("secret"));
 /// ```
+///
+/// [`remove`](Self::remove) and [`insert`](Self::insert) win over a refresh in flight: the
+/// refresh's write of a link that was removed or replaced since it was loaded is dropped, and
+/// the per-link lock survives a removal while anyone holds or waits for it.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     links: Arc<Mutex<HashMap<LinkKey, Slot>>>,
+    generations: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
 struct Slot {
     token: Option<UpstreamToken>,
+    /// Changes when the link is inserted, replaced or removed (not when a refresh writes it
+    /// back); never reused.
+    generation: u64,
     lock: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -267,17 +320,44 @@ impl MemoryStore {
 
     /// Stores a link (for example at the end of the connect flow).
     pub fn insert(&self, key: LinkKey, token: UpstreamToken) {
-        self.with_links(|links| links.entry(key).or_default().token = Some(token));
+        let generation = self.next_generation();
+        self.with_links(|links| {
+            let slot = links.entry(key).or_default();
+            slot.token = Some(token);
+            slot.generation = generation;
+        });
     }
 
     /// The stored state of a link.
     pub fn get(&self, key: &LinkKey) -> Option<UpstreamToken> {
-        self.with_links(|links| links.get(key).and_then(|slot| slot.token.clone()))
+        self.with_links(|links| {
+            links.get(key).and_then(|slot| {
+                let mut token = slot.token.clone()?;
+                token.generation = slot.generation;
+                Some(token)
+            })
+        })
     }
 
-    /// Removes a link (for example when the user disconnects it).
+    /// Removes a link (for example when the user disconnects it). A refresh of it in flight
+    /// does not bring it back.
     pub fn remove(&self, key: &LinkKey) -> Option<UpstreamToken> {
-        self.with_links(|links| links.remove(key).and_then(|slot| slot.token))
+        let generation = self.next_generation();
+        self.with_links(|links| {
+            let slot = links.get_mut(key)?;
+            let token = slot.token.take();
+            slot.generation = generation;
+            // Keep the lock while anyone holds or waits for it, so that a link connected again
+            // meanwhile is refreshed under the same lock.
+            if Arc::strong_count(&slot.lock) == 1 {
+                links.remove(key);
+            }
+            token
+        })
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn with_links<T>(&self, f: impl FnOnce(&mut HashMap<LinkKey, Slot>) -> T) -> T {
@@ -317,12 +397,28 @@ impl TokenStore for MemoryStore {
         async move { Ok(MemoryGuard(lock.lock_owned().await)) }
     }
 
+    /// Writes `token` back unless the link was removed or replaced since `token` was loaded
+    /// (then the write is dropped: the removal or the new link wins).
     fn save(
         &self,
         key: &LinkKey,
         token: UpstreamToken,
     ) -> impl Future<Output = Result<(), Infallible>> + Send {
-        self.insert(key.clone(), token);
+        self.with_links(|links| match links.get_mut(key) {
+            Some(slot) if slot.token.is_some() && slot.generation == token.generation => {
+                slot.token = Some(token);
+            }
+            // Not loaded from this store: an ordinary write, like `insert`.
+            _ if token.generation == 0 => {
+                let slot = links.entry(key.clone()).or_default();
+                slot.token = Some(token);
+                slot.generation = self.next_generation();
+            }
+            _ => tracing::debug!(
+                provider = key.provider(),
+                "the link was removed or replaced meanwhile; not saving"
+            ),
+        });
         ready(Ok(()))
     }
 }
@@ -348,6 +444,76 @@ mod tests {
         assert!(!token.is_expired(now));
         assert!(token.is_expired(now + Duration::from_secs(31)));
         assert!(!UpstreamToken::new("a").expires_within(Duration::MAX, now));
+    }
+
+    #[test]
+    fn skew_is_capped_at_half_the_lifetime() {
+        let now = SystemTime::now();
+        let skew = Duration::from_secs(60);
+        // Issued now, lives 30 s: with a 60 s skew it would always be "expiring".
+        let short = UpstreamToken::new("a")
+            .with_issued_at(now)
+            .with_expires_at(now + Duration::from_secs(30));
+        assert_eq!(short.effective_skew(skew), Duration::from_secs(15));
+        assert!(!short.refresh_due(skew, now));
+        assert!(!short.refresh_due(skew, now + Duration::from_secs(14)));
+        assert!(short.refresh_due(skew, now + Duration::from_secs(16)));
+        // A long-lived token keeps the configured skew.
+        let long = UpstreamToken::new("a")
+            .with_issued_at(now)
+            .with_expires_at(now + Duration::from_secs(3600));
+        assert_eq!(long.effective_skew(skew), skew);
+        // Issue time unknown: the configured skew.
+        let unknown = UpstreamToken::new("a").with_expires_at(now + Duration::from_secs(30));
+        assert!(unknown.refresh_due(skew, now));
+    }
+
+    #[tokio::test]
+    async fn a_removed_link_is_not_resurrected_by_a_refresh_in_flight() {
+        let store = MemoryStore::new();
+        let key = LinkKey::new("u", "p");
+        store.insert(key.clone(), UpstreamToken::new("a").with_refresh_token("r"));
+        let guard = store.lock(&key).await.unwrap();
+        let loaded = store.load(&key).await.unwrap().unwrap();
+        // The user disconnects while the refresh holds the lock…
+        assert!(store.remove(&key).is_some());
+        // …and connects again: the new link is refreshed under the same lock.
+        store.insert(key.clone(), UpstreamToken::new("b"));
+        let second = tokio::time::timeout(Duration::from_millis(20), store.lock(&key)).await;
+        assert!(second.is_err(), "a second lock for the same link");
+        // The refresh's write of the old link is dropped.
+        store
+            .save(&key, loaded.clone().with_needs_reauthorization(true))
+            .await
+            .unwrap();
+        let now = store.get(&key).unwrap();
+        assert_eq!(now.access_token().expose_secret(), "b");
+        assert!(!now.needs_reauthorization());
+        // Removed for good: still not resurrected.
+        store.remove(&key);
+        store.save(&key, loaded).await.unwrap();
+        assert!(store.get(&key).is_none());
+        store.unlock(guard).await;
+        // A write of a link loaded from this store goes through, and twice in a row.
+        store.insert(key.clone(), UpstreamToken::new("c"));
+        let loaded = store.load(&key).await.unwrap().unwrap();
+        store
+            .save(&key, loaded.clone().with_refresh_token("r2"))
+            .await
+            .unwrap();
+        store
+            .save(&key, loaded.with_refresh_token("r3"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get(&key)
+                .unwrap()
+                .refresh_token()
+                .unwrap()
+                .expose_secret(),
+            "r3"
+        );
     }
 
     #[tokio::test]

@@ -30,20 +30,19 @@ use tower::ServiceExt;
 use tower_bearer::{
     emit::{BodyMode, EmitLayer, Emitter, pending_response},
     upstream::{
-        LinkKey, MemoryStore, UpstreamToken,
+        LinkKey, MemoryStore, TokenStore, UpstreamToken,
         classify::{ClassifyUpstream, JsonErrorCode, Standard},
         grant::RefreshGrant,
-        refresh::{RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
+        refresh::{DEFAULT_REFRESH_TIMEOUT, RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
     },
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type HttpClient<B> = Client<HttpConnector, B>;
-pub type UpstreamClient = RefreshAndRetry<
-    ClassifyUpstream<Timed, Standard>,
-    MemoryStore,
-    RefreshGrant<HttpClient<Full<Bytes>>>,
->;
+pub type UpstreamClient = ClientOver<MemoryStore>;
+/// The outbound layers over any token store.
+pub type ClientOver<St> =
+    RefreshAndRetry<ClassifyUpstream<Timed, Standard>, St, RefreshGrant<HttpClient<Full<Bytes>>>>;
 
 pub const PROVIDER: &str = "acme";
 pub const CONNECT: &str = "https://gw.example/connect/acme";
@@ -167,6 +166,18 @@ async fn api(State(api): State<Arc<Api>>, request: Request<Body>) -> Response {
             ],
             Bytes::from_static(b"nope"),
         ),
+        // Not about the token, but with a challenge that could pass for the gateway's own.
+        ("/bad-request", true) => response(
+            400,
+            &[
+                (
+                    "www-authenticate",
+                    r#"Bearer realm="acme", error="invalid_request""#,
+                ),
+                ("content-type", "text/plain"),
+            ],
+            Bytes::from_static(b"bad request"),
+        ),
         ("/hop", true) => response(
             200,
             &[
@@ -205,6 +216,8 @@ pub struct TokenEndpoint {
     pub generation: AtomicUsize,
     pub rotate: AtomicBool,
     pub delay: Mutex<Duration>,
+    /// The `expires_in` of issued tokens, as JSON.
+    pub expires_in: Mutex<String>,
     /// Every request's form and `Authorization` header.
     pub requests: Mutex<Vec<TokenRequest>>,
     pub api: Arc<Api>,
@@ -311,10 +324,11 @@ async fn token(State(endpoint): State<Arc<TokenEndpoint>>, request: Request<Body
     } else {
         String::new()
     };
+    let expires_in = endpoint.expires_in.lock().unwrap().clone();
     json(
         200,
         format!(
-            r#"{{"access_token":"{access}","token_type":"Bearer","expires_in":3600{refresh}}}"#
+            r#"{{"access_token":"{access}","token_type":"Bearer","expires_in":{expires_in}{refresh}}}"#
         ),
     )
 }
@@ -362,6 +376,7 @@ pub struct Options {
     pub grant_timeout: Duration,
     pub rotate: bool,
     pub upstream_timeout: Duration,
+    pub refresh_timeout: Duration,
 }
 
 impl Default for Options {
@@ -374,6 +389,7 @@ impl Default for Options {
             grant_timeout: Duration::from_secs(2),
             rotate: true,
             upstream_timeout: Duration::from_millis(500),
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
         }
     }
 }
@@ -386,6 +402,9 @@ pub struct World {
     pub store: MemoryStore,
     pub client: UpstreamClient,
     pub caller: HttpClient<Full<Bytes>>,
+    grant: RefreshGrant<HttpClient<Full<Bytes>>>,
+    emitter: Emitter,
+    options: Options,
 }
 
 #[derive(Clone)]
@@ -445,6 +464,7 @@ pub async fn world(options: Options) -> World {
         generation: AtomicUsize::new(0),
         rotate: AtomicBool::new(options.rotate),
         delay: Mutex::new(Duration::ZERO),
+        expires_in: Mutex::new("3600".into()),
         requests: Mutex::new(Vec::new()),
         api: api.clone(),
     });
@@ -472,23 +492,7 @@ pub async fn world(options: Options) -> World {
     } else {
         grant.client_secret_basic("gw-secret")
     };
-    let client: UpstreamClient = tower::ServiceBuilder::new()
-        .layer(
-            RefreshAndRetryLayer::new(PROVIDER, store.clone(), grant)
-                .connect_url(CONNECT)
-                .emitter(&emitter)
-                .refresh_skew(options.skew)
-                .replay_limit(options.replay_limit),
-        )
-        .layer(
-            tower_bearer::upstream::ClassifyUpstreamLayer::with_classifier(
-                Standard::new().rule(JsonErrorCode::power_bi()),
-            ),
-        )
-        .service(Timed {
-            client: http_client(),
-            timeout: options.upstream_timeout,
-        });
+    let client: UpstreamClient = client_over(store.clone(), grant.clone(), &emitter, &options);
     let app = App {
         client: client.clone(),
         api: api_addr,
@@ -497,7 +501,7 @@ pub async fn world(options: Options) -> World {
     let gateway = serve(
         Router::new()
             .fallback(proxy)
-            .layer(EmitLayer::new(emitter))
+            .layer(EmitLayer::new(emitter.clone()))
             .with_state(app),
     )
     .await;
@@ -509,7 +513,36 @@ pub async fn world(options: Options) -> World {
         store,
         client,
         caller: http_client(),
+        grant,
+        emitter,
+        options,
     }
+}
+
+fn client_over<St: TokenStore>(
+    store: St,
+    grant: RefreshGrant<HttpClient<Full<Bytes>>>,
+    emitter: &Emitter,
+    options: &Options,
+) -> ClientOver<St> {
+    tower::ServiceBuilder::new()
+        .layer(
+            RefreshAndRetryLayer::new(PROVIDER, store, grant)
+                .connect_url(CONNECT)
+                .emitter(emitter)
+                .refresh_skew(options.skew)
+                .replay_limit(options.replay_limit)
+                .refresh_timeout(options.refresh_timeout),
+        )
+        .layer(
+            tower_bearer::upstream::ClassifyUpstreamLayer::with_classifier(
+                Standard::new().rule(JsonErrorCode::power_bi()),
+            ),
+        )
+        .service(Timed {
+            client: http_client(),
+            timeout: options.upstream_timeout,
+        })
 }
 
 pub fn key() -> LinkKey {
@@ -541,6 +574,22 @@ impl Answer {
 }
 
 impl World {
+    /// The outbound layers of this world (same provider, token endpoint and options) over
+    /// another token store.
+    pub fn client_over<St: TokenStore>(&self, store: St) -> ClientOver<St> {
+        client_over(store, self.grant.clone(), &self.emitter, &self.options)
+    }
+
+    /// A request to the provider's API at `path`, tagged with the link key.
+    pub fn api_request(&self, path: &str) -> Request<Full<Bytes>> {
+        let mut request = Request::builder()
+            .uri(format!("http://{}{path}", self.api_addr))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        request.extensions_mut().insert(key());
+        request
+    }
+
     pub async fn call(
         &self,
         method: Method,

@@ -4,7 +4,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
-    time::{Instant, SystemTime},
+    time::SystemTime,
 };
 
 use bytes::Bytes;
@@ -49,6 +49,9 @@ pin_project! {
         body: BodyState<B>,
         token: Option<UpstreamToken>,
         rejected: Option<StatusCode>,
+        // This request's token came from a refresh: a rejection of it is final (row U4), never
+        // a second refresh.
+        refreshed: bool,
     }
 }
 
@@ -170,6 +173,7 @@ where
                     body: BodyState::Sent(NotReplayable::TooLarge { limit: 0 }),
                     token: None,
                     rejected: None,
+                    refreshed: false,
                 };
             }
             Some(key) if !shared.owns(key) => {
@@ -221,6 +225,7 @@ where
             body,
             token: None,
             rejected: None,
+            refreshed: false,
         }
     }
 }
@@ -255,12 +260,21 @@ where
                             source: Arc::new(error),
                         }),
                         Ok(None) => failed(shared.reauth(ReauthReason::NotConnected, None)),
-                        Ok(Some(token)) if token.needs_reauthorization() => {
-                            failed(shared.reauth(ReauthReason::Marked, None))
-                        }
-                        Ok(Some(token)) => {
-                            *this.token = Some(token);
-                            State::Prepare
+                        Ok(Some(stored)) => {
+                            // A refreshed link the store did not take replaces the record it
+                            // was refreshed from.
+                            let token = match this.key.as_ref() {
+                                Some(key) => {
+                                    shared.flights.newer_than(key, &stored).unwrap_or(stored)
+                                }
+                                None => stored,
+                            };
+                            if token.needs_reauthorization() {
+                                failed(shared.reauth(ReauthReason::Marked, None))
+                            } else {
+                                *this.token = Some(token);
+                                State::Prepare
+                            }
                         }
                     }
                 }
@@ -277,7 +291,7 @@ where
                         return Poll::Pending;
                     };
                     let refresh = token.refresh_token().is_some()
-                        && token.expires_within(shared.skew, SystemTime::now())
+                        && token.refresh_due(shared.skew, SystemTime::now())
                         && !shared.flights.cooling(key);
                     if refresh {
                         State::Refresh {
@@ -300,6 +314,7 @@ where
                     match (*trigger, outcome) {
                         (Trigger::Proactive, Ok(fresh)) => {
                             *token = fresh;
+                            *this.refreshed = true;
                             first_attempt(this.service, this.head, this.body, token, shared)
                         }
                         (Trigger::Proactive, Err(failure)) => {
@@ -308,7 +323,9 @@ where
                                 RefreshFailure::Grant(ref e) if !e.needs_reauthorization()
                             ) || matches!(
                                 failure,
-                                RefreshFailure::Store(_) | RefreshFailure::Aborted
+                                RefreshFailure::Store(_)
+                                    | RefreshFailure::TimedOut
+                                    | RefreshFailure::Aborted
                             );
                             if transient && !token.is_expired(SystemTime::now()) {
                                 // Still valid: use it, and don't ask again for a while.
@@ -316,9 +333,7 @@ where
                                     provider = key.provider(),
                                     "refresh ahead of expiry failed; using the current token"
                                 );
-                                shared
-                                    .flights
-                                    .cool_down(key, Instant::now() + shared.retry_after);
+                                shared.flights.cool_down(key, shared.retry_after);
                                 first_attempt(this.service, this.head, this.body, token, shared)
                             } else {
                                 failed(shared.failure(failure, None))
@@ -326,6 +341,7 @@ where
                         }
                         (Trigger::Rejected, Ok(fresh)) => {
                             *token = fresh;
+                            *this.refreshed = true;
                             match (&*this.body, this.head.as_ref()) {
                                 (BodyState::Whole { data, trailers }, Some(head)) => {
                                     let mut request = head.request(RetryBody::buffered(
@@ -366,15 +382,34 @@ where
                             else {
                                 return Poll::Pending;
                             };
-                            tracing::debug!(provider = key.provider(), %status, "token rejected; refreshing");
-                            *this.rejected = Some(status);
-                            State::Refresh {
-                                future: flight::refresh(
-                                    this.shared.clone(),
-                                    key.clone(),
-                                    token.access_token().clone(),
-                                ),
-                                trigger: Trigger::Rejected,
+                            if *this.refreshed {
+                                // Refreshed ahead of expiry for this very request, and still
+                                // rejected: once per request (row U4).
+                                tracing::warn!(provider = key.provider(), %status, "a fresh token was rejected; the link needs re-authorization");
+                                State::Mark {
+                                    future: flight::mark_rejected(
+                                        this.shared.clone(),
+                                        key.clone(),
+                                        token.access_token().clone(),
+                                    ),
+                                    error: Some(
+                                        shared.reauth(
+                                            ReauthReason::RejectedAfterRefresh,
+                                            Some(status),
+                                        ),
+                                    ),
+                                }
+                            } else {
+                                tracing::debug!(provider = key.provider(), %status, "token rejected; refreshing");
+                                *this.rejected = Some(status);
+                                State::Refresh {
+                                    future: flight::refresh(
+                                        this.shared.clone(),
+                                        key.clone(),
+                                        token.access_token().clone(),
+                                    ),
+                                    trigger: Trigger::Rejected,
+                                }
                             }
                         }
                     }
@@ -392,7 +427,7 @@ where
                             tracing::warn!(provider = key.provider(), %status, "a fresh token was rejected; the link needs re-authorization");
                             State::Mark {
                                 future: flight::mark_rejected(
-                                    shared.store.clone(),
+                                    this.shared.clone(),
                                     key.clone(),
                                     token.access_token().clone(),
                                 ),
@@ -535,11 +570,13 @@ impl<St, R> Shared<St, R> {
                 provider: self.provider.clone(),
                 source,
             },
-            RefreshFailure::Aborted => UpstreamError::RefreshUnavailable {
-                provider: self.provider.clone(),
-                retry_after: self.retry_after,
-                source: None,
-            },
+            RefreshFailure::TimedOut | RefreshFailure::Aborted => {
+                UpstreamError::RefreshUnavailable {
+                    provider: self.provider.clone(),
+                    retry_after: self.retry_after,
+                    source: None,
+                }
+            }
         }
     }
 
@@ -567,7 +604,11 @@ impl<St, R> Shared<St, R> {
                 Classified::Done(Ok(response))
             }
             _ => {
-                strip_hop_by_hop(response.headers_mut());
+                // Row U1: passed on, but the provider's challenges name credentials the caller
+                // does not hold (and could pass for ours).
+                let headers = response.headers_mut();
+                strip_hop_by_hop(headers);
+                headers.remove(WWW_AUTHENTICATE);
                 Classified::Done(Ok(response))
             }
         }

@@ -3,8 +3,8 @@ use std::{fmt, sync::Arc, time::Duration};
 use tower_layer::Layer;
 
 use super::{
-    Config, DEFAULT_REPLAY_LIMIT, DEFAULT_RETRY_AFTER, DEFAULT_SKEW, RefreshAndRetry, Shared,
-    flight::Flights,
+    Config, DEFAULT_REFRESH_TIMEOUT, DEFAULT_REPLAY_LIMIT, DEFAULT_RETRY_AFTER, DEFAULT_SKEW,
+    RefreshAndRetry, Shared, flight::Flights,
 };
 use crate::emit::{Emitter, proxy_status::ProxyStatus};
 
@@ -33,6 +33,7 @@ impl<St, R> RefreshAndRetryLayer<St, R> {
                 skew: DEFAULT_SKEW,
                 replay_limit: DEFAULT_REPLAY_LIMIT,
                 retry_after: DEFAULT_RETRY_AFTER,
+                refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
                 forbidden_status: forbidden_status("tower-bearer"),
             },
             flights: Arc::default(),
@@ -46,7 +47,9 @@ impl<St, R> RefreshAndRetryLayer<St, R> {
         self
     }
 
-    /// Refreshes tokens that expire within `skew` before using them (row U3).
+    /// Refreshes tokens that expire within `skew` before using them (row U3). For a token whose
+    /// issue time is known, the skew is capped at half its lifetime, so that short-lived tokens
+    /// are not refreshed on every use.
     pub fn refresh_skew(mut self, skew: Duration) -> Self {
         self.config.skew = skew;
         self
@@ -63,6 +66,16 @@ impl<St, R> RefreshAndRetryLayer<St, R> {
     /// The `Retry-After` of a failed refresh when the token endpoint gave none.
     pub fn retry_after(mut self, after: Duration) -> Self {
         self.config.retry_after = after;
+        self
+    }
+
+    /// How long a refresh may take ([`DEFAULT_REFRESH_TIMEOUT`] unless set): waiting for the
+    /// store's lock, loading the link and the token endpoint's answer together. Past it the
+    /// request fails with [`RefreshUnavailable`](crate::upstream::UpstreamError::RefreshUnavailable)
+    /// (row U7) and the stored tokens are left as they were. Set it above the refresher's own
+    /// timeout ([`RefreshGrant::timeout`](crate::upstream::grant::RefreshGrant::timeout)).
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.config.refresh_timeout = timeout;
         self
     }
 
@@ -108,6 +121,7 @@ impl<St: fmt::Debug, R> fmt::Debug for RefreshAndRetryLayer<St, R> {
             .field("connect_url", &self.config.connect_url)
             .field("skew", &self.config.skew)
             .field("replay_limit", &self.config.replay_limit)
+            .field("refresh_timeout", &self.config.refresh_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -8,22 +8,29 @@
 //!
 //! 1. loads the link from the [`TokenStore`](crate::upstream::TokenStore) and sets `Authorization: Bearer <token>` (replacing
 //!    any `Authorization` the request had, so the caller's own token never leaks upstream);
-//! 2. refreshes first when the token expires within the skew (row U3, 60 s by default) —
-//!    and if that refresh fails for a passing reason while the token is still valid, uses it;
+//! 2. refreshes first when the token expires within the skew (row U3, 60 s by default, but
+//!    never more than half the token's lifetime when its issue time is known) — and if that
+//!    refresh fails for a passing reason while the token is still valid, uses it;
 //! 3. sends the request, with the body buffered up to a limit (64 KiB by default) so that it
 //!    can be sent again;
 //! 4. when the provider rejects the token (row U2, as classified by
 //!    [`ClassifyUpstream`](super::classify::ClassifyUpstream)), refreshes once — one refresh per
 //!    key at a time, joined by every request that needs it, finished even if they are all
 //!    cancelled, and reusing a token another request (or replica) obtained meanwhile — stores the
-//!    rotated refresh token, and sends the request again with the buffered body. A second
-//!    rejection is final: the link is marked as needing re-authorization. Nothing is retried twice.
+//!    rotated refresh token, and sends the request again with the buffered body. A request is
+//!    refreshed at most once: a rejection after its refresh (ahead of expiry or after a first
+//!    rejection) is final, and the link is marked as needing re-authorization. Nothing is
+//!    retried twice.
+//!
+//! A refresh is bounded in time ([`DEFAULT_REFRESH_TIMEOUT`]): a store lock or a token endpoint
+//! that never answers ends in row U7 with the stored tokens untouched. A refreshed link the
+//! store fails to take is not lost: it is used anyway, kept in memory and written back later.
 //!
 //! Failures are [`UpstreamError`](crate::upstream::UpstreamError)s, to be rendered by the [`Emitter`](crate::emit::Emitter)
 //! (rows U4–U9). A plain `403` from the provider (row U6) is passed on with
 //! `Proxy-Status: <proxy>; received-status=403` and without the provider's `WWW-Authenticate`
 //! (it names credentials the caller does not hold); other responses (row U1) are passed on
-//! without hop-by-hop headers. Requests without a [`LinkKey`] pass through untouched.
+//! without hop-by-hop headers and without `WWW-Authenticate` either. Requests without a [`LinkKey`] pass through untouched.
 //!
 //! The inner service receives a [`RetryBody`]; with hyper-util that is
 //! `Client<HttpConnector, RetryBody<YourBody>>`. The request body must be `Unpin` (box-pin one
@@ -99,6 +106,11 @@ pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 /// The `Retry-After` of a failed refresh when the token endpoint gave none, unless configured.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
+/// How long a refresh may take — waiting for the store's lock, loading the link and the token
+/// endpoint's answer together — unless configured. Past it the request fails as row U7, the
+/// stored tokens untouched.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A request extension that makes [`RefreshAndRetry`] send the request body as it streams
 /// instead of buffering it first: for bodies that never end on their own (a bidirectional gRPC
 /// stream waits for the answers before it sends more) or that must not wait. Such a request is
@@ -123,6 +135,7 @@ pub(crate) struct Config {
     pub(crate) skew: Duration,
     pub(crate) replay_limit: usize,
     pub(crate) retry_after: Duration,
+    pub(crate) refresh_timeout: Duration,
     /// `<proxy>; received-status=403`, for passed-on plain `403`s (row U6).
     pub(crate) forbidden_status: HeaderValue,
 }
