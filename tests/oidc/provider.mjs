@@ -66,6 +66,15 @@ for (const level of ['log', 'info', 'debug']) {
   console[level] = (...a) => process.stderr.write(`${a.join(' ')}\n`);
 }
 
+// Any failure before the ready line exits non-zero with a message on stderr, so the harness
+// sees EOF on stdout at once instead of waiting for a ready line that never comes.
+function fail(code, msg) {
+  process.stderr.write(`provider.mjs: ${msg}\n`);
+  process.exit(code);
+}
+process.on('uncaughtException', (err) => fail(1, `uncaught exception: ${err?.stack ?? err}`));
+process.on('unhandledRejection', (err) => fail(1, `unhandled rejection: ${err?.stack ?? err}`));
+
 let Provider;
 try {
   ({ default: Provider } = await import('oidc-provider'));
@@ -87,9 +96,21 @@ const port = Number(config.port ?? process.env.PORT ?? 0);
 const defaultAlg = config.alg ?? 'RS256';
 const defaultTtl = Number(config.accessTokenTtl ?? 300);
 
+// Keys come out of generateKeyPairSync already as JWKs. Do NOT write
+// `generateKeyPairSync(...).privateKey.export({ format: 'jwk' })`: in node 20 that can deadlock
+// the main thread for good (no CPU, futex wait, the ready line never comes). The export holds
+// the key's mutex while it allocates the JWK strings; when that allocation triggers a GC, the
+// GC finalises the (already unreachable) key-generation job, whose destructor locks the same
+// non-recursive mutex. Seen here in about 1 start in 50 after loading oidc-provider, and within
+// a few thousand iterations of a bare `generateKeyPairSync('ec').privateKey.export({format:'jwk'})`
+// loop. Encoding inside the job avoids it: the job is still referenced while it encodes.
 function freshKeys() {
-  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
-  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+  const jwk = { format: 'jwk' };
+  const gen = (type, opts) => generateKeyPairSync(type, {
+    ...opts, publicKeyEncoding: jwk, privateKeyEncoding: jwk,
+  }).privateKey;
+  const rsa = gen('rsa', { modulusLength: 2048 });
+  const ec = gen('ec', { namedCurve: 'P-256' });
   const kid = (p) => `${p}-${randomBytes(6).toString('hex')}`;
   return {
     keys: [
@@ -127,10 +148,15 @@ for (const r of Object.values(resources)) {
 
 const server = createServer();
 server.keepAliveTimeout = 1000;
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(port, host, resolve);
-});
+try {
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+} catch (err) {
+  // e.g. EADDRINUSE on a restart when another process took the port meanwhile.
+  fail(4, `cannot listen on ${host}:${port}: ${err.code ?? ''} ${err.message}`);
+}
 const boundPort = server.address().port;
 const issuer = config.issuer ?? `http://${host}:${boundPort}`;
 

@@ -532,6 +532,10 @@ impl CookieJar {
 /// (loading oidc-provider, generating an RSA key) is CPU-bound for a moment.
 static STARTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
+/// How long a start may take before the harness gives up (normally about a second; generous for
+/// a loaded CI machine, but short enough that a stuck start fails fast with a clear message).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn spawn(config: &OidcConfig) -> (Running, Ready) {
     let _starting = STARTING.acquire().await.expect("never closed");
     let dir = harness_dir();
@@ -560,7 +564,7 @@ async fn spawn(config: &OidcConfig) -> (Running, Ready) {
         });
     let stdin = child.stdin.take();
     let stderr_buf = Arc::new(Mutex::new(String::new()));
-    {
+    let stderr_task = {
         let mut stderr = child.stderr.take().unwrap();
         let buf = stderr_buf.clone();
         tokio::spawn(async move {
@@ -573,17 +577,37 @@ async fn spawn(config: &OidcConfig) -> (Running, Ready) {
                     .unwrap()
                     .push_str(&String::from_utf8_lossy(&chunk[..n]));
             }
-        });
-    }
+        })
+    };
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await;
+    let first = tokio::time::timeout(READY_TIMEOUT, lines.next_line()).await;
     let line = match first {
         Ok(Ok(Some(line))) => line,
         other => {
-            let _ = child.kill().await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Say what happened: exited (with which status) or still running without a ready line.
+            let what = match other {
+                Ok(Ok(None)) => "closed its stdout before the ready line".to_owned(),
+                Ok(Err(e)) => format!("could not be read ({e})"),
+                Err(_) => format!(
+                    "printed no ready line within {READY_TIMEOUT:?} (pid {:?}; a start normally \
+                     takes about a second)",
+                    child.id()
+                ),
+                Ok(Ok(Some(_))) => unreachable!(),
+            };
+            let status = match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                Ok(Ok(status)) => format!("exited: {status}"),
+                Ok(Err(e)) => format!("wait failed: {e}"),
+                Err(_) => {
+                    let _ = child.kill().await;
+                    "still running, killed".to_owned()
+                }
+            };
+            // The child is gone, so its stderr reaches EOF: collect all of it.
+            let _ = tokio::time::timeout(Duration::from_secs(2), stderr_task).await;
             panic!(
-                "the OpenID provider did not become ready ({other:?}); its stderr:\n{}",
+                "the OpenID provider (port {}) {what}; {status}; its stderr:\n{}",
+                config.port,
                 stderr_buf.lock().unwrap()
             );
         }
