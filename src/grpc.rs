@@ -111,7 +111,7 @@
 //!
 //! // Outbound: a tonic client to the provider, with the user's upstream tokens.
 //! let refresher = refresher_fn(|_refresh_token| async { Ok(TokenResponse::new("…")) });
-//! let refresh = RefreshAndRetryLayer::new("provider", MemoryStore::new(), refresher);
+//! let refresh = RefreshAndRetryLayer::new("provider", MemoryStore::new(), refresher, &emitter);
 //! let channel = Endpoint::from_static("http://[::1]:50051").connect_lazy();
 //! let provider = tonic::client::Grpc::new(GrpcUpstreamLayer::new(refresh, emitter.clone()).layer(channel));
 //! # drop(provider);
@@ -333,11 +333,11 @@ pub struct GrpcUpstreamLayer<St, R, C = GrpcClassifier> {
 }
 
 impl<St, R> GrpcUpstreamLayer<St, R> {
-    /// Refreshes and retries with `refresh` (whose proxy name is set to the `emitter`'s), and
-    /// renders upstream failures with `emitter`.
+    /// Refreshes and retries with `refresh` (built with the same `emitter`), and renders
+    /// upstream failures with `emitter`.
     pub fn new(refresh: RefreshAndRetryLayer<St, R>, emitter: Emitter) -> Self {
         Self {
-            refresh: refresh.emitter(&emitter),
+            refresh,
             classifier: GrpcClassifier::new(),
             emitter,
             replay_limit: DEFAULT_REPLAY_LIMIT,

@@ -97,13 +97,12 @@ fn stack(
         .fold(Standard::new(), Standard::rule);
     ServiceBuilder::new()
         .layer(
-            RefreshAndRetryLayer::new(name, store.clone(), grant)
+            RefreshAndRetryLayer::new(name, store.clone(), grant, emitter)
                 // Absolute: the `Link` and the 303 must work wherever the caller resolves them.
                 .connect_url(format!("{}/connect/{name}", settings.public_url))
                 .refresh_skew(provider.refresh_skew)
                 // The forwarder buffers bodies up to this size anyway: every call can be retried.
-                .replay_limit(max_request_body)
-                .emitter(emitter),
+                .replay_limit(max_request_body),
         )
         .layer(ClassifyUpstreamLayer::with_classifier(classifier))
         // Per attempt, to the response headers; an elapsed timer is reported as 504 (row U9).

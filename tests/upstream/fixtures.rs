@@ -527,9 +527,8 @@ fn client_over<St: TokenStore>(
 ) -> ClientOver<St> {
     tower::ServiceBuilder::new()
         .layer(
-            RefreshAndRetryLayer::new(PROVIDER, store, grant)
+            RefreshAndRetryLayer::new(PROVIDER, store, grant, emitter)
                 .connect_url(CONNECT)
-                .emitter(emitter)
                 .refresh_skew(options.skew)
                 .replay_limit(options.replay_limit)
                 .refresh_timeout(options.refresh_timeout),

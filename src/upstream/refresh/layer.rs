@@ -22,8 +22,10 @@ pub struct RefreshAndRetryLayer<St, R> {
 
 impl<St, R> RefreshAndRetryLayer<St, R> {
     /// Attaches tokens of `provider` from `store`, refreshing them with `refresher` (usually a
-    /// [`RefreshGrant`](crate::upstream::grant::RefreshGrant)).
-    pub fn new(provider: impl Into<Arc<str>>, store: St, refresher: R) -> Self {
+    /// [`RefreshGrant`](crate::upstream::grant::RefreshGrant)). Passed-on `403`s (row U6) name
+    /// this service in `Proxy-Status` as `emitter` does everywhere else, so the proxy name is
+    /// configured in one place and can't be forgotten here.
+    pub fn new(provider: impl Into<Arc<str>>, store: St, refresher: R, emitter: &Emitter) -> Self {
         Self {
             store,
             refresher,
@@ -34,7 +36,7 @@ impl<St, R> RefreshAndRetryLayer<St, R> {
                 replay_limit: DEFAULT_REPLAY_LIMIT,
                 retry_after: DEFAULT_RETRY_AFTER,
                 refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
-                forbidden_status: forbidden_status("tower-bearer"),
+                forbidden_status: forbidden_status(emitter.proxy()),
             },
             flights: Arc::default(),
         }
@@ -76,13 +78,6 @@ impl<St, R> RefreshAndRetryLayer<St, R> {
     /// timeout ([`RefreshGrant::timeout`](crate::upstream::grant::RefreshGrant::timeout)).
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.config.refresh_timeout = timeout;
-        self
-    }
-
-    /// Names this service in the `Proxy-Status` of passed-on `403`s (row U6) as `emitter` does
-    /// everywhere else, so the proxy name stays configured in one place.
-    pub fn emitter(mut self, emitter: &Emitter) -> Self {
-        self.config.forbidden_status = forbidden_status(emitter.proxy());
         self
     }
 }

@@ -44,6 +44,7 @@
 //! use http_body_util::Full;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_bearer::emit::Emitter;
 //! use tower_bearer::upstream::{
 //!     classify::ClassifyUpstreamLayer,
 //!     grant::{TokenResponse, refresher_fn},
@@ -71,7 +72,7 @@
 //! });
 //!
 //! let client = ServiceBuilder::new()
-//!     .layer(RefreshAndRetryLayer::new("example", store.clone(), refresher))
+//!     .layer(RefreshAndRetryLayer::new("example", store.clone(), refresher, &Emitter::new("api")))
 //!     .layer(ClassifyUpstreamLayer::new())
 //!     .service(provider);
 //!
