@@ -385,20 +385,7 @@ where
                             if *this.refreshed {
                                 // Refreshed ahead of expiry for this very request, and still
                                 // rejected: once per request (row U4).
-                                tracing::warn!(provider = key.provider(), %status, "a fresh token was rejected; the link needs re-authorization");
-                                State::Mark {
-                                    future: flight::mark_rejected(
-                                        this.shared.clone(),
-                                        key.clone(),
-                                        token.access_token().clone(),
-                                    ),
-                                    error: Some(
-                                        shared.reauth(
-                                            ReauthReason::RejectedAfterRefresh,
-                                            Some(status),
-                                        ),
-                                    ),
-                                }
+                                fresh_token_rejected(this.shared, key, token, status)
                             } else {
                                 tracing::debug!(provider = key.provider(), %status, "token rejected; refreshing");
                                 *this.rejected = Some(status);
@@ -424,17 +411,7 @@ where
                             else {
                                 return Poll::Pending;
                             };
-                            tracing::warn!(provider = key.provider(), %status, "a fresh token was rejected; the link needs re-authorization");
-                            State::Mark {
-                                future: flight::mark_rejected(
-                                    this.shared.clone(),
-                                    key.clone(),
-                                    token.access_token().clone(),
-                                ),
-                                error: Some(
-                                    shared.reauth(ReauthReason::RejectedAfterRefresh, Some(status)),
-                                ),
-                            }
+                            fresh_token_rejected(this.shared, key, token, status)
                         }
                     }
                 }
@@ -527,6 +504,25 @@ fn authorize<B, St, R>(
             provider: shared.provider.clone(),
             source: None,
         }),
+    }
+}
+
+/// A token fresh from a refresh was rejected too (row U4): mark the link as needing
+/// re-authorization, then fail with that.
+fn fresh_token_rejected<F, L, O, St, R>(
+    shared: &Arc<Shared<St, R>>,
+    key: &LinkKey,
+    token: &UpstreamToken,
+    status: StatusCode,
+) -> State<F, L, O>
+where
+    St: TokenStore,
+    R: Send + Sync + 'static,
+{
+    tracing::warn!(provider = key.provider(), %status, "a fresh token was rejected; the link needs re-authorization");
+    State::Mark {
+        future: flight::mark_rejected(shared.clone(), key.clone(), token.access_token().clone()),
+        error: Some(shared.reauth(ReauthReason::RejectedAfterRefresh, Some(status))),
     }
 }
 
