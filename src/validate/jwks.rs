@@ -153,7 +153,7 @@ struct Snapshot {
 
 impl Snapshot {
     fn knows(&self, kid: Option<&str>) -> bool {
-        kid.is_none_or(|kid| self.keys.contains_kid(kid))
+        kid.is_none_or(|kid| self.keys.can_verify_kid(kid))
     }
 }
 

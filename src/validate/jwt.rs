@@ -314,11 +314,12 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    /// Whether a key with this `kid` is present.
-    pub fn contains_kid(&self, kid: &str) -> bool {
+    /// Whether a token naming this `kid` has a key to try: one with that `kid`, or one without
+    /// any (some issuers publish keys without `kid` yet put one in their tokens).
+    pub fn can_verify_kid(&self, kid: &str) -> bool {
         self.keys
             .iter()
-            .any(|(key, _)| key.kid.as_deref() == Some(kid))
+            .any(|(key, _)| key.kid.as_deref().is_none_or(|own| own == kid))
     }
 
     /// The policy.
@@ -330,7 +331,8 @@ impl KeySet {
     ///
     /// With one key, the token goes straight to `jsonwebtoken::decode` (which checks `alg`
     /// against the allow-list); with several, the header is read first to select the key by
-    /// `kid`, or, without a `kid`, by algorithm.
+    /// `kid` — or, when no key has that `kid` or the token names none, a key published without a
+    /// `kid` that allows the token's algorithm. Exactly one key is tried.
     pub fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, TokenRejection> {
         let (key, validation) = match self.keys.as_slice() {
             [] => return Err(TokenRejection::UnknownKey),
@@ -339,11 +341,20 @@ impl KeySet {
                 let header = peek::header(token)?;
                 let algorithm = Algorithm::from_str(&header.alg)
                     .map_err(|_| TokenRejection::AlgorithmNotAllowed)?;
+                let by_algorithm = |(key, _): &&(VerificationKey, Validation)| {
+                    key.kid.is_none() && key.algorithms.contains(&algorithm)
+                };
                 let selected = match header.kid.as_deref() {
-                    Some(kid) => keys.iter().find(|(key, _)| key.kid.as_deref() == Some(kid)),
-                    None => keys
+                    // The key of that `kid`; failing that, a key that has no `kid` at all.
+                    Some(kid) => keys
                         .iter()
-                        .find(|(key, _)| key.algorithms.contains(&algorithm)),
+                        .find(|(key, _)| key.kid.as_deref() == Some(kid))
+                        .or_else(|| keys.iter().find(by_algorithm)),
+                    // No `kid`: a key without one, failing that any key for the algorithm.
+                    None => keys.iter().find(by_algorithm).or_else(|| {
+                        keys.iter()
+                            .find(|(key, _)| key.algorithms.contains(&algorithm))
+                    }),
                 };
                 selected.ok_or(match header.kid {
                     Some(_) => TokenRejection::UnknownKey,
@@ -547,5 +558,68 @@ impl AuthClaims for StandardClaims {
 
     fn auth_time(&self) -> Option<u64> {
         self.auth_time
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
+
+    use super::*;
+
+    const NAMED: &[u8] = b"the secret of the key named `a`, 32+ bytes";
+    const UNNAMED: &[u8] = b"the secret of the key without a kid, 32+ bytes";
+
+    fn token(secret: &[u8], kid: Option<&str>) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_owned);
+        let claims = serde_json::json!({ "sub": "x", "exp": get_current_timestamp() + 60 });
+        encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    #[test]
+    fn a_kid_selects_its_key_or_else_one_without_a_kid() {
+        let keys = KeySet::new(
+            vec![
+                VerificationKey::hmac(NAMED, &[Algorithm::HS256])
+                    .unwrap()
+                    .with_kid("a"),
+                VerificationKey::hmac(UNNAMED, &[Algorithm::HS256]).unwrap(),
+            ],
+            ClaimsPolicy::new(),
+        );
+        assert!(keys.can_verify_kid("unpublished"));
+        let verify = |t: &str| keys.verify::<StandardClaims>(t).map(|c| c.sub);
+        assert_eq!(verify(&token(NAMED, Some("a"))), Ok(Some("x".into())));
+        assert_eq!(
+            verify(&token(UNNAMED, Some("unpublished"))),
+            Ok(Some("x".into()))
+        );
+        assert_eq!(verify(&token(UNNAMED, None)), Ok(Some("x".into())));
+        // The named key is never bypassed: its `kid` with another key's signature fails.
+        assert_eq!(
+            verify(&token(UNNAMED, Some("a"))),
+            Err(TokenRejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn without_unnamed_keys_an_unknown_kid_is_refused() {
+        let keys = KeySet::new(
+            vec![
+                VerificationKey::hmac(NAMED, &[Algorithm::HS256])
+                    .unwrap()
+                    .with_kid("a"),
+                VerificationKey::hmac(UNNAMED, &[Algorithm::HS256])
+                    .unwrap()
+                    .with_kid("b"),
+            ],
+            ClaimsPolicy::new(),
+        );
+        assert!(!keys.can_verify_kid("c"));
+        assert_eq!(
+            keys.verify::<StandardClaims>(&token(NAMED, Some("c"))),
+            Err(TokenRejection::UnknownKey)
+        );
     }
 }
