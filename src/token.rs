@@ -231,7 +231,7 @@ fn check_token68(token: &[u8]) -> Result<(), AuthError> {
         .iter()
         .rposition(|&b| b != b'=')
         .map_or(0, |last| last + 1);
-    // Runs on every request over the whole token: branch-free per byte, so it vectorizes.
+    // Runs on every request over the whole token: one branch-free test per byte.
     let well_formed = token[..body_end]
         .iter()
         .fold(true, |ok, &b| ok & is_b64token_byte(b));
