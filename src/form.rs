@@ -261,3 +261,59 @@ fn find_token(body: &[u8]) -> Option<Result<BearerToken, AuthError>> {
         )),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Response, StatusCode};
+    use http_body::Frame;
+    use jsonwebtoken::Algorithm;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::{
+        emit::Emitter,
+        validate::{JwtValidator, StandardClaims, ValidateBearerLayer, VerificationKey},
+    };
+
+    /// A form body whose client went away mid-request.
+    struct Aborted;
+
+    impl Body for Aborted {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(Some(Err(std::io::ErrorKind::ConnectionReset.into())))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_form_body_is_an_invalid_request_not_an_empty_form() {
+        let validator = JwtValidator::<StandardClaims>::builder()
+            .key(VerificationKey::hmac(&[7; 32], &[Algorithm::HS256]).unwrap())
+            .build()
+            .unwrap();
+        let service = ServiceBuilder::new()
+            .layer(FormTokenLayer::new())
+            .layer(ValidateBearerLayer::new(validator, Emitter::new("api")))
+            .service(service_fn(|_req: Request<MaybeBuffered<Aborted>>| async {
+                Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
+            }));
+        let request = Request::post("/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-length", "25")
+            .body(Aborted)
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer realm="api", error="invalid_request""#
+        );
+    }
+}

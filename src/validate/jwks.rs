@@ -582,6 +582,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_set_without_usable_keys_never_replaces_the_cached_keys() {
+        let fake = Fake::default();
+        fake.set(json!({"keys": [jwk("a")]}), Some("max-age=0"), false);
+        // Fetches lazily: first used below, once the set is empty.
+        let cold = validator(&fake, Duration::ZERO);
+        let validator = validator(&fake, Duration::ZERO);
+        assert!(
+            validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .is_ok()
+        );
+        // The issuer now publishes nothing usable: the keys it had keep verifying.
+        fake.set(json!({"keys": []}), Some("max-age=0"), false);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(
+            validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .is_ok()
+        );
+        assert!(fake.fetches() >= 2, "the empty set was fetched");
+        assert_eq!(validator.cached_kids(), vec!["a".to_owned()]);
+
+        // With nothing cached, an empty set is an outage (row I8), never a 401.
+        let outcome = cold.validate(&token(Some("a"))).outcome().await;
+        assert!(
+            matches!(outcome, Err(AuthError::ValidationUnavailable { .. })),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn honours_max_age_and_serves_stale_keys_when_the_refetch_fails() {
         let fake = Fake::default();
         fake.set(
