@@ -10,28 +10,22 @@
 //! `*/layer_floor` is the layer around a validator that answers constant claims: what any
 //! validator costs at least.
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    hint::black_box,
-    pin::pin,
-    task::{Context, Poll, Waker},
-    time::Duration,
-};
+mod common;
+
+use std::{convert::Infallible, time::Duration};
 
 use bytes::Bytes;
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use http::{HeaderValue, Request, Response, header::AUTHORIZATION};
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
 use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp, jwk::Jwk};
-use tower::{Layer, Service, service_fn};
+use tower::service_fn;
 use tower_bearer::{
-    emit::Emitter,
     failure::AuthError,
     token::BearerToken,
     validate::{
-        CachedValidator, ClaimsPolicy, HttpClient, JwksValidator, StandardClaims,
-        ValidateBearerLayer, ValidateToken, Verdict,
+        CachedValidator, ClaimsPolicy, HttpClient, JwksValidator, StandardClaims, ValidateToken,
+        Verdict,
     },
 };
 
@@ -40,14 +34,6 @@ const AUDIENCE: &str = "bench-api";
 
 fn pem(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).expect("test key")
-}
-
-/// The layer's futures here complete on first poll; anything else is a benchmark bug.
-fn complete<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the benchmarked future did not complete on first poll"),
-    }
 }
 
 /// A JWKS validator whose keys (RS256 `rsa`, ES256 `ec`) come from an in-memory JWKS, fetched
@@ -98,40 +84,6 @@ impl ValidateToken for Constant {
     }
 }
 
-fn bench_layer<V>(
-    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    validator: V,
-    token: &str,
-) where
-    V: ValidateToken<Claims = StandardClaims> + Clone,
-{
-    let mut service = ValidateBearerLayer::new(validator, Emitter::new("bench")).layer(service_fn(
-        |request: Request<()>| async move {
-            black_box(request.extensions().get::<StandardClaims>());
-            Ok::<_, Infallible>(Response::new(request))
-        },
-    ));
-    let authorization = Bytes::from(format!("Bearer {token}"));
-    c.bench_function(name, |b| {
-        b.iter_batched(
-            || {
-                let value = HeaderValue::from_maybe_shared(authorization.clone()).unwrap();
-                Request::builder()
-                    .header(AUTHORIZATION, value)
-                    .body(())
-                    .unwrap()
-            },
-            |request| {
-                let response = complete(service.call(request)).unwrap();
-                assert!(response.status().is_success());
-                response
-            },
-            BatchSize::SmallInput,
-        )
-    });
-}
-
 fn bench(c: &mut Criterion) {
     let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
     let ec = EncodingKey::from_ec_pem(&pem("ec_private.pem")).unwrap();
@@ -155,18 +107,18 @@ fn bench(c: &mut Criterion) {
         header.typ = Some("at+jwt".to_owned());
         let token = encode(&header, &claims, key).unwrap();
 
-        bench_layer(
+        common::through_layer(
             &mut group,
-            &format!("{name}/verify"),
+            format!("{name}/verify"),
             validator.clone(),
             &token,
         );
         let cached = CachedValidator::new(validator.clone()).max_ttl(Duration::from_secs(3600));
-        bench_layer(&mut group, &format!("{name}/cached"), cached, &token);
+        common::through_layer(&mut group, format!("{name}/cached"), cached, &token);
         // The floor: the layer around a validator that hands out the same claims without
         // looking at the token (extraction, claims clone, extensions, inner call).
         let constant = Constant(serde_json::from_value(claims.clone()).unwrap());
-        bench_layer(&mut group, &format!("{name}/layer_floor"), constant, &token);
+        common::through_layer(&mut group, format!("{name}/layer_floor"), constant, &token);
     }
     group.finish();
 }

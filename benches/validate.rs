@@ -7,33 +7,19 @@
 //! The layer side adds everything a request pays for: header extraction (RFC 6750), key
 //! selection, claims into the request extensions, the inner service call and the response.
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    hint::black_box,
-    pin::pin,
-    task::{Context, Poll, Waker},
-};
+mod common;
 
-use bytes::Bytes;
+use std::hint::black_box;
+
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use http::{HeaderValue, Request, Response, header::AUTHORIZATION};
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, decode, encode, get_current_timestamp,
 };
-use tower::{Layer, Service, service_fn};
-use tower_bearer::{
-    emit::Emitter,
-    validate::{ClaimsPolicy, JwtValidator, StandardClaims, ValidateBearerLayer, VerificationKey},
-};
+use tower_bearer::validate::{ClaimsPolicy, JwtValidator, StandardClaims, VerificationKey};
 
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "bench-api";
 const HMAC_SECRET: &[u8] = b"a benchmark secret of at least thirty-two bytes";
-/// Requests are built ahead in batches this small, so they are still in cache when the layer
-/// reads them, as a request just parsed by hyper would be; timing a batch as a whole keeps the
-/// clock's own cost out of the figures.
-const BATCH: u64 = 64;
 
 struct Case {
     name: &'static str,
@@ -75,14 +61,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// The layer's futures here complete on first poll; anything else is a benchmark bug.
-fn complete<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the benchmarked future did not complete on first poll"),
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let policy = ClaimsPolicy::new().issuer(ISSUER).audience(AUDIENCE);
     let claims = serde_json::json!({
@@ -104,7 +82,7 @@ fn bench(c: &mut Criterion) {
                         .unwrap()
                         .claims
                 },
-                BatchSize::NumIterations(BATCH),
+                BatchSize::NumIterations(common::BATCH),
             )
         });
 
@@ -113,33 +91,12 @@ fn bench(c: &mut Criterion) {
             .policy(policy.clone())
             .build()
             .unwrap();
-        // The handler hands the request back in the response, so the request (and the claims in
-        // its extensions) is dropped outside the measurement too.
-        let mut service = ValidateBearerLayer::new(validator, Emitter::new("bench")).layer(
-            service_fn(|request: Request<()>| async move {
-                black_box(request.extensions().get::<StandardClaims>());
-                Ok::<_, Infallible>(Response::new(request))
-            }),
+        common::through_layer(
+            &mut group,
+            format!("{}/layer", case.name),
+            validator,
+            &token,
         );
-        // Header values share one buffer, as they do when hyper parses a request.
-        let authorization = Bytes::from(format!("Bearer {token}"));
-        group.bench_function(format!("{}/layer", case.name), |b| {
-            b.iter_batched(
-                || {
-                    let value = HeaderValue::from_maybe_shared(authorization.clone()).unwrap();
-                    Request::builder()
-                        .header(AUTHORIZATION, value)
-                        .body(())
-                        .unwrap()
-                },
-                |request| {
-                    let response = complete(service.call(request)).unwrap();
-                    assert!(response.status().is_success());
-                    response
-                },
-                BatchSize::NumIterations(BATCH),
-            )
-        });
     }
     group.finish();
 }

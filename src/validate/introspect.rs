@@ -53,7 +53,14 @@ const FORM: &AsciiSet = &NON_ALPHANUMERIC
 ///
 /// ```no_run
 /// use tower_bearer::validate::{HttpClient, IntrospectionValidator, StandardClaims};
-/// # fn client() -> HttpClient { unimplemented!() }
+/// # use bytes::Bytes;
+/// # use http_body_util::Full;
+/// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+///
+/// // Plain HTTP keeps the example short: give it an HTTPS connector (e.g. hyper-rustls).
+/// fn client() -> HttpClient {
+///     HttpClient::new(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
+/// }
 ///
 /// let validator = IntrospectionValidator::<StandardClaims>::builder(
 ///         "https://login.example.com/oauth2/introspect", client())

@@ -18,7 +18,14 @@ use crate::{
 ///
 /// ```no_run
 /// use tower_bearer::validate::{ClaimsPolicy, HttpClient, Issuers, JwksValidator, StandardClaims};
-/// # fn client() -> HttpClient { unimplemented!() }
+/// # use bytes::Bytes;
+/// # use http_body_util::Full;
+/// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+///
+/// // Plain HTTP keeps the example short: give it an HTTPS connector (e.g. hyper-rustls).
+/// fn client() -> HttpClient {
+///     HttpClient::new(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
+/// }
 ///
 /// let mut issuers = Issuers::new();
 /// for tenant in ["https://login.example.com/a", "https://login.example.com/b"] {

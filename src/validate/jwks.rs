@@ -81,7 +81,14 @@ pub enum SourceError {
 ///
 /// ```no_run
 /// use tower_bearer::validate::{ClaimsPolicy, HttpClient, JwksValidator, StandardClaims};
-/// # fn client() -> HttpClient { unimplemented!() }
+/// # use bytes::Bytes;
+/// # use http_body_util::Full;
+/// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+///
+/// // Plain HTTP keeps the example short: give it an HTTPS connector (e.g. hyper-rustls).
+/// fn client() -> HttpClient {
+///     HttpClient::new(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
+/// }
 ///
 /// // Issuer → /.well-known/openid-configuration → jwks_uri; `iss` must equal the issuer.
 /// let validator = JwksValidator::<StandardClaims>::discover("https://login.example.com", client())
