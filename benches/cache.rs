@@ -22,10 +22,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp
 use tower::service_fn;
 use tower_bearer::{
     failure::AuthError,
+    http_client::HttpClient,
     token::BearerToken,
     validate::{
-        CachedValidator, ClaimsPolicy, HttpClient, JwksValidator, StandardClaims, ValidateToken,
-        Verdict,
+        CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateToken, Verdict,
     },
 };
 

@@ -343,10 +343,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => future.poll(cx),
-            KindProj::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
+            KindProj::Refused { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("authorize future polled after completion"))),
         }
     }
 }

@@ -56,6 +56,8 @@ use std::fmt;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header::WWW_AUTHENTICATE};
 
+use crate::syntax::{is_tchar, is_token, is_token68, is_token68_char};
+
 /// One challenge: an auth-scheme with either a token68 or a list of auth-params.
 ///
 /// Equality compares the scheme, names and values exactly as spelled; use
@@ -162,7 +164,7 @@ impl Challenge {
         if matches!(&self.body, Body::Params(params) if !params.is_empty()) {
             return Err(ChallengeError::MixedToken68AndParams);
         }
-        if !is_token68(token68) {
+        if !is_token68(token68.as_bytes()) {
             return Err(ChallengeError::InvalidToken68);
         }
         self.body = Body::Token68(token68.to_owned());
@@ -395,28 +397,9 @@ fn sanitize(value: &str) -> String {
         .collect()
 }
 
-/// `tchar` (RFC 9110 §5.6.2).
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// The characters of token68 before its `=` padding (RFC 9110 §11.2).
-fn is_token68_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)
-}
-
 /// HTAB, SP, VCHAR and obs-text: what a quoted-string may hold, escaped or not.
 fn is_text(b: u8) -> bool {
     b == b'\t' || (b >= b' ' && b != 0x7f)
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_tchar)
-}
-
-fn is_token68(s: &str) -> bool {
-    let body = s.trim_end_matches('=');
-    !body.is_empty() && body.bytes().all(is_token68_char)
 }
 
 /// A cursor over a field value. It only stops on ASCII bytes, so every slice it takes lies on

@@ -148,12 +148,13 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
+    BoxError,
     authorize::Authorize,
     emit::{Emit, Emitter, Failure, RequestContext},
     upstream::{
         UpstreamClass, UpstreamError,
         classify::{ClassifyUpstream, Rule, UpstreamClassifier, classify_challenges},
-        grant::{BoxError, Refresher},
+        grant::Refresher,
         refresh::{DEFAULT_REPLAY_LIMIT, RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
         store::TokenStore,
     },

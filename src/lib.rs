@@ -72,12 +72,16 @@ pub mod emit;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 pub mod failure;
-pub mod form;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod grpc;
+pub mod http_client;
 pub mod metadata;
 pub mod problem;
+pub mod syntax;
 pub mod token;
 pub mod upstream;
 pub mod validate;
+
+/// The error type of the services and bodies this crate wraps, as in tower.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

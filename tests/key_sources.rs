@@ -30,9 +30,10 @@ use support::{
 use tower_bearer::{
     emit::Emitter,
     failure::AuthError,
+    http_client::HttpClient,
     token::BearerToken,
     validate::{
-        CachedValidator, ClaimsPolicy, HttpClient, IntrospectionValidator, Issuers, JwksValidator,
+        CachedValidator, ClaimsPolicy, IntrospectionValidator, Issuers, JwksValidator,
         StandardClaims, ValidateBearerLayer, ValidateToken, Verdict,
     },
 };

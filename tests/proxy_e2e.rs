@@ -42,11 +42,12 @@ use tower_bearer::{
     authorize::{AuthorizeLayer, Requirements},
     emit::Emitter,
     extract::Authenticated,
+    http_client::HttpClient,
     upstream::{
         CONNECT_RELATION,
         store::{LinkKey, MemoryStore, UpstreamToken},
     },
-    validate::{ClaimsPolicy, HttpClient, JwksValidator, StandardClaims, ValidateBearerLayer},
+    validate::{ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearerLayer},
 };
 
 use app::config::Settings;

@@ -279,7 +279,7 @@ impl File {
         let public_url = origin(&self.public_url, "public_url")?;
         nonempty(&self.realm, "realm")?;
         nonempty(&self.proxy_name, "proxy_name")?;
-        if !self.proxy_name.bytes().all(is_token_char) {
+        if !tower_bearer::syntax::is_token(&self.proxy_name) {
             return Err(invalid(
                 "proxy_name",
                 "must be a token (letters, digits, -._~ and the like): it names the proxy in Proxy-Status",
@@ -532,9 +532,4 @@ fn scopes(scopes: &[String], field: &str) -> Result<(), ConfigError> {
         )),
         None => Ok(()),
     }
-}
-
-/// RFC 9110 `tchar`.
-fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -12,9 +12,9 @@ mod walkthrough;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_bearer::{
+    BoxError,
     emit::Disclosure,
     upstream::store::{LinkKey, MemoryStore},
-    validate::BoxError,
 };
 
 use self::{idp::Idp, provider::Provider};

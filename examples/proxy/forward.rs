@@ -102,18 +102,20 @@ fn split_path(uri: &Uri) -> Option<(&str, &str)> {
     Some((&after[..slash], &after[slash..]))
 }
 
-/// The provider's URL for `rest`, or `None` if `rest` has dot segments: `..` would climb out of
-/// the provider's base path to endpoints the proxy is not meant to expose.
+/// The provider's URL for `rest`, or `None` if a segment of `rest` could climb out of the
+/// provider's base path to endpoints the proxy is not meant to expose: a dot segment, or a
+/// segment hiding a separator (`%2F`, `%5C`, `\`) that the provider may normalise into one.
+/// The caller's `access_token` query parameter, if any, is not for the provider.
 fn upstream_uri(provider: &Provider, rest: &str, query: Option<&str>) -> Option<Uri> {
-    let dot_segment = rest.split('/').any(|segment| {
+    let escapes = rest.split('/').any(|segment| {
         let decoded = percent_decode_str(segment).decode_utf8_lossy();
-        decoded == "." || decoded == ".."
+        decoded == "." || decoded == ".." || decoded.contains(['/', '\\'])
     });
-    if dot_segment {
+    if escapes {
         return None;
     }
     let base = &provider.settings.base_url;
-    let uri = match query {
+    let uri = match query.and_then(tower_bearer::token::without_access_token) {
         Some(query) => format!("{base}{rest}?{query}"),
         None => format!("{base}{rest}"),
     };

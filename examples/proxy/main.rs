@@ -17,7 +17,7 @@ use std::{path::Path, process::ExitCode};
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tower_bearer::{upstream::store::MemoryStore, validate::BoxError};
+use tower_bearer::{BoxError, upstream::store::MemoryStore};
 
 use app::config::Settings;
 

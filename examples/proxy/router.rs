@@ -15,14 +15,13 @@ use axum::{
     routing::{any, get},
 };
 use tower_bearer::{
+    BoxError,
     authorize::{AuthorizeLayer, Requirements},
     emit::Emitter,
+    http_client::HttpClient,
     metadata::ProtectedResourceMetadata,
     upstream::store::MemoryStore,
-    validate::{
-        BoxError, CachedValidator, ClaimsPolicy, HttpClient, JwksValidator, StandardClaims,
-        ValidateBearerLayer,
-    },
+    validate::{CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearerLayer},
 };
 
 use super::{

@@ -25,6 +25,8 @@ use std::fmt::{self, Write as _};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
+use crate::syntax::is_tchar;
+
 /// The `error` parameter's registered types (RFC 9209 §2.3) that this crate uses, and a few
 /// more.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -156,10 +158,6 @@ fn is_sf_token(s: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'*')
         && bytes.all(|b| is_tchar(b) || b == b':' || b == b'/')
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// An sf-string (RFC 8941 §3.3.3): `"` and `\` escaped; anything outside printable ASCII,

@@ -654,16 +654,11 @@ where
                     });
                 }
                 StateProj::Peek { parts, peeked } => {
-                    let (Some(classifier), Some(peeking)) =
-                        (this.classifier.as_ref(), peeked.as_mut())
-                    else {
-                        // Polled after completion.
-                        return Poll::Pending;
-                    };
+                    const DONE: &str = "classify future polled after completion";
+                    let classifier = this.classifier.as_ref().expect(DONE);
+                    let peeking = peeked.as_mut().expect(DONE);
                     ready!(peeking.poll_peek(cx, classifier.body_limit()));
-                    let (Some(mut parts), Some(peeked)) = (parts.take(), peeked.take()) else {
-                        return Poll::Pending;
-                    };
+                    let (mut parts, peeked) = parts.take().zip(peeked.take()).expect(DONE);
                     let contents = peeked.contents();
                     let class =
                         classifier.classify(parts.status, &parts.headers, contents.as_deref());

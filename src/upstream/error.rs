@@ -5,7 +5,8 @@ use std::{fmt, sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
-use super::grant::{BoxError, GrantError};
+use super::grant::GrantError;
+use crate::BoxError;
 use crate::emit::{
     Bearer, Emitter, Rendering, RequestContext, Sealed,
     proxy_status::{ProxyErrorType, ProxyStatus},

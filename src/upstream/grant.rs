@@ -59,9 +59,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use super::store::{TokenSecret, UpstreamToken};
-
-/// A boxed error, as tower uses them.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// The default limit on a token endpoint's answer.
 pub const DEFAULT_MAX_RESPONSE: usize = 64 * 1024;

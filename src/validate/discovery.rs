@@ -7,7 +7,7 @@
 use http::Uri;
 use serde::Deserialize;
 
-use super::fetch::{FetchError, HttpClient};
+use crate::http_client::{FetchError, HttpClient};
 
 /// The parts of an authorization server's metadata the key sources use.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -19,11 +19,11 @@ use serde::{Deserialize, de::DeserializeOwned};
 use super::{
     OneOrMany, StandardClaims, ValidateToken, Verdict,
     discovery::{absolute, discover},
-    fetch::{FetchError, HttpClient},
     jwks::SourceError,
 };
 use crate::{
     failure::{AuthError, TokenRejection},
+    http_client::{FetchError, HttpClient},
     token::BearerToken,
 };
 

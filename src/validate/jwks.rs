@@ -17,11 +17,11 @@ use serde::{Deserialize, de::DeserializeOwned};
 use super::{
     ClaimsPolicy, KeySet, StandardClaims, ValidateToken, Verdict, VerificationKey,
     discovery::{absolute, discover},
-    fetch::{FetchError, HttpClient, max_age},
     peek,
 };
 use crate::{
     failure::{AuthError, TokenRejection},
+    http_client::{FetchError, HttpClient, max_age},
     token::BearerToken,
 };
 

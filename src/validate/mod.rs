@@ -63,7 +63,6 @@
 
 mod cache;
 mod discovery;
-mod fetch;
 mod introspect;
 mod issuers;
 mod jwks;
@@ -83,7 +82,6 @@ use tower_service::Service;
 
 pub use cache::{CacheFuture, CachedValidator, TokenExpiry};
 pub use discovery::{ProviderMetadata, discover, discovery_url};
-pub use fetch::{BoxError, FetchError, HttpClient};
 pub use introspect::{IntrospectionValidator, IntrospectionValidatorBuilder};
 pub use issuers::Issuers;
 pub use jwks::{ASYMMETRIC_ALGORITHMS, JwksValidator, JwksValidatorBuilder, SourceError};
@@ -293,10 +291,7 @@ where
                     this.state.set(State::Done);
                     return Poll::Ready(Ok(this.emitter.finish(response, this.context)));
                 }
-                StateProj::Done => {
-                    // Polled after completion; tower futures may not be, but never panic.
-                    return Poll::Pending;
-                }
+                StateProj::Done => panic!("validation future polled after completion"),
             }
         }
     }

@@ -22,12 +22,13 @@ use super::{
     flight::{self, BoxFuture, Outcome, RefreshFailure},
 };
 use crate::{
+    BoxError,
     emit::PROXY_STATUS,
     upstream::{
         body::{Buffered, Buffering, RetryBody},
         classify::{UpstreamClass, classify_challenges},
         error::{NotReplayable, ReauthReason, UpstreamError},
-        grant::{BoxError, Refresher},
+        grant::Refresher,
         store::{LinkKey, TokenStore, UpstreamToken},
         strip_hop_by_hop,
     },

@@ -9,11 +9,9 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::{RefreshAndRetryLayer, ResponseFuture, Shared, future::transport_error};
-use crate::upstream::{
-    body::RetryBody,
-    error::UpstreamError,
-    grant::{BoxError, Refresher},
-    store::TokenStore,
+use crate::{
+    BoxError,
+    upstream::{body::RetryBody, error::UpstreamError, grant::Refresher, store::TokenStore},
 };
 
 /// Middleware that attaches the user's upstream token, refreshes it and retries once; see the

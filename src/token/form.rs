@@ -14,7 +14,7 @@
 //! use http_body_util::Full;
 //! use jsonwebtoken::Algorithm;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_bearer::{emit::Emitter, form::FormTokenLayer, validate::*};
+//! use tower_bearer::{emit::Emitter, token::form::FormTokenLayer, validate::*};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let validator = JwtValidator::<StandardClaims>::builder()
@@ -47,23 +47,45 @@ use std::{
 use bytes::Bytes;
 use http::{Method, Request, header::CONTENT_LENGTH, header::CONTENT_TYPE, request::Parts};
 use http_body::Body;
-use http_body_util::{BodyExt, Collected, combinators::Collect};
+use http_body_util::{BodyExt, Collected, Limited, combinators::Collect};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{
-    body::MaybeBuffered,
-    failure::{AuthError, InvalidRequest},
-    token::BearerToken,
-};
+use super::params::{self, Param};
+use crate::{BoxError, body::MaybeBuffered};
 
 /// Default limit on the size of a form body read for a token.
 pub const DEFAULT_FORM_LIMIT: u64 = 64 * 1024;
 
-/// The token found in a form body, left in the request's extensions for the validation layer.
-#[derive(Debug, Clone)]
-pub struct FormToken(pub(crate) Result<BearerToken, AuthError>);
+/// The `access_token` parameter found in a form body, left in the request's extensions for the
+/// validation layer, which decodes it under the same rules and limits as the other methods.
+#[derive(Clone)]
+pub struct FormToken(pub(crate) FormParam);
+
+#[derive(Clone)]
+pub(crate) enum FormParam {
+    /// Still form-encoded; a slice of the buffered body.
+    Once(Bytes),
+    Repeated,
+    /// The body failed while it was read.
+    Unreadable,
+}
+
+impl FormParam {
+    fn found(body: &Bytes) -> Option<Self> {
+        Some(match params::find(body)? {
+            Param::Once(value) => Self::Once(body.slice_ref(value)),
+            Param::Repeated => Self::Repeated,
+        })
+    }
+}
+
+impl std::fmt::Debug for FormToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FormToken(<redacted>)")
+    }
+}
 
 /// Reads form-encoded bodies for an `access_token`; see the [module docs](self).
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +136,7 @@ impl<S, B> Service<Request<B>> for FormTokenService<S>
 where
     S: Service<Request<MaybeBuffered<B>>> + Clone,
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -134,7 +157,9 @@ where
         let (parts, body) = request.into_parts();
         ResponseFuture {
             state: State::Reading {
-                body: body.collect(),
+                // `Content-Length` is a claim, not a bound: the body source may not enforce it.
+                body: Limited::new(body, usize::try_from(self.limit).unwrap_or(usize::MAX))
+                    .collect(),
                 parts: Some(parts),
                 inner: std::mem::replace(&mut self.inner, clone),
             },
@@ -169,6 +194,7 @@ pin_project! {
     where
         S: Service<Request<MaybeBuffered<B>>>,
         B: Body,
+        B::Error: Into<BoxError>,
     {
         #[pin]
         state: State<S, B>,
@@ -181,8 +207,9 @@ pin_project! {
     where
         S: Service<Request<MaybeBuffered<B>>>,
         B: Body,
+        B::Error: Into<BoxError>,
     {
-        Reading { #[pin] body: Collect<B>, parts: Option<Parts>, inner: S },
+        Reading { #[pin] body: Collect<Limited<B>>, parts: Option<Parts>, inner: S },
         Calling { #[pin] future: S::Future },
     }
 }
@@ -191,6 +218,7 @@ impl<S, B> Future for ResponseFuture<S, B>
 where
     S: Service<Request<MaybeBuffered<B>>>,
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     type Output = Result<S::Response, S::Error>;
 
@@ -200,20 +228,17 @@ where
             match this.state.as_mut().project() {
                 StateProj::Reading { body, parts, inner } => {
                     let read = ready!(body.poll(cx)).map(Collected::to_bytes);
-                    let Some(mut parts) = parts.take() else {
-                        return Poll::Pending;
-                    };
+                    let mut parts = parts
+                        .take()
+                        .expect("form token future polled after completion");
                     let (bytes, found) = match read {
                         Ok(bytes) => {
-                            let found = find_token(&bytes);
+                            let found = FormParam::found(&bytes);
                             (bytes, found)
                         }
                         // The validation layer refuses the request (400 `invalid_request`)
                         // rather than let a handler act on a truncated form.
-                        Err(_) => (
-                            Bytes::new(),
-                            Some(Err(InvalidRequest::UnreadableBody.into())),
-                        ),
+                        Err(_) => (Bytes::new(), Some(FormParam::Unreadable)),
                     };
                     if let Some(token) = found {
                         parts.extensions.insert(FormToken(token));
@@ -226,40 +251,6 @@ where
             }
         }
     }
-}
-
-/// The `access_token` of a form body, if any.
-fn find_token(body: &[u8]) -> Option<Result<BearerToken, AuthError>> {
-    let mut found = None;
-    for pair in body.split(|&b| b == b'&') {
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &[][..]),
-        };
-        if name != b"access_token" {
-            continue;
-        }
-        if found.is_some() {
-            return Some(Err(InvalidRequest::RepeatedParameter.into()));
-        }
-        found = Some(value);
-    }
-    let value = found?;
-    if value.is_empty() {
-        return Some(Err(InvalidRequest::EmptyToken.into()));
-    }
-    // `+` is a space in form encoding; a space then fails the b64token check, as it should.
-    let plus_decoded: Vec<u8> = value
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    let decoded = percent_encoding::percent_decode(&plus_decoded).decode_utf8();
-    Some(match decoded {
-        Ok(token) => BearerToken::new(&token),
-        Err(_) => Err(AuthError::InvalidToken(
-            crate::failure::TokenRejection::Malformed,
-        )),
-    })
 }
 
 #[cfg(test)]

@@ -18,13 +18,21 @@
 //! assert_eq!(format!("{token:?}"), "BearerToken(<redacted>)");
 //! ```
 
+pub mod form;
+mod params;
+
 use std::fmt;
 
 use http::{HeaderMap, HeaderValue, Request, Uri, header::AUTHORIZATION};
 
+pub use self::params::without_access_token;
+use self::{
+    form::{FormParam, FormToken},
+    params::Param,
+};
 use crate::{
     failure::{AuthError, InvalidRequest, TokenRejection},
-    form::FormToken,
+    syntax::is_token68,
 };
 
 /// Default upper bound on the length of a bearer token, in bytes.
@@ -46,7 +54,7 @@ impl BearerToken {
     /// The token must be RFC 6750 `b64token` syntax: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
     /// "+" / "/" ) *"="`.
     pub fn new(token: &str) -> Result<Self, AuthError> {
-        check_token68(token.as_bytes())?;
+        check_b64token(token.as_bytes())?;
         let value = HeaderValue::from_str(token)
             .map_err(|_| AuthError::InvalidToken(TokenRejection::Malformed))?;
         Ok(Self { value, start: 0 })
@@ -54,7 +62,7 @@ impl BearerToken {
 
     /// The token itself. Handle with care: never log it.
     pub fn as_str(&self) -> &str {
-        // `check_token68` admitted only ASCII, so this cannot fail; an empty string is the
+        // `check_b64token` admitted only ASCII, so this cannot fail; an empty string is the
         // harmless answer if it ever did.
         std::str::from_utf8(&self.value.as_bytes()[self.start..]).unwrap_or_default()
     }
@@ -111,7 +119,7 @@ impl BearerExtractor {
     }
 
     /// Extracts the token from a request, including one that
-    /// [`FormTokenLayer`](crate::form::FormTokenLayer) found in its body.
+    /// [`FormTokenLayer`](form::FormTokenLayer) found in its body.
     pub fn extract<B>(&self, request: &Request<B>) -> Result<BearerToken, AuthError> {
         let form = request
             .extensions()
@@ -129,10 +137,10 @@ impl BearerExtractor {
         &self,
         headers: &HeaderMap,
         uri: &Uri,
-        form: Option<&Extracted>,
+        form: Option<&FormParam>,
     ) -> Result<BearerToken, AuthError> {
         let from_header = self.header_token(headers)?;
-        let from_query = uri.query().and_then(query_token);
+        let from_query = uri.query().and_then(|query| params::find(query.as_bytes()));
         let methods = usize::from(from_header.is_some())
             + usize::from(from_query.is_some())
             + usize::from(form.is_some());
@@ -142,8 +150,10 @@ impl BearerExtractor {
         }
         match (from_header, from_query, form) {
             (Some(token), _, _) => token,
-            (_, Some(encoded), _) if self.allow_query => self.decode_query_token(encoded),
-            (_, _, Some(found)) => found.clone(),
+            (_, Some(param), _) if self.allow_query => self.decode_param(param),
+            (_, _, Some(FormParam::Once(value))) => self.decode_param(Param::Once(value)),
+            (_, _, Some(FormParam::Repeated)) => Err(InvalidRequest::RepeatedParameter.into()),
+            (_, _, Some(FormParam::Unreadable)) => Err(InvalidRequest::UnreadableBody.into()),
             _ => Err(AuthError::MissingCredentials),
         }
     }
@@ -176,82 +186,28 @@ impl BearerExtractor {
         if token.len() > self.max_token_length {
             return Ok(Some(Err(AuthError::InvalidToken(TokenRejection::TooLong))));
         }
-        Ok(Some(check_token68(token).map(|()| BearerToken {
+        Ok(Some(check_b64token(token).map(|()| BearerToken {
             value: value.clone(),
             start,
         })))
     }
 
-    fn decode_query_token(&self, encoded: QueryToken<'_>) -> Result<BearerToken, AuthError> {
-        let encoded = match encoded {
-            QueryToken::Repeated => return Err(InvalidRequest::RepeatedParameter.into()),
-            QueryToken::Once("") => return Err(InvalidRequest::EmptyToken.into()),
-            QueryToken::Once(encoded) => encoded,
-        };
-        // Percent-encoding at most triples the length; refuse before decoding anything huge.
-        if encoded.len() > self.max_token_length.saturating_mul(3) {
-            return Err(AuthError::InvalidToken(TokenRejection::TooLong));
-        }
-        let decoded = percent_encoding::percent_decode_str(encoded)
-            .decode_utf8()
-            .map_err(|_| AuthError::InvalidToken(TokenRejection::Malformed))?;
-        if decoded.len() > self.max_token_length {
-            return Err(AuthError::InvalidToken(TokenRejection::TooLong));
-        }
-        BearerToken::new(&decoded)
+    /// The token of an `access_token` parameter (the query's, or a form body's).
+    fn decode_param(&self, param: Param<'_>) -> Result<BearerToken, AuthError> {
+        BearerToken::new(&params::decode_token(param, self.max_token_length)?)
     }
 }
 
 /// A token found by one method, or why it is unreadable.
 type Extracted = Result<BearerToken, AuthError>;
 
-/// The `access_token` query parameter, still percent-encoded.
-enum QueryToken<'a> {
-    Once(&'a str),
-    Repeated,
-}
-
-fn query_token(query: &str) -> Option<QueryToken<'_>> {
-    let mut found = None;
-    for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name == "access_token" {
-            if found.is_some() {
-                return Some(QueryToken::Repeated);
-            }
-            found = Some(QueryToken::Once(value));
-        }
-    }
-    found
-}
-
-/// RFC 6750 §2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn check_token68(token: &[u8]) -> Result<(), AuthError> {
-    let body_end = token
-        .iter()
-        .rposition(|&b| b != b'=')
-        .map_or(0, |last| last + 1);
-    // Runs on every request over the whole token: one branch-free test per byte.
-    let well_formed = token[..body_end]
-        .iter()
-        .fold(true, |ok, &b| ok & is_b64token_byte(b));
-    if body_end > 0 && well_formed {
+/// RFC 6750 §2.1 `b64token`.
+fn check_b64token(token: &[u8]) -> Result<(), AuthError> {
+    if is_token68(token) {
         Ok(())
     } else {
         Err(AuthError::InvalidToken(TokenRejection::Malformed))
     }
-}
-
-fn is_b64token_byte(b: u8) -> bool {
-    // `| 0x20` folds ASCII upper case onto lower case and maps nothing else into `a..=z`.
-    ((b | 0x20).wrapping_sub(b'a') < 26)
-        | (b.wrapping_sub(b'0') < 10)
-        | (b == b'-')
-        | (b == b'.')
-        | (b == b'_')
-        | (b == b'~')
-        | (b == b'+')
-        | (b == b'/')
 }
 
 #[cfg(test)]
@@ -331,14 +287,6 @@ mod tests {
             extract(&[("authorization", &long)], "/", e),
             Err(AuthError::InvalidToken(TokenRejection::TooLong))
         ));
-    }
-
-    #[test]
-    fn b64token_bytes_are_exactly_the_rfc_6750_set() {
-        for b in 0..=255u8 {
-            let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
-            assert_eq!(is_b64token_byte(b), expected, "byte {b:#04x}");
-        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The HTTP client that key sources fetch through: any tower service the application supplies.
+//! The one HTTP-client abstraction for the requests this crate makes itself — discovery, JWKS,
+//! introspection, token endpoints: any tower service the application supplies.
 
 use std::{fmt, time::Duration};
 
@@ -10,8 +11,7 @@ use serde::de::DeserializeOwned;
 use tower::{ServiceExt, util::BoxCloneSyncService};
 use tower_service::Service;
 
-/// A type-erased error.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 type ErasedBody = UnsyncBoxBody<Bytes, BoxError>;
 type Erased = BoxCloneSyncService<Request<Full<Bytes>>, Response<ErasedBody>, BoxError>;
@@ -28,7 +28,7 @@ type Erased = BoxCloneSyncService<Request<Full<Bytes>>, Response<ErasedBody>, Bo
 /// use http::{Request, Response};
 /// use http_body_util::Full;
 /// use tower::service_fn;
-/// use tower_bearer::validate::HttpClient;
+/// use tower_bearer::http_client::HttpClient;
 ///
 /// // Any tower service speaking `http` types will do; this one answers every request itself.
 /// let client = HttpClient::new(service_fn(|_req: Request<Full<Bytes>>| async {
@@ -44,7 +44,7 @@ type Erased = BoxCloneSyncService<Request<Full<Bytes>>, Response<ErasedBody>, Bo
 /// use bytes::Bytes;
 /// use http_body_util::Full;
 /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-/// use tower_bearer::validate::HttpClient;
+/// use tower_bearer::http_client::HttpClient;
 ///
 /// let hyper = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 /// let client = HttpClient::new(hyper);
