@@ -40,13 +40,10 @@ use support::{
 use tokio::net::TcpListener;
 use tower_bearer::{
     authorize::{AuthorizeLayer, Requirements},
-    emit::Emitter,
+    emit::{CONNECT_RELATION, Emitter},
     extract::Authenticated,
     http_client::HttpClient,
-    upstream::{
-        CONNECT_RELATION,
-        store::{LinkKey, MemoryStore, UpstreamToken},
-    },
+    upstream::store::{LinkKey, MemoryStore, UpstreamToken},
     validate::{ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearerLayer},
 };
 

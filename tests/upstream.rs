@@ -21,10 +21,10 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::Barrier;
 use tower::ServiceExt;
 use tower_bearer::{
-    emit::BodyMode,
+    emit::{BodyMode, CONNECT_RELATION},
     upstream::{
-        CONNECT_RELATION, LinkKey, MemoryStore, ReauthReason, TokenStore, UpstreamClass,
-        UpstreamError, UpstreamToken,
+        LinkKey, MemoryStore, ReauthReason, TokenStore, UpstreamClass, UpstreamError,
+        UpstreamToken,
         classify::{Standard, UpstreamFailureClass},
         store::MemoryGuard,
     },

@@ -1,4 +1,5 @@
-//! The layer that renders pending failures on their way out.
+//! Middleware that renders pending failures, and seals responses passed on from a provider, on
+//! their way out.
 
 use std::{
     future::Future,
@@ -63,7 +64,7 @@ where
         let context = RequestContext::of(&request);
         ResponseFuture {
             inner: self.inner.call(request),
-            emitter: Some(self.emitter.clone()),
+            emitter: self.emitter.clone(),
             context,
         }
     }
@@ -74,7 +75,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        emitter: Option<Emitter>,
+        emitter: Emitter,
         context: RequestContext,
     }
 }
@@ -88,10 +89,6 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
-        Poll::Ready(Ok(match this.emitter.take() {
-            Some(emitter) => emitter.finish(response, this.context),
-            // Polled again after completion: pass through rather than panic.
-            None => response.map(MaybeBuffered::passthrough),
-        }))
+        Poll::Ready(Ok(this.emitter.finish(response, this.context)))
     }
 }

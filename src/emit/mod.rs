@@ -32,22 +32,27 @@
 //! ```
 
 mod grpc;
+mod inbound;
 mod layer;
+pub mod passed_on;
 mod plan;
 pub mod proxy_status;
+mod upstream;
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderValue, Method, Request, Response, StatusCode,
+    HeaderMap, HeaderValue, Method, Request, Response,
     header::{ACCEPT, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 
-pub use layer::{Emit, EmitLayer, ResponseFuture};
-pub(crate) use plan::{Bearer, Rendering, Sealed};
-
-use crate::{body::MaybeBuffered, challenge::Challenge, failure::AuthError};
+pub use self::{
+    layer::{Emit, EmitLayer, ResponseFuture},
+    upstream::CONNECT_RELATION,
+};
+use self::{passed_on::PassedOn, plan::Rendering};
+use crate::{body::MaybeBuffered, challenge::Challenge};
 
 /// How much a failure response explains.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -190,18 +195,23 @@ impl Emitter {
         response
     }
 
-    /// Replaces a pending failure with its rendering; passes any other response through.
+    /// Replaces a pending failure with its rendering, seals a response passed on from a
+    /// provider ([`passed_on`]), and passes any other response through.
     pub(crate) fn finish<B>(
         &self,
-        response: Response<B>,
+        mut response: Response<B>,
         request: &RequestContext,
     ) -> Response<MaybeBuffered<B>> {
-        match response.extensions().get::<PendingFailure>() {
-            Some(PendingFailure(failure)) => self
+        let extensions = response.extensions();
+        if let Some(PendingFailure(failure)) = extensions.get::<PendingFailure>() {
+            return self
                 .render(&**failure, request)
-                .map(MaybeBuffered::buffered),
-            None => response.map(MaybeBuffered::passthrough),
+                .map(MaybeBuffered::buffered);
         }
+        if let Some(&passed_on) = extensions.get::<PassedOn>() {
+            self.seal_passed_on(passed_on, response.headers_mut());
+        }
+        response.map(MaybeBuffered::passthrough)
     }
 
     pub(crate) fn verbose(&self) -> bool {
@@ -239,11 +249,11 @@ impl Emitter {
 
     fn write_headers(&self, rendering: &Rendering, headers: &mut HeaderMap) {
         match &rendering.bearer {
-            Bearer::None => {}
-            Bearer::Bare => {
+            plan::Bearer::None => {}
+            plan::Bearer::Bare => {
                 headers.insert(WWW_AUTHENTICATE, self.bare_challenge().to_header_value());
             }
-            Bearer::Error { code, params } => {
+            plan::Bearer::Error { code, params } => {
                 let challenge = self.challenge(Some(code), params, Some(&rendering.detail));
                 headers.insert(WWW_AUTHENTICATE, challenge.to_header_value());
             }
@@ -419,64 +429,6 @@ pub fn pending_response<B: Default>(failure: impl Failure) -> Response<B> {
         .extensions_mut()
         .insert(PendingFailure(Arc::new(failure)));
     response
-}
-
-impl plan::Sealed for AuthError {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::MissingCredentials | Self::InvalidToken(_) | Self::StepUpRequired { .. } => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            Self::Hidden => StatusCode::NOT_FOUND,
-            Self::ValidationUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    fn rendering(&self, _emitter: &Emitter, _request: &RequestContext) -> Rendering {
-        let status = self.status();
-        let rendering = Rendering::new(status, self.to_string());
-        match self {
-            Self::MissingCredentials => rendering
-                .bearer(Bearer::Bare)
-                .problem("missing-credentials", "Authentication required"),
-            Self::InvalidRequest(_) => rendering
-                .bearer(Bearer::error("invalid_request"))
-                .problem("invalid-request", "Invalid authentication request"),
-            Self::InvalidToken(_) => rendering
-                .bearer(Bearer::error("invalid_token"))
-                .problem("invalid-token", "Invalid access token"),
-            Self::InsufficientScope { required } => rendering
-                .bearer(Bearer::error("insufficient_scope").param("scope", required.to_string()))
-                .problem("insufficient-scope", "Insufficient scope")
-                .member("scope", required.to_string().into()),
-            Self::StepUpRequired {
-                acr_values,
-                max_age,
-            } => {
-                let mut bearer = Bearer::error("insufficient_user_authentication");
-                if let Some(acr_values) = acr_values {
-                    bearer = bearer.param("acr_values", acr_values.to_string());
-                }
-                if let Some(max_age) = max_age {
-                    bearer = bearer.param("max_age", max_age.to_string());
-                }
-                rendering.bearer(bearer).problem(
-                    "insufficient-user-authentication",
-                    "Stronger authentication required",
-                )
-            }
-            // Indistinguishable from the application's own 404 for a path that doesn't exist.
-            Self::Hidden => rendering.title("Not Found").bodyless(),
-            Self::ValidationUnavailable { retry_after } => {
-                rendering.retry_after(*retry_after).problem(
-                    "validation-unavailable",
-                    "Token validation temporarily unavailable",
-                )
-            }
-        }
-    }
 }
 
 #[cfg(test)]

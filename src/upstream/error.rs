@@ -1,26 +1,16 @@
-//! The failure taxonomy of the upstream side, and how each failure is rendered (rows U4–U9).
+//! The failure taxonomy of the upstream side (rows U4–U9, S1); [`emit`](crate::emit) renders it.
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 
 use super::grant::GrantError;
 use crate::BoxError;
-use crate::emit::{
-    Bearer, Emitter, Rendering, RequestContext, Sealed,
-    proxy_status::{ProxyErrorType, ProxyStatus},
-};
-
-/// The `Link` relation pointing at a provider's connect flow in a re-authorization response
-/// (an extension relation type, RFC 8288 §2.1.2).
-pub const CONNECT_RELATION: &str =
-    "https://docs.rs/tower-bearer/latest/tower_bearer/upstream/#connect";
 
 /// Why a user's link to a provider failed, as opposed to the caller's own credentials
 /// ([`AuthError`](crate::failure::AuthError)).
 ///
-/// Render it with the [`Emitter`] (directly, or by answering with
+/// Render it with the [`Emitter`](crate::emit::Emitter) (directly, or by answering with
 /// [`pending_response`](crate::emit::pending_response)). Neither `Display` nor `Debug` ever
 /// includes a token.
 #[derive(Debug, thiserror::Error)]
@@ -194,134 +184,4 @@ impl UpstreamError {
             | Self::StoreUnavailable { provider, .. } => provider,
         }
     }
-}
-
-/// How long to wait after a store failure or a retry that was not possible.
-const STORE_RETRY_AFTER: Duration = Duration::from_secs(5);
-
-impl Sealed for UpstreamError {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::ReauthRequired { .. } | Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            Self::RefreshUnavailable { .. }
-            | Self::BodyNotReplayable { .. }
-            | Self::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Unreachable { .. } => StatusCode::BAD_GATEWAY,
-            Self::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::RequestBody { .. } => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    fn rendering(&self, emitter: &Emitter, request: &RequestContext) -> Rendering {
-        let proxy = ProxyStatus::new(emitter.proxy());
-        let provider = self.provider().to_owned();
-        // The caller's own token is fine: never a Bearer challenge, let alone an error code.
-        let rendering = Rendering::new(self.status(), self.to_string())
-            .bearer(Bearer::None)
-            .member("provider", provider.clone().into());
-        match self {
-            Self::ReauthRequired {
-                received_status,
-                connect_url,
-                ..
-            } => {
-                let proxy = match received_status {
-                    Some(status) => proxy.received_status(*status),
-                    None => proxy.error(ProxyErrorType::HttpRequestDenied),
-                };
-                let proxy = proxy
-                    .next_hop(&provider)
-                    .details("upstream_reauth_required");
-                let mut rendering = with_proxy_status(rendering, &proxy).problem(
-                    "upstream-reauth-required",
-                    "Upstream re-authorization required",
-                );
-                if let Some(url) = connect_url {
-                    rendering.link = header_value(format!("<{url}>; rel=\"{CONNECT_RELATION}\""));
-                    if request.is_browser_navigation() {
-                        rendering.location = header_value(url.to_string());
-                        if rendering.location.is_some() {
-                            rendering.status = StatusCode::SEE_OTHER;
-                        }
-                    }
-                    rendering = rendering.member("connect", url.to_string().into());
-                }
-                rendering
-            }
-            Self::InsufficientScope { scopes, .. } => {
-                let proxy = proxy
-                    .received_status(StatusCode::FORBIDDEN)
-                    .details("upstream_insufficient_scope");
-                let rendering = with_proxy_status(rendering, &proxy)
-                    .problem("upstream-insufficient-scope", "Upstream scope insufficient");
-                if scopes.is_empty() {
-                    rendering
-                } else {
-                    rendering.member("scope", scopes.join(" ").into())
-                }
-            }
-            Self::RefreshUnavailable { retry_after, .. } => {
-                let proxy = proxy
-                    .error(ProxyErrorType::DestinationUnavailable)
-                    .details("upstream_refresh_unavailable");
-                with_proxy_status(rendering, &proxy)
-                    .retry_after(*retry_after)
-                    .problem(
-                        "upstream-refresh-unavailable",
-                        "Upstream token refresh unavailable",
-                    )
-            }
-            Self::Misconfigured { .. } => {
-                let proxy = proxy.error(ProxyErrorType::ProxyConfigurationError);
-                with_proxy_status(rendering, &proxy)
-                    .problem("upstream-misconfigured", "Upstream client misconfigured")
-            }
-            Self::Unreachable { .. } => {
-                let proxy = proxy.error(ProxyErrorType::ConnectionRefused);
-                with_proxy_status(rendering, &proxy)
-                    .problem("upstream-unreachable", "Upstream unreachable")
-            }
-            Self::TimedOut { .. } => {
-                let proxy = proxy.error(ProxyErrorType::HttpResponseTimeout);
-                with_proxy_status(rendering, &proxy)
-                    .problem("upstream-timeout", "Upstream timed out")
-            }
-            Self::BodyNotReplayable {
-                received_status, ..
-            } => {
-                let proxy = proxy
-                    .received_status(*received_status)
-                    .details("upstream_retry_not_possible");
-                with_proxy_status(rendering, &proxy)
-                    .retry_after(Duration::from_secs(1))
-                    .problem(
-                        "upstream-retry-not-possible",
-                        "Upstream token refreshed, request not retried",
-                    )
-            }
-            Self::RequestBody { .. } => {
-                let proxy = proxy.error(ProxyErrorType::HttpRequestError);
-                with_proxy_status(rendering, &proxy)
-                    .problem("request-body-unreadable", "Request body unreadable")
-            }
-            Self::StoreUnavailable { .. } => {
-                let proxy = proxy
-                    .error(ProxyErrorType::ProxyInternalError)
-                    .details("token_store_unavailable");
-                with_proxy_status(rendering, &proxy)
-                    .retry_after(STORE_RETRY_AFTER)
-                    .problem("token-store-unavailable", "Token store unavailable")
-            }
-        }
-    }
-}
-
-fn with_proxy_status(mut rendering: Rendering, proxy: &ProxyStatus) -> Rendering {
-    rendering.proxy_status = Some(proxy.to_header_value());
-    rendering
-}
-
-fn header_value(value: String) -> Option<HeaderValue> {
-    HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
 }

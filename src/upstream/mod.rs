@@ -43,7 +43,7 @@ use http::{HeaderMap, HeaderName, header};
 
 pub use self::{
     classify::{ClassifyUpstream, ClassifyUpstreamLayer, UpstreamClass},
-    error::{CONNECT_RELATION, NotReplayable, ReauthReason, UpstreamError},
+    error::{NotReplayable, ReauthReason, UpstreamError},
     grant::{GrantError, RefreshGrant},
     refresh::{RefreshAndRetry, RefreshAndRetryLayer},
     store::{LinkKey, MemoryStore, TokenSecret, TokenStore, UpstreamToken},

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use tower_bearer::upstream::CONNECT_RELATION;
+use tower_bearer::emit::CONNECT_RELATION;
 
 use super::{PROVIDER, SCOPE, USER, provider::ACCOUNT};
 

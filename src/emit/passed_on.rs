@@ -1,0 +1,213 @@
+//! Provider responses passed on to the caller (rows U1 and U6): what the caller must not see of
+//! them, and the signals of ours they must not be able to forge.
+//!
+//! The outbound layers [`mark`] a response they pass on; the [`Emitter`] that renders the
+//! caller's failures seals it on the way out: it removes `Proxy-Status` members that claim this
+//! proxy's name and `Link`s with the [connect relation](super::CONNECT_RELATION) — only this
+//! crate may say those —, then adds its own `Proxy-Status` to a plain `403` (row U6). So the proxy
+//! name is configured once, on the emitter, and a provider cannot speak for the proxy.
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+
+use super::{CONNECT_RELATION, Emitter, PROXY_STATUS, proxy_status::ProxyStatus};
+use crate::upstream::strip_hop_by_hop;
+
+/// A response extension: this response comes from a provider and is passed on to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PassedOn {
+    /// A plain `403` of the provider (row U6), to be labelled as the provider's.
+    forbidden: bool,
+}
+
+impl PassedOn {
+    /// Whether this is a provider's plain `403` (row U6).
+    pub fn is_forbidden(&self) -> bool {
+        self.forbidden
+    }
+}
+
+/// Prepares a provider's response for the caller and marks it [`PassedOn`]: removes the
+/// hop-by-hop fields and the provider's `WWW-Authenticate` (its challenges name credentials the
+/// caller does not hold, and could pass for ours). `forbidden` is a plain `403` (row U6).
+pub fn mark<B>(response: &mut Response<B>, forbidden: bool) {
+    let headers = response.headers_mut();
+    strip_hop_by_hop(headers);
+    headers.remove(header::WWW_AUTHENTICATE);
+    response.extensions_mut().insert(PassedOn { forbidden });
+}
+
+impl Emitter {
+    /// Seals a response marked [`PassedOn`] for the caller; see the [module docs](self).
+    pub(crate) fn seal_passed_on(&self, passed_on: PassedOn, headers: &mut HeaderMap) {
+        let proxy = self.proxy();
+        retain_members(headers, PROXY_STATUS, |member| !names_proxy(member, proxy));
+        retain_members(headers, header::LINK, |link| !has_connect_relation(link));
+        if passed_on.forbidden {
+            let ours = ProxyStatus::new(proxy).received_status(StatusCode::FORBIDDEN);
+            headers.append(PROXY_STATUS, ours.to_header_value());
+        }
+    }
+}
+
+/// Keeps the list members of every `name` field for which `keep` holds; a field left empty is
+/// removed, an unreadable one too (it cannot be checked).
+fn retain_members(headers: &mut HeaderMap, name: http::HeaderName, keep: impl Fn(&str) -> bool) {
+    if !headers.contains_key(&name) {
+        return;
+    }
+    let mut changed = false;
+    let mut kept = Vec::new();
+    for value in headers.get_all(&name) {
+        let Ok(text) = value.to_str() else {
+            changed = true;
+            continue;
+        };
+        let members = split_list(text);
+        let before = members.len();
+        let members: Vec<&str> = members.into_iter().filter(|m| keep(m)).collect();
+        changed |= members.len() != before;
+        if !members.is_empty() {
+            kept.push(members.join(", "));
+        }
+    }
+    if !changed {
+        return;
+    }
+    headers.remove(&name);
+    for value in kept {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.append(&name, value);
+        }
+    }
+}
+
+/// The members of a comma-separated list, trimmed, with commas inside quoted strings and `<…>`
+/// (a `Link`'s target) left alone.
+fn split_list(value: &str) -> Vec<&str> {
+    let mut members = Vec::new();
+    let (mut start, mut quoted, mut escaped, mut angle) = (0, false, false, false);
+    for (i, b) in value.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => angle = true,
+            b'>' if !quoted => angle = false,
+            b',' if !quoted && !angle => {
+                members.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    members.push(value[start..].trim());
+    members.retain(|m| !m.is_empty());
+    members
+}
+
+/// Whether a `Proxy-Status` member names `proxy` (as an sf-token or an sf-string).
+fn names_proxy(member: &str, proxy: &str) -> bool {
+    let name = member.split(';').next().unwrap_or_default().trim();
+    let name = name
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .unwrap_or(name);
+    name.eq_ignore_ascii_case(proxy)
+}
+
+/// Whether a `Link` value has the connect relation among its `rel` types.
+fn has_connect_relation(link: &str) -> bool {
+    let params = link.rsplit_once('>').map_or(link, |(_, params)| params);
+    params.split(';').any(|param| {
+        let Some((name, value)) = param.split_once('=') else {
+            return false;
+        };
+        name.trim().eq_ignore_ascii_case("rel")
+            && value
+                .trim()
+                .trim_matches('"')
+                .split_ascii_whitespace()
+                .any(|rel| rel.eq_ignore_ascii_case(CONNECT_RELATION))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(forbidden: bool, fields: &[(&str, &str)]) -> HeaderMap {
+        let mut response = Response::new(());
+        for (name, value) in fields {
+            response.headers_mut().append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        mark(&mut response, forbidden);
+        let passed_on = *response.extensions().get::<PassedOn>().unwrap();
+        let mut headers = response.headers().clone();
+        Emitter::new("api")
+            .proxy_name("gw")
+            .seal_passed_on(passed_on, &mut headers);
+        headers
+    }
+
+    fn all<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_plain_403_is_labelled_and_loses_the_providers_challenge() {
+        let headers = sealed(
+            true,
+            &[
+                ("www-authenticate", r#"Bearer realm="provider""#),
+                ("connection", "x-private"),
+                ("x-private", "1"),
+                ("content-type", "text/plain"),
+            ],
+        );
+        assert_eq!(all(&headers, "proxy-status"), ["gw; received-status=403"]);
+        assert!(!headers.contains_key("www-authenticate"));
+        assert!(!headers.contains_key("x-private"));
+        assert_eq!(all(&headers, "content-type"), ["text/plain"]);
+    }
+
+    #[test]
+    fn the_providers_own_signals_stay_but_ours_cannot_be_forged() {
+        let connect = format!(r#"<https://gw.example/connect/p>; rel="{CONNECT_RELATION}""#);
+        let headers = sealed(
+            false,
+            &[
+                (
+                    "proxy-status",
+                    r#"cdn; error=http_request_error, GW; error=http_request_denied; details="a, b""#,
+                ),
+                ("proxy-status", r#""gw"; received-status=401"#),
+                (
+                    "link",
+                    &format!(r#"<https://p.example/a,b>; rel="next", {connect}"#),
+                ),
+            ],
+        );
+        assert_eq!(
+            all(&headers, "proxy-status"),
+            ["cdn; error=http_request_error"]
+        );
+        assert_eq!(
+            all(&headers, "link"),
+            [r#"<https://p.example/a,b>; rel="next""#]
+        );
+    }
+
+    #[test]
+    fn untouched_without_our_signals() {
+        let headers = sealed(false, &[("proxy-status", "cdn"), ("link", "<a>; rel=next")]);
+        assert_eq!(all(&headers, "proxy-status"), ["cdn"]);
+        assert_eq!(all(&headers, "link"), ["<a>; rel=next"]);
+    }
+}
