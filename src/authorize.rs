@@ -263,6 +263,10 @@ pub struct Authorize<S, C, R> {
     claims: PhantomData<fn(C)>,
 }
 
+impl<S, C, R> Authorize<S, C, R> {
+    crate::macros::inner_service_accessors!();
+}
+
 impl<S: Clone, C, R> Clone for Authorize<S, C, R> {
     fn clone(&self) -> Self {
         Self {

@@ -63,6 +63,8 @@ compile_error!(
      `aws-lc-rs` (the default) or `rust-crypto` (with both, aws-lc-rs is used)"
 );
 
+mod macros;
+
 pub mod authorize;
 pub mod body;
 pub mod challenge;

@@ -48,6 +48,15 @@ pub struct Emit<S> {
     emitter: Emitter,
 }
 
+impl<S> Emit<S> {
+    /// Renders with `emitter` the failures `inner` answers with.
+    pub fn new(inner: S, emitter: Emitter) -> Self {
+        Self { inner, emitter }
+    }
+
+    crate::macros::inner_service_accessors!();
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Emit<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,

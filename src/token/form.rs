@@ -168,6 +168,8 @@ where
 }
 
 impl<S> FormTokenService<S> {
+    crate::macros::inner_service_accessors!();
+
     fn qualifies<B>(&self, request: &Request<B>) -> bool {
         let headers = request.headers();
         let form = headers.get(CONTENT_TYPE).is_some_and(|v| {

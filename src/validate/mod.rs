@@ -180,6 +180,10 @@ pub struct ValidateBearer<S, V> {
     extractor: BearerExtractor,
 }
 
+impl<S, V> ValidateBearer<S, V> {
+    crate::macros::inner_service_accessors!();
+}
+
 impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for ValidateBearer<S, V>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
