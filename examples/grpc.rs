@@ -76,7 +76,9 @@ async fn main() -> Result<(), BoxError> {
 
     let token_endpoint = start_token_endpoint(token_calls.clone()).await?;
     let provider = start_provider().await?;
-    let emitter = Emitter::new("demo-gateway").proxy_name("demo-gateway");
+    let emitter = Emitter::new("demo-gateway")
+        .proxy_name("demo-gateway")
+        .with_grpc(true);
 
     // The users' links to the provider (a real deployment stores them in a shared store).
     let store = MemoryStore::new();

@@ -248,9 +248,7 @@ impl Challenge {
                     return Err(ChallengeError::Syntax { position: start });
                 };
                 let value = p.param_value()?;
-                if !params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-                    params.push((name.to_owned(), value));
-                }
+                keep_param(params, name, value);
             } else {
                 let body = if spaced && !p.at_element_end() {
                     match p.token68() {
@@ -323,9 +321,7 @@ impl Challenge {
                 return None;
             }
             let value = p.param_value().ok()?;
-            if !params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-                params.push((name.to_owned(), value));
-            }
+            keep_param(&mut params, name, value);
         }
     }
 }
@@ -395,6 +391,18 @@ fn sanitize(value: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The most auth-params kept of one challenge when parsing; the rest are read (for the syntax)
+/// and dropped. Real challenges have a handful; the bound keeps parsing a hostile field linear.
+pub const MAX_PARAMS: usize = 32;
+
+/// Keeps the first occurrence of each param name (RFC 9110 §11.2: each at most once), up to
+/// [`MAX_PARAMS`].
+fn keep_param(params: &mut Vec<(String, String)>, name: &str, value: String) {
+    if params.len() < MAX_PARAMS && !params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        params.push((name.to_owned(), value));
+    }
 }
 
 /// HTAB, SP, VCHAR and obs-text: what a quoted-string may hold, escaped or not.
@@ -512,6 +520,27 @@ mod tests {
 
     fn parse(value: &str) -> Vec<Challenge> {
         Challenge::parse_list(value).unwrap()
+    }
+
+    #[test]
+    fn a_hostile_number_of_params_is_bounded() {
+        // 390 KiB of distinct params: each kept one is compared with at most MAX_PARAMS others.
+        let params: Vec<String> = (0..40_000).map(|i| format!("p{i}=v")).collect();
+        let value = format!("Bearer {}", params.join(", "));
+        let parsed = parse(&value);
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].params().count(), MAX_PARAMS);
+        assert_eq!(parsed[0].param("p0"), Some("v"));
+        assert_eq!(parsed[0].param(&format!("p{}", MAX_PARAMS - 1)), Some("v"));
+        assert_eq!(parsed[0].param(&format!("p{MAX_PARAMS}")), None);
+        // The same without commas (the lenient path).
+        let value = format!("Bearer {}", params.join(" "));
+        let mut headers = HeaderMap::new();
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_str(&value).unwrap());
+        assert_eq!(
+            Challenge::from_headers(&headers)[0].params().count(),
+            MAX_PARAMS
+        );
     }
 
     fn params(challenge: &Challenge) -> Vec<(&str, &str)> {

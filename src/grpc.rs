@@ -107,7 +107,7 @@
 //! };
 //!
 //! # async fn wire(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
-//! let emitter = Emitter::new("my-api").proxy_name("my-gateway");
+//! let emitter = Emitter::new("my-api").proxy_name("my-gateway").with_grpc(true);
 //!
 //! // Outbound: a tonic client to the provider, with the user's upstream tokens.
 //! let refresher = refresher_fn(|_refresh_token| async { Ok(TokenResponse::new("…")) });
@@ -140,7 +140,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header::CONTENT_TYPE};
+use http::{HeaderMap, Request, Response, StatusCode, header::CONTENT_TYPE};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use tonic::server::NamedService;
@@ -196,16 +196,10 @@ where
 /// For a handler whose failure does not come from a layer, e.g. an HTTP upstream called through
 /// [`RefreshAndRetry`] from a tonic handler: `return Err(grpc::status(&emitter, &error))`.
 pub fn status<F: Failure + ?Sized>(emitter: &Emitter, failure: &F) -> tonic::Status {
-    let mut response = emitter.render(failure, &grpc_context());
+    let mut response = emitter.render_grpc(failure, &RequestContext::default());
     response.headers_mut().remove(CONTENT_TYPE);
     tonic::Status::from_header_map(response.headers())
         .unwrap_or_else(|| tonic::Status::unknown("unrenderable failure"))
-}
-
-fn grpc_context() -> RequestContext {
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    RequestContext::from_parts(&Method::POST, &headers)
 }
 
 impl<S: NamedService, V> NamedService for ValidateBearer<S, V> {
@@ -494,7 +488,7 @@ fn render(
 ) -> Response<tonic::body::Body> {
     tracing::debug!(provider = error.provider(), %error, "upstream gRPC call failed");
     emitter
-        .render(error, context)
+        .render_grpc(error, context)
         .map(|body| tonic::body::Body::new(Full::new(body)))
 }
 
@@ -735,6 +729,8 @@ impl Body for HeldBody {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

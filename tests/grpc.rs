@@ -382,7 +382,7 @@ struct Fixture {
 }
 
 fn emitter() -> Emitter {
-    Emitter::new(REALM).proxy_name("gw")
+    Emitter::new(REALM).proxy_name("gw").with_grpc(true)
 }
 
 fn upstream(provider: SocketAddr, token_endpoint: SocketAddr, store: &MemoryStore) -> Upstream {

@@ -65,11 +65,14 @@ impl Cfg {
     }
 
     fn emitter(self) -> Emitter {
-        let mut emitter = Emitter::new(REALM).disclosure(if self.verbose {
-            Disclosure::Verbose
-        } else {
-            Disclosure::Minimal
-        });
+        // The test service answers gRPC callers too (`Variant::Grpc`).
+        let mut emitter = Emitter::new(REALM)
+            .with_grpc(true)
+            .disclosure(if self.verbose {
+                Disclosure::Verbose
+            } else {
+                Disclosure::Minimal
+            });
         if self.metadata {
             emitter = emitter.resource_metadata(METADATA_URL);
         }
@@ -253,6 +256,9 @@ fn check(name: &str, cfg: Cfg, variant: Variant, want: &Want, reply: &Reply) {
     }
 
     assert_eq!(www.map(str::to_owned), want.challenge(cfg), "{ctx}");
+    // Failures are never cached; a hidden resource's 404 looks like the application's own.
+    let no_store = (!matches!(want, Want::Hidden)).then_some("no-store");
+    assert_eq!(reply.header("cache-control"), no_store, "{ctx}");
     assert_eq!(reply.header("proxy-status"), None, "{ctx}");
     assert_eq!(reply.header("retry-after"), None, "{ctx}");
 
@@ -278,9 +284,24 @@ fn check(name: &str, cfg: Cfg, variant: Variant, want: &Want, reply: &Reply) {
     assert_eq!(reply.status.as_u16(), want.status(), "{ctx}");
     assert_eq!(reply.header("grpc-status"), None, "{ctx}");
     // A hidden resource never has a body: it must look like the application's own 404.
-    let body_expected =
-        variant == Variant::Plain && !cfg.headers_only && !matches!(want, Want::Hidden);
-    if body_expected {
+    let body_expected = matches!(variant, Variant::Plain | Variant::Head)
+        && !cfg.headers_only
+        && !matches!(want, Want::Hidden);
+    if body_expected && variant == Variant::Head {
+        // The GET's headers, `Content-Length` included (RFC 9110 §9.3.2, §8.6), no content.
+        assert!(reply.body.is_empty(), "{ctx}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json"),
+            "{ctx}"
+        );
+        let get_length = serde_json::to_vec(&want.problem(cfg)).unwrap().len();
+        assert_eq!(
+            reply.header("content-length"),
+            Some(get_length.to_string().as_str()),
+            "{ctx}"
+        );
+    } else if body_expected {
         assert_eq!(
             reply.header("content-type"),
             Some("application/problem+json"),
@@ -953,11 +974,12 @@ async fn exact_challenges_spelled_out() {
     assert_eq!(r.status, 404);
     assert_eq!(r.header("www-authenticate"), None);
 
+    let grpc = serve(app(Emitter::new(REALM).with_grpc(true))).await;
     let r = Req::get("/read")
         .method(Method::POST)
         .header("content-type", "application/grpc+proto")
         .bearer(&profile)
-        .send(&client, &minimal)
+        .send(&client, &grpc)
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("grpc-status"), Some("7"));
@@ -967,8 +989,23 @@ async fn exact_challenges_spelled_out() {
         Some(r#"Bearer realm="api.example", error="insufficient_scope", scope="read""#)
     );
 
+    // A REST service answers a caller that claims to speak gRPC over HTTP all the same.
+    let r = Req::get("/read")
+        .method(Method::POST)
+        .header("content-type", "application/grpc+proto")
+        .bearer(&profile)
+        .send(&client, &minimal)
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("grpc-status"), None);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer realm="api.example", error="insufficient_scope", scope="read""#)
+    );
+
     assert_still_serving(&client, &minimal).await;
     assert_still_serving(&client, &verbose).await;
+    assert_still_serving(&client, &grpc).await;
 }
 
 /// The realm and the metadata URL are quoted-strings: `"` and `\` are escaped.

@@ -20,5 +20,6 @@ mod random;
 mod reply;
 mod request_id;
 mod router;
+pub mod serve;
 
 pub use router::build;

@@ -68,7 +68,7 @@ pub async fn forward(
     *upstream.method_mut() = parts.method;
     *upstream.uri_mut() = uri;
     *upstream.version_mut() = Version::HTTP_11;
-    *upstream.headers_mut() = forwarded_headers(parts.headers);
+    *upstream.headers_mut() = forwarded_headers(parts.headers, &app.settings.proxy_name);
     upstream
         .extensions_mut()
         .insert(LinkKey::new(user, provider.name.clone()));
@@ -124,8 +124,8 @@ fn upstream_uri(provider: &Provider, rest: &str, query: Option<&str>) -> Option<
 
 /// The caller's headers, less those that are not for the provider: hop-by-hop fields, `Host`
 /// (the client sets the provider's), the caller's own credentials and cookies, and the length
-/// (the body is re-framed).
-fn forwarded_headers(mut headers: HeaderMap) -> HeaderMap {
+/// (the body is re-framed); plus this proxy's `Via` (RFC 9110 §7.6.3).
+fn forwarded_headers(mut headers: HeaderMap, proxy_name: &str) -> HeaderMap {
     tower_bearer::upstream::strip_hop_by_hop(&mut headers);
     for name in [
         header::HOST,
@@ -135,6 +135,10 @@ fn forwarded_headers(mut headers: HeaderMap) -> HeaderMap {
         header::CONTENT_LENGTH,
     ] {
         headers.remove(name);
+    }
+    // The proxy name is a token (checked at start), so this is a valid field value.
+    if let Ok(via) = http::HeaderValue::try_from(format!("1.1 {proxy_name}")) {
+        headers.append(header::VIA, via);
     }
     headers
 }

@@ -19,7 +19,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_bearer::{BoxError, upstream::store::MemoryStore};
 
-use app::config::Settings;
+use app::{config::Settings, serve::ServeLimits};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -65,9 +65,7 @@ async fn real(path: &Path) -> Result<(), BoxError> {
 
 /// Serves until Ctrl-C or SIGTERM, then lets the requests in flight finish.
 async fn serve(listener: TcpListener, router: Router) -> Result<(), BoxError> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    app::serve::serve(listener, router, ServeLimits::default(), shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -55,7 +55,7 @@ impl Sealed for AuthError {
                 )
             }
             // Indistinguishable from the application's own 404 for a path that doesn't exist.
-            Self::Hidden => rendering.title("Not Found").bodyless(),
+            Self::Hidden => rendering.title("Not Found").disguised(),
             Self::ValidationUnavailable { retry_after } => {
                 rendering.retry_after(*retry_after).problem(
                     "validation-unavailable",

@@ -44,7 +44,7 @@ use std::{borrow::Cow, sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{
     HeaderMap, HeaderValue, Method, Request, Response,
-    header::{ACCEPT, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE},
+    header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 
 pub use self::{
@@ -93,6 +93,7 @@ struct Config {
     body_mode: BodyMode,
     proxy_name: String,
     problem_base: String,
+    grpc: bool,
 }
 
 /// Where problem `type` URIs point unless configured: this crate's documentation of each kind.
@@ -110,6 +111,7 @@ impl Emitter {
                 body_mode: BodyMode::default(),
                 proxy_name: "tower-bearer".to_owned(),
                 problem_base: DEFAULT_PROBLEM_BASE.to_owned(),
+                grpc: false,
             }),
         }
     }
@@ -144,6 +146,19 @@ impl Emitter {
         self
     }
 
+    /// Answers gRPC callers (a request whose `content-type` starts with `application/grpc`) with
+    /// trailers-only gRPC responses. Off unless set: only a gRPC service should answer so — a
+    /// REST service answers every caller with HTTP statuses.
+    pub fn with_grpc(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).grpc = on;
+        self
+    }
+
+    /// Whether gRPC callers get gRPC answers.
+    pub fn grpc(&self) -> bool {
+        self.config.grpc
+    }
+
     /// The realm.
     pub fn realm(&self) -> &str {
         &self.config.realm
@@ -170,16 +185,17 @@ impl Emitter {
         failure: &F,
         request: &RequestContext,
     ) -> Response<Bytes> {
-        let rendering = failure.rendering(self, request);
-        if request.grpc {
-            return grpc::render(self, rendering);
+        if request.grpc && self.config.grpc {
+            return self.render_grpc(failure, request);
         }
+        let rendering = failure.rendering(self, request);
         let mut headers = HeaderMap::new();
         self.write_headers(&rendering, &mut headers);
+        // A HEAD request gets the GET's headers, `Content-Length` included (RFC 9110 §9.3.2,
+        // §8.6); the server sends no content for it.
         let body = if self.config.body_mode == BodyMode::ProblemJson
             && request.accepts_problem
-            && !request.head
-            && !rendering.bodyless
+            && !rendering.disguised
         {
             headers.insert(
                 CONTENT_TYPE,
@@ -193,6 +209,15 @@ impl Emitter {
         *response.status_mut() = rendering.status;
         *response.headers_mut() = headers;
         response
+    }
+
+    /// Renders a failure as a trailers-only gRPC response, whatever the request.
+    pub(crate) fn render_grpc<F: Failure + ?Sized>(
+        &self,
+        failure: &F,
+        request: &RequestContext,
+    ) -> Response<Bytes> {
+        grpc::render(self, failure.rendering(self, request))
     }
 
     /// Replaces a pending failure with its rendering, seals a response passed on from a
@@ -248,6 +273,11 @@ impl Emitter {
     }
 
     fn write_headers(&self, rendering: &Rendering, headers: &mut HeaderMap) {
+        // A failure is about this request's credentials: no cache may answer another with it.
+        // (Not a disguised one: it must look like the application's own.)
+        if !rendering.disguised {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
         match &rendering.bearer {
             plan::Bearer::None => {}
             plan::Bearer::Bare => {
@@ -307,6 +337,7 @@ impl std::fmt::Debug for Emitter {
             .field("resource_metadata", &self.config.resource_metadata)
             .field("body_mode", &self.config.body_mode)
             .field("proxy_name", &self.config.proxy_name)
+            .field("grpc", &self.config.grpc)
             .finish()
     }
 }
@@ -325,7 +356,6 @@ pub const PROXY_STATUS: http::HeaderName = http::HeaderName::from_static("proxy-
 /// handed on, so that a failure found later can still be rendered for it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestContext {
-    head: bool,
     grpc: bool,
     accepts_problem: bool,
     navigation: bool,
@@ -348,10 +378,12 @@ impl RequestContext {
                 .get(SEC_FETCH_MODE)
                 .is_some_and(|v| v.as_bytes() == b"navigate")
                 || accept.is_some_and(|a| a.contains("text/html")));
+        let mut accepts = headers.get_all(ACCEPT).iter().peekable();
+        let accepts_problem = accepts.peek().is_none()
+            || problem_json_quality(accepts.filter_map(|v| v.to_str().ok())) > 0.0;
         Self {
-            head: method == Method::HEAD,
             grpc,
-            accepts_problem: accept.is_none_or(accepts_problem_json),
+            accepts_problem,
             navigation,
         }
     }
@@ -367,28 +399,41 @@ impl RequestContext {
     }
 }
 
-/// Whether an `Accept` value admits `application/problem+json` (RFC 9110 §12.5.1), ignoring
-/// everything but the media range and a `q=0` exclusion.
-fn accepts_problem_json(accept: &str) -> bool {
-    accept.split(',').any(|range| {
+/// The quality `Accept` gives `application/problem+json` (RFC 9110 §12.5.1): that of the most
+/// specific range that matches it (`q=0`: not acceptable), 0 when none does. A client that
+/// takes `application/json` reads problem+json too, so that range counts, between the exact
+/// type and `application/*`.
+fn problem_json_quality<'a>(lines: impl Iterator<Item = &'a str>) -> f32 {
+    const RANGES: [&str; 4] = [
+        "*/*",
+        "application/*",
+        "application/json",
+        "application/problem+json",
+    ];
+    let mut best: Option<(usize, f32)> = None;
+    for range in lines.flat_map(|line| line.split(',')) {
         let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("").trim();
-        let excluded = parts.any(|p| {
-            p.trim()
-                .strip_prefix("q=")
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .is_some_and(|q| q == 0.0)
-        });
-        !excluded
-            && [
-                "application/problem+json",
-                "application/json",
-                "application/*",
-                "*/*",
-            ]
-            .iter()
-            .any(|m| media.eq_ignore_ascii_case(m))
-    })
+        let media = parts.next().unwrap_or_default().trim();
+        let Some(specificity) = RANGES.iter().position(|m| media.eq_ignore_ascii_case(m)) else {
+            continue;
+        };
+        let quality = parts
+            .filter_map(|param| param.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, q)| {
+                q.trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|q| (0.0..=1.0).contains(q))
+            });
+        // A range with an unreadable weight says nothing.
+        let Some(quality) = quality else { continue };
+        best = match best {
+            Some((s, q)) if s > specificity || (s == specificity && q >= quality) => Some((s, q)),
+            _ => Some((specificity, quality)),
+        };
+    }
+    best.map_or(0.0, |(_, quality)| quality)
 }
 
 /// A failure this crate can render: the caller's [`AuthError`] or an upstream failure.
@@ -435,6 +480,10 @@ pub fn pending_response<B: Default>(failure: impl Failure) -> Response<B> {
 mod tests {
     use super::*;
 
+    fn accepts_problem_json(accept: &str) -> bool {
+        problem_json_quality(std::iter::once(accept)) > 0.0
+    }
+
     #[test]
     fn accept_negotiation() {
         assert!(accepts_problem_json("*/*"));
@@ -442,6 +491,18 @@ mod tests {
         assert!(accepts_problem_json("application/problem+json"));
         assert!(!accepts_problem_json("text/html"));
         assert!(!accepts_problem_json("application/json;q=0"));
+        // The most specific range wins, whatever the order.
+        assert!(!accepts_problem_json("*/*, application/problem+json;q=0"));
+        assert!(!accepts_problem_json("application/problem+json;q=0, */*"));
+        assert!(accepts_problem_json("*/*;q=0, application/problem+json"));
+        assert!(!accepts_problem_json("application/*, application/json;Q=0"));
+        // Parameter names are case-insensitive; weights outside [0, 1] are unreadable.
+        assert!(!accepts_problem_json("application/problem+json; Q=0"));
+        assert!(!accepts_problem_json("application/problem+json;q=2"));
+        // Several fields are one list.
+        assert!(
+            problem_json_quality(["text/html", "application/problem+json;q=0.5"].into_iter()) > 0.0
+        );
     }
 
     #[test]

@@ -65,8 +65,9 @@ pub struct Rendering {
     pub detail: Cow<'static, str>,
     /// Extension members of the problem body.
     pub members: Vec<(&'static str, serde_json::Value)>,
-    /// Never a body, whatever the client accepts.
-    pub bodyless: bool,
+    /// Looks like the application's own response of this status (a hidden resource's `404`):
+    /// no body whatever the client accepts, no header that only this crate sends.
+    pub disguised: bool,
 }
 
 impl Rendering {
@@ -82,13 +83,13 @@ impl Rendering {
             title: status.canonical_reason().unwrap_or("Error"),
             detail: detail.into(),
             members: Vec::new(),
-            bodyless: false,
+            disguised: false,
         }
     }
 
-    /// Sends no body: the response must look like any other of its status.
-    pub fn bodyless(mut self) -> Self {
-        self.bodyless = true;
+    /// The response must look like any other of its status: no body, nothing of ours.
+    pub fn disguised(mut self) -> Self {
+        self.disguised = true;
         self
     }
 
