@@ -6,7 +6,7 @@
 //! to do next, even when only headers can be sent. The layers, each usable alone:
 //!
 //! - [`validate`]: authenticates the caller's token (RFC 6750 extraction via [`token`] and
-//!   [`form`]; JWTs against static keys, JWKS or OIDC discovery; RFC 7662 introspection) and
+//!   [`token::form`]; JWTs against static keys, JWKS or OIDC discovery; RFC 7662 introspection) and
 //!   hands the claims to the handler.
 //! - [`authorize`]: per-route scope, step-up (RFC 9470) and hiding rules.
 //! - [`upstream`]: classifies a provider's answers, refreshes the user's upstream token

@@ -436,7 +436,7 @@ fn problem_json_quality<'a>(lines: impl Iterator<Item = &'a str>) -> f32 {
     best.map_or(0.0, |(_, quality)| quality)
 }
 
-/// A failure this crate can render: the caller's [`AuthError`] or an upstream failure.
+/// A failure this crate can render: the caller's [`AuthError`](crate::failure::AuthError) or an upstream failure.
 ///
 /// Sealed: the wire contract is this crate's to keep.
 pub trait Failure: plan::Sealed + std::error::Error + Send + Sync + 'static {}

@@ -40,7 +40,7 @@ pub fn discovery_url(issuer: &str) -> Result<Uri, FetchError> {
 /// (§4.3; a document for another issuer is refused), and `jwks_uri` must be an absolute URL.
 ///
 /// ```no_run
-/// # async fn run(client: tower_bearer::validate::HttpClient) -> Result<(), tower_bearer::validate::FetchError> {
+/// # async fn run(client: tower_bearer::http_client::HttpClient) -> Result<(), tower_bearer::http_client::FetchError> {
 /// let metadata = tower_bearer::validate::discover(&client, "https://login.example.com").await?;
 /// println!("keys at {}", metadata.jwks_uri);
 /// # Ok(()) }

@@ -52,7 +52,8 @@ const FORM: &AsciiSet = &NON_ALPHANUMERIC
 /// in front, mindful of its revocation window.
 ///
 /// ```no_run
-/// use tower_bearer::validate::{HttpClient, IntrospectionValidator, StandardClaims};
+/// use tower_bearer::http_client::HttpClient;
+/// use tower_bearer::validate::{IntrospectionValidator, StandardClaims};
 /// # use bytes::Bytes;
 /// # use http_body_util::Full;
 /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};

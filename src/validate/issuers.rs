@@ -17,7 +17,8 @@ use crate::{
 /// refused as `invalid_token` (row I4) without any fetch.
 ///
 /// ```no_run
-/// use tower_bearer::validate::{ClaimsPolicy, HttpClient, Issuers, JwksValidator, StandardClaims};
+/// use tower_bearer::http_client::HttpClient;
+/// use tower_bearer::validate::{ClaimsPolicy, Issuers, JwksValidator, StandardClaims};
 /// # use bytes::Bytes;
 /// # use http_body_util::Full;
 /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};

@@ -7,12 +7,14 @@ use std::{
     marker::PhantomData,
     pin::Pin,
     sync::{Arc, Mutex, RwLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use http::Uri;
+// Tokio's clock, so that the timing rules can be tested with a paused clock.
 use jsonwebtoken::{Algorithm, jwk::Jwk};
 use serde::{Deserialize, de::DeserializeOwned};
+use tokio::time::Instant;
 
 use super::{
     ClaimsPolicy, KeySet, StandardClaims, ValidateToken, Verdict, VerificationKey,
@@ -64,11 +66,14 @@ pub enum SourceError {
 ///   (5 min). When it goes stale, the first request to notice fetches it again while concurrent
 ///   requests keep verifying with the stale keys.
 /// - **Rotation.** A token whose `kid` is not in the set triggers one refetch, at most once per
-///   [`refetch_interval`](JwksValidatorBuilder::refetch_interval) (default 10 s) and
-///   single-flight: concurrent requests wait for the one fetch in progress, later ones within
-///   the interval are refused without any fetch, so a flood of forged `kid`s costs one fetch per
-///   interval. Still unknown after that → `401 invalid_token` (row I4).
-/// - **Outages.** A failed fetch never discards keys: cached keys keep validating. A token that
+///   [`refetch_interval`](JwksValidatorBuilder::refetch_interval) (default 10 s) counted
+///   between such refetches only — a key published right after a scheduled fetch works at once
+///   — and single-flight: concurrent requests wait for the one fetch in progress, later ones
+///   within the interval are refused without any fetch, so a flood of forged `kid`s costs one
+///   fetch per interval. Still unknown after that → `401 invalid_token` (row I4).
+/// - **Outages.** A failed fetch never discards keys: cached keys keep validating. While the
+///   issuer fails, a fetch is tried again at most once a second, so validation recovers as soon
+///   as it is back. A token that
 ///   needs a key we do not have while the issuer cannot be reached, or any token when nothing was
 ///   ever fetched, is answered `503` with `Retry-After` (row I8), never 401.
 /// - **No lock across a fetch on the validation path.** The key set is an `Arc` swapped under a
@@ -80,7 +85,8 @@ pub enum SourceError {
 ///   without spoiling the rest. The algorithm is never taken from the token alone.
 ///
 /// ```no_run
-/// use tower_bearer::validate::{ClaimsPolicy, HttpClient, JwksValidator, StandardClaims};
+/// use tower_bearer::http_client::HttpClient;
+/// use tower_bearer::validate::{ClaimsPolicy, JwksValidator, StandardClaims};
 /// # use bytes::Bytes;
 /// # use http_body_util::Full;
 /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -174,8 +180,26 @@ struct Flight {
 struct Status {
     last_completed: Option<Instant>,
     last_failed: bool,
+    /// When the last fetch for an unknown `kid` ended: only those are rate-limited, so a key
+    /// published right after a scheduled fetch is still fetched at once.
+    last_unknown_kid: Option<Instant>,
     generation: u64,
 }
+
+/// Why a fetch is wanted, which decides how it is throttled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// Asked for through [`JwksValidator::refresh`]: never throttled.
+    Requested,
+    /// The cached set went stale (or none was fetched yet).
+    Scheduled,
+    /// A token names a `kid` the cached set lacks.
+    UnknownKid,
+}
+
+/// The longest pause between attempts while the issuer is failing (shorter refetch intervals
+/// apply as they are): the keys are used again as soon as the issuer is back.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
 impl<C> JwksValidator<C> {
     /// Keys from this JWKS URL. The [policy](JwksValidatorBuilder::policy) must name the issuer.
@@ -203,7 +227,10 @@ impl<C> JwksValidator<C> {
     /// second one; ignores the refetch interval. Useful at start-up to fail fast or warm up.
     pub async fn refresh(&self) -> Result<(), FetchError> {
         let seen = self.shared.status().generation;
-        self.shared.fetch(seen, false).await.unwrap_or(Ok(()))
+        self.shared
+            .fetch(seen, Reason::Requested)
+            .await
+            .unwrap_or(Ok(()))
     }
 
     /// The `kid`s of the cached keys (empty before the first successful fetch).
@@ -227,36 +254,54 @@ impl Shared {
         *self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How long until the next fetch may happen, at least one second.
+    fn failure_backoff(&self) -> Duration {
+        self.timing.refetch_interval.min(FAILURE_BACKOFF)
+    }
+
+    /// How long until a request could make a fetch happen, at least one second.
     fn retry_after(&self) -> Duration {
         let status = self.status();
+        let pause = if status.last_failed {
+            self.failure_backoff()
+        } else {
+            self.timing.refetch_interval
+        };
         let wait = status
             .last_completed
-            .map(|t| self.timing.refetch_interval.saturating_sub(t.elapsed()))
+            .map(|t| pause.saturating_sub(t.elapsed()))
             .unwrap_or_default();
         Duration::from_secs(wait.as_secs_f64().ceil().max(1.0) as u64)
     }
 
+    /// Whether a fetch for `reason` must wait: while the issuer fails, until the failure
+    /// backoff has passed; otherwise a stale set is refetched at most once per refetch
+    /// interval, and so is an unknown `kid`, counting only fetches made for unknown `kid`s.
+    fn throttled(&self, status: &Status, reason: Reason) -> bool {
+        let within = |at: Option<Instant>, pause: Duration| at.is_some_and(|t| t.elapsed() < pause);
+        match reason {
+            Reason::Requested => false,
+            _ if status.last_failed => within(status.last_completed, self.failure_backoff()),
+            Reason::Scheduled => within(status.last_completed, self.timing.refetch_interval),
+            Reason::UnknownKid => within(status.last_unknown_kid, self.timing.refetch_interval),
+        }
+    }
+
     /// Fetches the key set unless another fetch replaced it since generation `seen` was
-    /// observed, or (with `throttle`) a fetch ended less than a refetch interval ago.
-    /// Returns `None` when it did not fetch.
-    async fn fetch(&self, seen: u64, throttle: bool) -> Option<Result<(), FetchError>> {
+    /// observed, or a fetch for `reason` must wait. Returns `None` when it did not fetch.
+    async fn fetch(&self, seen: u64, reason: Reason) -> Option<Result<(), FetchError>> {
         let mut flight = self.flight.lock().await;
         let status = self.status();
-        if status.generation != seen {
-            return None;
-        }
-        if throttle
-            && status
-                .last_completed
-                .is_some_and(|t| t.elapsed() < self.timing.refetch_interval)
-        {
+        if status.generation != seen || self.throttled(&status, reason) {
             return None;
         }
         let outcome = self.fetch_keys(&mut flight).await;
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        status.last_completed = Some(Instant::now());
+        let now = Instant::now();
+        status.last_completed = Some(now);
         status.last_failed = outcome.is_err();
+        if reason == Reason::UnknownKid {
+            status.last_unknown_kid = Some(now);
+        }
         match outcome {
             Ok((keys, kids, ttl)) => {
                 status.generation += 1;
@@ -283,7 +328,7 @@ impl Shared {
         // Acquire-and-release to learn whether a fetch is in flight, without waiting for it.
         let idle = self.flight.try_lock().is_ok();
         if idle {
-            let _ = self.fetch(seen, true).await;
+            let _ = self.fetch(seen, Reason::Scheduled).await;
         }
     }
 
@@ -380,11 +425,13 @@ async fn slow_path<C: DeserializeOwned>(
     match &seen {
         // Stale but able to verify this token: refresh if nobody is, else use what we have.
         Some(s) if s.knows(kid) => shared.revalidate(s.generation).await,
-        // Unknown kid, or nothing cached: one (single-flight, rate-limited) fetch.
-        _ => {
-            let _ = shared
-                .fetch(seen.as_ref().map_or(0, |s| s.generation), true)
-                .await;
+        // Nothing cached yet: the first fetch.
+        None => {
+            let _ = shared.fetch(0, Reason::Scheduled).await;
+        }
+        // Unknown kid: one (single-flight, rate-limited) fetch.
+        Some(s) => {
+            let _ = shared.fetch(s.generation, Reason::UnknownKid).await;
         }
     }
     match shared.snapshot() {
@@ -588,7 +635,7 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_set_without_usable_keys_never_replaces_the_cached_keys() {
         let fake = Fake::default();
         fake.set(json!({"keys": [jwk("a")]}), Some("max-age=0"), false);
@@ -623,7 +670,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn honours_max_age_and_serves_stale_keys_when_the_refetch_fails() {
         let fake = Fake::default();
         fake.set(
@@ -681,7 +728,7 @@ mod tests {
         assert_eq!(fake.fetches(), 3, "max-age=3600 keeps the set fresh");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn unknown_kid_then_outage_then_recovery() {
         let fake = Fake::default();
         fake.set(json!({"keys": [jwk("a")]}), None, true);
@@ -733,6 +780,90 @@ mod tests {
             .unwrap_err();
         assert_eq!(err, AuthError::InvalidToken(TokenRejection::UnknownKey));
         assert_eq!(fake.fetches(), before + 1);
+    }
+
+    /// A key published right after a scheduled fetch verifies at once: only fetches for
+    /// unknown `kid`s count against the refetch interval.
+    #[tokio::test(start_paused = true)]
+    async fn a_newly_published_key_works_at_once() {
+        let fake = Fake::default();
+        fake.set(json!({"keys": [jwk("a")]}), Some("max-age=3600"), false);
+        let validator = validator(&fake, Duration::from_secs(10));
+        assert!(validator.refresh().await.is_ok());
+        assert_eq!(fake.fetches(), 1);
+
+        // Rotated a second later: the first token signed with "b" makes one fetch.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        fake.set(
+            json!({"keys": [jwk("a"), jwk("b")]}),
+            Some("max-age=3600"),
+            false,
+        );
+        assert!(
+            validator
+                .validate(&token(Some("b")))
+                .outcome()
+                .await
+                .is_ok()
+        );
+        assert_eq!(fake.fetches(), 2);
+
+        // A forged kid right after that is refused without another fetch (row I4)…
+        let err = validator
+            .validate(&token(Some("x")))
+            .outcome()
+            .await
+            .unwrap_err();
+        assert_eq!(err, AuthError::InvalidToken(TokenRejection::UnknownKey));
+        assert_eq!(fake.fetches(), 2);
+        // …and fetches once the interval since the last unknown-kid fetch has passed.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let err = validator
+            .validate(&token(Some("x")))
+            .outcome()
+            .await
+            .unwrap_err();
+        assert_eq!(err, AuthError::InvalidToken(TokenRejection::UnknownKey));
+        assert_eq!(fake.fetches(), 3);
+    }
+
+    /// After an outage, the keys are fetched again within the failure backoff (1 s), not the
+    /// refetch interval.
+    #[tokio::test(start_paused = true)]
+    async fn recovers_from_an_outage_within_a_second() {
+        let fake = Fake::default();
+        fake.set(json!({"keys": [jwk("a")]}), None, true);
+        let validator = validator(&fake, Duration::from_secs(10));
+        let err = validator
+            .validate(&token(Some("a")))
+            .outcome()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            AuthError::ValidationUnavailable {
+                retry_after: Duration::from_secs(1)
+            }
+        );
+        // Within the backoff: no second attempt.
+        assert!(
+            validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .is_err()
+        );
+        assert_eq!(fake.fetches(), 1);
+        fake.set(json!({"keys": [jwk("a")]}), None, false);
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(
+            validator
+                .validate(&token(Some("a")))
+                .outcome()
+                .await
+                .is_ok()
+        );
+        assert_eq!(fake.fetches(), 2);
     }
 
     #[test]
