@@ -63,6 +63,8 @@ use http::{HeaderMap, StatusCode};
 
 use crate::challenge::Challenge;
 
+#[cfg(feature = "tonic")]
+pub(crate) mod grpc;
 mod rules;
 mod service;
 mod trace;
