@@ -135,7 +135,6 @@ use std::{
     future::{Future, poll_fn},
     mem,
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll, ready},
 };
 
@@ -153,7 +152,7 @@ use crate::{
     emit::{Emit, Emitter, Failure, RequestContext},
     upstream::{
         UpstreamClass, UpstreamError,
-        classify::{ClassifyUpstream, Rule, UpstreamClassifier, classify_challenges},
+        classify::{ClassifyUpstream, UpstreamClassifier, classify_challenges},
         grant::Refresher,
         refresh::{DEFAULT_REPLAY_LIMIT, RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
         store::TokenStore,
@@ -163,6 +162,8 @@ use crate::{
 
 #[doc(no_inline)]
 pub use crate::upstream::refresh::NoReplay;
+// Its home is with the other classifiers; this path stays the one users know.
+pub use crate::upstream::classify::grpc::GrpcClassifier;
 
 const GRPC_STATUS: &str = "grpc-status";
 
@@ -235,72 +236,6 @@ pub fn classify_grpc(status: StatusCode, headers: &HeaderMap) -> UpstreamClass {
         Some(tonic::Code::PermissionDenied) => classify_challenges(StatusCode::FORBIDDEN, headers),
         Some(_) => UpstreamClass::NotAuthRelated,
         None => classify_challenges(status, headers),
-    }
-}
-
-/// The [`UpstreamClassifier`] for gRPC providers: vendor [`Rule`]s in order, then
-/// [`classify_grpc`]. Use it with [`ClassifyUpstream`] (which [`GrpcUpstreamLayer`] does).
-///
-/// Rules see the HTTP status, which is `200` for any gRPC answer, and the headers, which hold
-/// the `grpc-status`, `grpc-message` and metadata; they are never shown a body.
-///
-/// ```
-/// use http::{HeaderMap, StatusCode};
-/// use tower_bearer::{
-///     grpc::GrpcClassifier,
-///     upstream::{UpstreamClass, classify::{UpstreamClassifier, rule_fn}},
-/// };
-///
-/// // A provider that answers an expired token with PERMISSION_DENIED "token expired".
-/// let classifier = GrpcClassifier::new().rule(rule_fn(|_status, headers| {
-///     let expired = headers.get("grpc-status").is_some_and(|s| s == "7")
-///         && headers.get("grpc-message").is_some_and(|m| m == "token%20expired");
-///     expired.then_some(UpstreamClass::TokenRejected)
-/// }));
-/// let mut headers = HeaderMap::new();
-/// headers.insert("grpc-status", "7".parse().unwrap());
-/// headers.insert("grpc-message", "token%20expired".parse().unwrap());
-/// assert_eq!(classifier.classify(StatusCode::OK, &headers, None), UpstreamClass::TokenRejected);
-/// ```
-#[derive(Clone, Default)]
-pub struct GrpcClassifier {
-    rules: Arc<[Arc<dyn Rule>]>,
-}
-
-impl GrpcClassifier {
-    /// The standard gRPC table, without vendor rules.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a vendor rule after those already added.
-    pub fn rule(mut self, rule: impl Rule) -> Self {
-        let mut rules = self.rules.to_vec();
-        rules.push(Arc::new(rule));
-        self.rules = rules.into();
-        self
-    }
-}
-
-impl fmt::Debug for GrpcClassifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcClassifier")
-            .field("rules", &self.rules.len())
-            .finish()
-    }
-}
-
-impl UpstreamClassifier for GrpcClassifier {
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        _body: Option<&[u8]>,
-    ) -> UpstreamClass {
-        self.rules
-            .iter()
-            .find_map(|rule| rule.classify(status, headers, None))
-            .unwrap_or_else(|| classify_grpc(status, headers))
     }
 }
 

@@ -62,12 +62,15 @@
 //! ```
 
 mod cache;
+mod claims;
 mod discovery;
 mod introspect;
 mod issuers;
 mod jwks;
 mod jwt;
+mod keys;
 mod peek;
+mod policy;
 
 use std::{
     future::Future,
@@ -81,14 +84,14 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use cache::{CacheFuture, CachedValidator, TokenExpiry};
+pub use claims::{OneOrMany, StandardClaims};
 pub use discovery::{ProviderMetadata, discover, discovery_url};
 pub use introspect::{IntrospectionValidator, IntrospectionValidatorBuilder};
 pub use issuers::Issuers;
 pub use jwks::{ASYMMETRIC_ALGORITHMS, JwksValidator, JwksValidatorBuilder, SourceError};
-pub use jwt::{
-    ClaimsPolicy, JwtValidator, JwtValidatorBuilder, KeyError, KeySet, OneOrMany, StandardClaims,
-    VerificationKey,
-};
+pub use jwt::{JwtValidator, JwtValidatorBuilder};
+pub use keys::{KeyError, KeySet, VerificationKey};
+pub use policy::ClaimsPolicy;
 
 use crate::{
     body::MaybeBuffered,
