@@ -49,26 +49,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{emit::pending_response, failure::AuthError};
-
-/// What authorization rules read from validated claims. Every method has a default, so a claims
-/// type implements only what it carries.
-pub trait AuthClaims {
-    /// Whether the token grants `scope`.
-    fn has_scope(&self, _scope: &str) -> bool {
-        false
-    }
-
-    /// The authentication context class (`acr`).
-    fn acr(&self) -> Option<&str> {
-        None
-    }
-
-    /// When the user authenticated (`auth_time`), seconds since the epoch.
-    fn auth_time(&self) -> Option<u64> {
-        None
-    }
-}
+use crate::{emit::pending_response, failure::AuthError, validate::AuthClaims};
 
 /// A decision about validated claims of type `C`.
 pub trait Rule<C> {

@@ -15,32 +15,8 @@ use std::{
 use pin_project_lite::pin_project;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
-use super::{StandardClaims, ValidateToken, Verdict};
+use super::{TokenExpiry, ValidateToken, Verdict};
 use crate::{failure::AuthError, token::BearerToken};
-
-/// Claims that tell when the token expires, so a cache entry never outlives it.
-pub trait TokenExpiry {
-    /// The token's `exp`, seconds since the Unix epoch; `None` if it has none.
-    fn expires_at(&self) -> Option<u64>;
-}
-
-impl TokenExpiry for StandardClaims {
-    fn expires_at(&self) -> Option<u64> {
-        self.exp
-    }
-}
-
-impl TokenExpiry for serde_json::Value {
-    fn expires_at(&self) -> Option<u64> {
-        self.get("exp").and_then(serde_json::Value::as_u64)
-    }
-}
-
-impl<T: TokenExpiry> TokenExpiry for Arc<T> {
-    fn expires_at(&self) -> Option<u64> {
-        T::expires_at(self)
-    }
-}
 
 /// Caches the successes of a [`ValidateToken`].
 ///
@@ -340,6 +316,7 @@ impl<C: Clone + TokenExpiry> Store<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::StandardClaims;
 
     fn claims(exp_in: i64) -> StandardClaims {
         let now = SystemTime::now()

@@ -1,9 +1,54 @@
-//! The claims types this crate deserializes tokens into ([`StandardClaims`], [`OneOrMany`]) and
-//! what they tell authorization rules ([`AuthClaims`]).
+//! Claims: the types this crate deserializes tokens into ([`StandardClaims`], [`OneOrMany`]), and
+//! the traits through which the layers read any claims type — what authorization rules need
+//! ([`AuthClaims`]) and when the token expires, for the verified-token cache ([`TokenExpiry`]).
+//! A claims type of the application's own implements the two traits to work with every layer.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::authorize::AuthClaims;
+/// What authorization rules read from validated claims. Every method has a default, so a claims
+/// type implements only what it carries.
+pub trait AuthClaims {
+    /// Whether the token grants `scope`.
+    fn has_scope(&self, _scope: &str) -> bool {
+        false
+    }
+
+    /// The authentication context class (`acr`).
+    fn acr(&self) -> Option<&str> {
+        None
+    }
+
+    /// When the user authenticated (`auth_time`), seconds since the epoch.
+    fn auth_time(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Claims that tell when the token expires, so a cache entry never outlives it.
+pub trait TokenExpiry {
+    /// The token's `exp`, seconds since the Unix epoch; `None` if it has none.
+    fn expires_at(&self) -> Option<u64>;
+}
+
+impl TokenExpiry for StandardClaims {
+    fn expires_at(&self) -> Option<u64> {
+        self.exp
+    }
+}
+
+impl TokenExpiry for serde_json::Value {
+    fn expires_at(&self) -> Option<u64> {
+        self.get("exp").and_then(serde_json::Value::as_u64)
+    }
+}
+
+impl<T: TokenExpiry> TokenExpiry for Arc<T> {
+    fn expires_at(&self) -> Option<u64> {
+        T::expires_at(self)
+    }
+}
 
 /// The registered and commonly used access-token claims (RFC 7519, RFC 9068, RFC 8693).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

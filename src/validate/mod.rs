@@ -83,8 +83,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use cache::{CacheFuture, CachedValidator, TokenExpiry};
-pub use claims::{OneOrMany, StandardClaims};
+pub use cache::{CacheFuture, CachedValidator};
+pub use claims::{AuthClaims, OneOrMany, StandardClaims, TokenExpiry};
 pub use discovery::{ProviderMetadata, discover, discovery_url};
 pub use introspect::{IntrospectionValidator, IntrospectionValidatorBuilder};
 pub use issuers::Issuers;
