@@ -67,6 +67,18 @@ pub(crate) enum RefreshFailure {
     Aborted,
 }
 
+impl RefreshFailure {
+    /// Whether the failure says nothing against the token (an outage, a timeout, our own
+    /// configuration): a still-valid token may be used meanwhile.
+    pub(crate) fn is_passing(&self) -> bool {
+        match self {
+            Self::Grant(error) => !error.needs_reauthorization(),
+            Self::Store(_) | Self::TimedOut | Self::Aborted => true,
+            Self::NotConnected | Self::Marked | Self::NoRefreshToken => false,
+        }
+    }
+}
+
 pub(crate) type Outcome = Result<UpstreamToken, RefreshFailure>;
 
 /// The refreshes in flight, by key; the keys whose refresh ahead of expiry failed recently;

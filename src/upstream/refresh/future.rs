@@ -1,6 +1,35 @@
+//! The response future of [`RefreshAndRetry`](super::RefreshAndRetry): one request's way from
+//! loading its link to the provider's answer.
+//!
+//! # States
+//!
+//! Each state owns what the steps after it need (the key, the token, the request head and
+//! body); a state is left by moving its data into the next one.
+//!
+//! ```text
+//! new ─┬─ no LinkKey ───────────────► Passthrough ──► the response, untouched
+//!      ├─ another provider's LinkKey ► Failed ──────► Misconfigured
+//!      └─ LinkKey ─► Load ─┬─ no link, marked, store down ─► Failed
+//!                          ├─ body not read yet ─► Buffer ─┐
+//!                          └───────────────────────────────┴─► (ready)
+//! (ready) ─┬─ expires within the skew (U3) ─► Refresh(Proactive)
+//!          └─────────────────────────────────► Attempt
+//! Refresh(Proactive) ─ new token, or failed for a passing reason with the old one still
+//!                      valid ─► Attempt; otherwise ─► Failed
+//! Attempt ─┬─ token rejected (U2), not refreshed for this request ─► Refresh(Rejected)
+//!          ├─ token rejected, fresh from a refresh (U4) ─► Mark ─► ReauthRequired
+//!          └─ anything else ─► the response passed on (U1, U6), or an error (U5, U9)
+//! Refresh(Rejected) ─┬─ new token, body kept ─► Attempt (again, the last one)
+//!                    ├─ new token, body not kept ─► Failed(BodyNotReplayable)
+//!                    └─ failed ─► Failed (U4, U7, U8, S1)
+//! ```
+//!
+//! The first attempt and the retry are one state, [`State::Attempt`]; what a rejection of it
+//! leads to is in its [`OnReject`]. A completed future is left in [`State::Done`], and polling it
+//! again panics.
+
 use std::{
     future::Future,
-    mem,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
@@ -9,8 +38,9 @@ use std::{
 
 use bytes::Bytes;
 use http::{
-    Extensions, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+    HeaderMap, HeaderValue, Request, Response, StatusCode,
     header::{AUTHORIZATION, WWW_AUTHENTICATE},
+    request::Parts,
 };
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -28,7 +58,7 @@ use crate::{
         classify::{UpstreamClass, classify_challenges},
         error::{NotReplayable, ReauthReason, UpstreamError},
         grant::{BoxError, Refresher},
-        store::{LinkKey, TokenStore, UpstreamToken},
+        store::{LinkKey, TokenSecret, TokenStore, UpstreamToken},
         strip_hop_by_hop,
     },
 };
@@ -41,63 +71,124 @@ pin_project! {
         St: TokenStore,
     {
         #[pin]
-        state: State<S::Future, St::Load, Oneshot<S, Request<RetryBody<B>>>>,
+        state: State<S::Future, Oneshot<S, Request<RetryBody<B>>>, St::Load, B>,
         service: S,
         shared: Arc<Shared<St, R>>,
-        key: Option<LinkKey>,
-        head: Option<Head>,
-        body: BodyState<B>,
-        token: Option<UpstreamToken>,
-        rejected: Option<StatusCode>,
-        // This request's token came from a refresh: a rejection of it is final (row U4), never
-        // a second refresh.
-        refreshed: bool,
     }
 }
 
 pin_project! {
+    /// `F`: the inner service's future; `O`: the same for a retry; `L`: the store's load.
     #[project = StateProj]
-    enum State<F, L, O> {
+    #[project_replace = StateOwned]
+    enum State<F, O, L, B> {
         // No `LinkKey`: not ours.
         Passthrough { #[pin] future: F },
-        // Loading the link (and buffering the body meanwhile).
-        Load { #[pin] load: L },
-        // Link loaded; finishing the body.
-        Prepare,
-        // Refreshing, before the first attempt or after a rejection.
-        Refresh { future: BoxFuture<Outcome>, trigger: Trigger },
-        First { #[pin] future: F },
-        Retry { #[pin] future: O },
-        // Marking the link as needing re-authorization, then failing.
-        Mark { future: BoxFuture<()>, error: Option<UpstreamError> },
-        Failed { error: Option<UpstreamError> },
+        // Loading the link, reading the body meanwhile.
+        Load { #[pin] load: L, key: LinkKey, head: Parts, body: BodyState<B> },
+        // Link loaded; reading the rest of the body.
+        Buffer { key: LinkKey, token: UpstreamToken, head: Parts, buffering: Buffering<B> },
+        // Refreshing, ahead of expiry or after a rejection.
+        Refresh { future: BoxFuture<Outcome>, key: LinkKey, trigger: Trigger<B> },
+        // An attempt (the first, or the retry) waiting for the provider's answer.
+        Attempt {
+            #[pin] future: Sending<F, O>,
+            key: LinkKey,
+            // The access token it carries.
+            access: TokenSecret,
+            on_reject: OnReject,
+        },
+        // Marking the link as needing re-authorization, then failing with `error`.
+        Mark { future: BoxFuture<()>, error: UpstreamError },
+        Failed { error: UpstreamError },
+        Done,
     }
 }
 
-#[derive(Clone, Copy)]
-enum Trigger {
-    /// The token expires within the skew (row U3).
-    Proactive,
-    /// The provider rejected it (row U2).
-    Rejected,
+pin_project! {
+    /// The future of one attempt.
+    #[project = SendingProj]
+    enum Sending<F, O> {
+        // Through the service `poll_ready` drove to readiness.
+        First { #[pin] future: F },
+        // Through a clone of it, made ready by `Oneshot`.
+        Again { #[pin] future: O },
+    }
 }
 
+impl<F, O, T, E> Future for Sending<F, O>
+where
+    F: Future<Output = Result<T, E>>,
+    O: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            SendingProj::First { future } => future.poll(cx),
+            SendingProj::Again { future } => future.poll(cx),
+        }
+    }
+}
+
+/// Why a refresh runs, and what it needs to go on.
+enum Trigger<B> {
+    /// The token expires within the skew (row U3); `request` is yet to be sent. If the refresh
+    /// fails for a passing reason, `token` is used while it is valid.
+    Proactive {
+        token: UpstreamToken,
+        request: Outgoing<B>,
+    },
+    /// The provider rejected the token with `status` (row U2).
+    Rejected { status: StatusCode, replay: Replay },
+}
+
+/// What a rejection of an attempt leads to.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "it lives in the future's state either way; boxing would cost an allocation per request"
+)]
+enum OnReject {
+    /// A refresh, then `replay` sent again (if the body was kept).
+    Refresh(Replay),
+    /// Nothing more: the attempt's token came from a refresh for this request, so the
+    /// rejection is final (row U4) — never a second refresh.
+    Final,
+}
+
+/// The request to send again after a refresh, or why it cannot be.
+type Replay = Result<Resend, NotReplayable>;
+
+/// A request whose body was kept whole.
+struct Resend {
+    head: Parts,
+    data: Bytes,
+    trailers: Option<HeaderMap>,
+}
+
+/// A request ready for its first attempt.
+struct Outgoing<B> {
+    head: Parts,
+    body: ReadBody<B>,
+}
+
+/// The request body, while it is read before the first attempt.
 enum BodyState<B> {
-    Buffering(Buffering<B>),
+    Reading(Buffering<B>),
+    Read(Result<ReadBody<B>, BoxError>),
+}
+
+/// The request body, read as far as it is before the first attempt.
+enum ReadBody<B> {
+    /// All of it, within the replay limit: it can be sent again.
     Whole {
         data: Bytes,
         trailers: Option<HeaderMap>,
     },
-    Large {
-        prefix: Bytes,
-        rest: B,
-    },
-    // The request carries `NoReplay`: sent as it streams, never buffered.
-    Streamed {
-        rest: B,
-    },
-    Sent(NotReplayable),
-    Failed(Option<BoxError>),
+    /// Longer than the replay limit: what was read, then the rest.
+    TooLarge { prefix: Bytes, rest: B },
+    /// The request carries `NoReplay`: sent as it streams, never buffered.
+    Streamed { rest: B },
 }
 
 impl<B> BodyState<B>
@@ -105,47 +196,25 @@ where
     B: Body + Unpin,
     B::Error: Into<BoxError>,
 {
-    /// Drives buffering to its end.
-    fn poll_buffered(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if let Self::Buffering(buffering) = self {
-            *self = match ready!(buffering.poll_buffer(cx)) {
-                Ok(Buffered::Whole { data, trailers }) => Self::Whole { data, trailers },
-                Ok(Buffered::TooLarge { prefix, rest }) => Self::Large { prefix, rest },
-                Err(error) => Self::Failed(Some(error.into())),
-            };
+    /// Reads on while the store answers.
+    fn poll_read(&mut self, cx: &mut Context<'_>) {
+        if let Self::Reading(buffering) = self
+            && let Poll::Ready(read) = buffering.poll_buffer(cx)
+        {
+            *self = Self::Read(read_body(read));
         }
-        Poll::Ready(())
     }
 }
 
-/// The request without its body, to build each attempt from.
-struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    extensions: Extensions,
-}
-
-impl Head {
-    fn request<B>(&self, body: B) -> Request<B> {
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
-        *request.extensions_mut() = self.extensions.clone();
-        request
-    }
-
-    fn into_request<B>(self, body: B) -> Request<B> {
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method;
-        *request.uri_mut() = self.uri;
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers;
-        *request.extensions_mut() = self.extensions;
-        request
+fn read_body<B>(read: Result<Buffered<B>, B::Error>) -> Result<ReadBody<B>, BoxError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    match read {
+        Ok(Buffered::Whole { data, trailers }) => Ok(ReadBody::Whole { data, trailers }),
+        Ok(Buffered::TooLarge { prefix, rest }) => Ok(ReadBody::TooLarge { prefix, rest }),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -156,76 +225,47 @@ where
     B: Body + Unpin,
 {
     pub(super) fn new(mut service: S, shared: Arc<Shared<St, R>>, request: Request<B>) -> Self {
-        let (parts, body) = request.into_parts();
-        let key = parts.extensions.get::<LinkKey>().cloned();
-        let (state, body) = match &key {
-            None => {
-                let request = Request::from_parts(parts, RetryBody::chained(Bytes::new(), body));
-                let state = State::Passthrough {
-                    future: service.call(request),
-                };
-                return Self {
-                    state,
-                    service,
-                    shared,
-                    key,
-                    head: None,
-                    body: BodyState::Sent(NotReplayable::TooLarge { limit: 0 }),
-                    token: None,
-                    rejected: None,
-                    refreshed: false,
-                };
-            }
-            Some(key) if !shared.owns(key) => {
+        let state = match request.extensions().get::<LinkKey>().cloned() {
+            None => State::Passthrough {
+                future: service.call(request.map(|body| RetryBody::chained(Bytes::new(), body))),
+            },
+            Some(key) if !shared.owns(&key) => {
                 tracing::error!(
                     layer = &*shared.provider,
                     request = key.provider(),
                     "the request's LinkKey names another provider than this layer's"
                 );
-                let error = UpstreamError::Misconfigured {
-                    provider: Arc::from(key.provider()),
-                    source: None,
-                };
-                (
-                    State::Failed { error: Some(error) },
-                    BodyState::Failed(None),
-                )
+                State::Failed {
+                    error: UpstreamError::Misconfigured {
+                        provider: Arc::from(key.provider()),
+                        source: None,
+                    },
+                }
             }
             Some(key) => {
-                let body = if parts.extensions.get::<NoReplay>().is_some() {
-                    BodyState::Streamed { rest: body }
+                let (head, body) = request.into_parts();
+                let body = if head.extensions.get::<NoReplay>().is_some() {
+                    BodyState::Read(Ok(ReadBody::Streamed { rest: body }))
                 } else if body.is_end_stream() {
-                    BodyState::Whole {
+                    BodyState::Read(Ok(ReadBody::Whole {
                         data: Bytes::new(),
                         trailers: None,
-                    }
+                    }))
                 } else {
-                    BodyState::Buffering(Buffering::new(body, shared.replay_limit))
+                    BodyState::Reading(Buffering::new(body, shared.replay_limit))
                 };
-                (
-                    State::Load {
-                        load: shared.store.load(key),
-                    },
+                State::Load {
+                    load: shared.store.load(&key),
+                    key,
+                    head,
                     body,
-                )
+                }
             }
         };
         Self {
             state,
             service,
             shared,
-            key,
-            head: Some(Head {
-                method: parts.method,
-                uri: parts.uri,
-                version: parts.version,
-                headers: parts.headers,
-                extensions: parts.extensions,
-            }),
-            body,
-            token: None,
-            rejected: None,
-            refreshed: false,
         }
     }
 }
@@ -243,246 +283,335 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let shared = &**this.shared;
+        let shared = &*this.shared;
         loop {
+            // Each arm drives its state's future; once it is ready, the state's data is moved
+            // out (leaving `Done`) into the next state.
             let next = match this.state.as_mut().project() {
                 StateProj::Passthrough { future } => {
-                    return future
-                        .poll(cx)
-                        .map_err(|e| transport_error(&shared.provider, e.into()));
+                    let result = ready!(future.poll(cx));
+                    this.state.set(State::Done);
+                    return Poll::Ready(
+                        result.map_err(|e| transport_error(&shared.provider, e.into())),
+                    );
                 }
-                StateProj::Load { load } => {
-                    // Buffer while the store answers.
-                    let _ = this.body.poll_buffered(cx);
-                    match ready!(load.poll(cx)) {
-                        Err(error) => failed(UpstreamError::StoreUnavailable {
-                            provider: shared.provider.clone(),
-                            source: Arc::new(error),
-                        }),
-                        Ok(None) => failed(shared.reauth(ReauthReason::NotConnected, None)),
-                        Ok(Some(stored)) => {
-                            // A refreshed link the store did not take replaces the record it
-                            // was refreshed from.
-                            let token = match this.key.as_ref() {
-                                Some(key) => {
-                                    shared.flights.newer_than(key, &stored).unwrap_or(stored)
-                                }
-                                None => stored,
-                            };
-                            if token.needs_reauthorization() {
-                                failed(shared.reauth(ReauthReason::Marked, None))
-                            } else {
-                                *this.token = Some(token);
-                                State::Prepare
-                            }
-                        }
-                    }
-                }
-                StateProj::Prepare => {
-                    ready!(this.body.poll_buffered(cx));
-                    if let BodyState::Failed(error) = this.body {
-                        let source = error.take().unwrap_or_else(|| "request body failed".into());
-                        return Poll::Ready(Err(UpstreamError::RequestBody {
-                            provider: shared.provider.clone(),
-                            source,
-                        }));
-                    }
-                    let (Some(key), Some(token)) = (this.key.as_ref(), this.token.as_ref()) else {
-                        return Poll::Pending;
+                StateProj::Load { load, body, .. } => {
+                    body.poll_read(cx);
+                    let loaded = ready!(load.poll(cx));
+                    let StateOwned::Load {
+                        key, head, body, ..
+                    } = this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Load")
                     };
-                    let refresh = token.refresh_token().is_some()
-                        && token.refresh_due(shared.skew, SystemTime::now())
-                        && !shared.flights.cooling(key);
-                    if refresh {
-                        State::Refresh {
-                            future: flight::refresh(
-                                this.shared.clone(),
-                                key.clone(),
-                                token.access_token().clone(),
-                            ),
-                            trigger: Trigger::Proactive,
-                        }
-                    } else {
-                        first_attempt(this.service, this.head, this.body, token, shared)
-                    }
+                    link_loaded(this.service, shared, key, head, body, loaded)
                 }
-                StateProj::Refresh { future, trigger } => {
+                StateProj::Buffer { buffering, .. } => {
+                    let body = read_body(ready!(buffering.poll_buffer(cx)));
+                    let StateOwned::Buffer {
+                        key, token, head, ..
+                    } = this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Buffer")
+                    };
+                    ready_to_send(this.service, shared, key, token, head, body)
+                }
+                StateProj::Refresh { future, .. } => {
                     let outcome = ready!(future.as_mut().poll(cx));
-                    let (Some(key), Some(token)) = (this.key.as_ref(), this.token.as_mut()) else {
-                        return Poll::Pending;
+                    let StateOwned::Refresh { key, trigger, .. } =
+                        this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Refresh")
                     };
-                    match (*trigger, outcome) {
-                        (Trigger::Proactive, Ok(fresh)) => {
-                            *token = fresh;
-                            *this.refreshed = true;
-                            first_attempt(this.service, this.head, this.body, token, shared)
-                        }
-                        (Trigger::Proactive, Err(failure)) => {
-                            let transient = matches!(
-                                failure,
-                                RefreshFailure::Grant(ref e) if !e.needs_reauthorization()
-                            ) || matches!(
-                                failure,
-                                RefreshFailure::Store(_)
-                                    | RefreshFailure::TimedOut
-                                    | RefreshFailure::Aborted
-                            );
-                            if transient && !token.is_expired(SystemTime::now()) {
-                                // Still valid: use it, and don't ask again for a while.
-                                tracing::warn!(
-                                    provider = key.provider(),
-                                    "refresh ahead of expiry failed; using the current token"
-                                );
-                                shared.flights.cool_down(key, shared.retry_after);
-                                first_attempt(this.service, this.head, this.body, token, shared)
-                            } else {
-                                failed(shared.failure(failure, None))
-                            }
-                        }
-                        (Trigger::Rejected, Ok(fresh)) => {
-                            *token = fresh;
-                            *this.refreshed = true;
-                            match (&*this.body, this.head.as_ref()) {
-                                (BodyState::Whole { data, trailers }, Some(head)) => {
-                                    let mut request = head.request(RetryBody::buffered(
-                                        data.clone(),
-                                        trailers.clone(),
-                                    ));
-                                    match authorize(&mut request, token, shared) {
-                                        Ok(()) => State::Retry {
-                                            future: Oneshot::new(this.service.clone(), request),
-                                        },
-                                        Err(error) => failed(error),
-                                    }
-                                }
-                                (BodyState::Sent(reason), _) => {
-                                    failed(UpstreamError::BodyNotReplayable {
-                                        provider: shared.provider.clone(),
-                                        reason: *reason,
-                                        received_status: this
-                                            .rejected
-                                            .unwrap_or(StatusCode::UNAUTHORIZED),
-                                    })
-                                }
-                                _ => return Poll::Pending,
-                            }
-                        }
-                        (Trigger::Rejected, Err(failure)) => {
-                            failed(shared.failure(failure, *this.rejected))
-                        }
-                    }
+                    refreshed(this.service, shared, key, trigger, outcome)
                 }
-                StateProj::First { future } => {
-                    let response = ready!(future.poll(cx))
-                        .map_err(|e| transport_error(&shared.provider, e.into()))?;
+                StateProj::Attempt { future, .. } => {
+                    let answer = ready!(future.poll(cx));
+                    let StateOwned::Attempt {
+                        key,
+                        access,
+                        on_reject,
+                        ..
+                    } = this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Attempt")
+                    };
+                    let response =
+                        answer.map_err(|e| transport_error(&shared.provider, e.into()))?;
                     match shared.classify(response) {
                         Classified::Done(result) => return Poll::Ready(result),
                         Classified::Rejected(status) => {
-                            let (Some(key), Some(token)) = (this.key.as_ref(), this.token.as_ref())
-                            else {
-                                return Poll::Pending;
-                            };
-                            if *this.refreshed {
-                                // Refreshed ahead of expiry for this very request, and still
-                                // rejected: once per request (row U4).
-                                fresh_token_rejected(this.shared, key, token, status)
-                            } else {
-                                tracing::debug!(provider = key.provider(), %status, "token rejected; refreshing");
-                                *this.rejected = Some(status);
-                                State::Refresh {
-                                    future: flight::refresh(
-                                        this.shared.clone(),
-                                        key.clone(),
-                                        token.access_token().clone(),
-                                    ),
-                                    trigger: Trigger::Rejected,
-                                }
-                            }
+                            rejected(shared, key, access, on_reject, status)
                         }
                     }
                 }
-                StateProj::Retry { future } => {
-                    let response = ready!(future.poll(cx))
-                        .map_err(|e| transport_error(&shared.provider, e.into()))?;
-                    match shared.classify(response) {
-                        Classified::Done(result) => return Poll::Ready(result),
-                        Classified::Rejected(status) => {
-                            let (Some(key), Some(token)) = (this.key.as_ref(), this.token.as_ref())
-                            else {
-                                return Poll::Pending;
-                            };
-                            fresh_token_rejected(this.shared, key, token, status)
-                        }
-                    }
-                }
-                StateProj::Mark { future, error } => {
+                StateProj::Mark { future, .. } => {
                     ready!(future.as_mut().poll(cx));
-                    return match error.take() {
-                        Some(error) => Poll::Ready(Err(error)),
-                        None => Poll::Pending,
+                    let StateOwned::Mark { error, .. } =
+                        this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Mark")
                     };
+                    return Poll::Ready(Err(error));
                 }
-                StateProj::Failed { error } => {
-                    return match error.take() {
-                        Some(error) => Poll::Ready(Err(error)),
-                        None => Poll::Pending,
+                StateProj::Failed { .. } => {
+                    let StateOwned::Failed { error } =
+                        this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Failed")
                     };
+                    return Poll::Ready(Err(error));
                 }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
             };
             this.state.set(next);
         }
     }
 }
 
-fn failed<F, L, O>(error: UpstreamError) -> State<F, L, O> {
-    State::Failed { error: Some(error) }
+type StateOf<S, L, B> =
+    State<<S as Service<Request<RetryBody<B>>>>::Future, Oneshot<S, Request<RetryBody<B>>>, L, B>;
+
+/// The store answered (state `Load`).
+fn link_loaded<S, St, R, B>(
+    service: &mut S,
+    shared: &Arc<Shared<St, R>>,
+    key: LinkKey,
+    head: Parts,
+    body: BodyState<B>,
+    loaded: Result<Option<UpstreamToken>, St::Error>,
+) -> StateOf<S, St::Load, B>
+where
+    S: Service<Request<RetryBody<B>>>,
+    St: TokenStore,
+    R: Refresher,
+{
+    let stored = match loaded {
+        Ok(Some(stored)) => stored,
+        Ok(None) => {
+            return State::Failed {
+                error: shared.reauth(ReauthReason::NotConnected, None),
+            };
+        }
+        Err(error) => {
+            return State::Failed {
+                error: UpstreamError::StoreUnavailable {
+                    provider: shared.provider.clone(),
+                    source: Arc::new(error),
+                },
+            };
+        }
+    };
+    // A refreshed link the store did not take replaces the record it was refreshed from.
+    let token = shared.flights.newer_than(&key, &stored).unwrap_or(stored);
+    if token.needs_reauthorization() {
+        return State::Failed {
+            error: shared.reauth(ReauthReason::Marked, None),
+        };
+    }
+    match body {
+        BodyState::Reading(buffering) => State::Buffer {
+            key,
+            token,
+            head,
+            buffering,
+        },
+        BodyState::Read(body) => ready_to_send(service, shared, key, token, head, body),
+    }
 }
 
-/// Sends the first attempt with `token`.
-fn first_attempt<S, St, R, B, F, L, O>(
+/// The link is loaded and the body read: refresh ahead of expiry (row U3), or send.
+fn ready_to_send<S, St, R, L, B>(
     service: &mut S,
-    head: &mut Option<Head>,
-    body: &mut BodyState<B>,
-    token: &UpstreamToken,
-    shared: &Shared<St, R>,
-) -> State<F, L, O>
+    shared: &Arc<Shared<St, R>>,
+    key: LinkKey,
+    token: UpstreamToken,
+    head: Parts,
+    body: Result<ReadBody<B>, BoxError>,
+) -> StateOf<S, L, B>
 where
-    S: Service<Request<RetryBody<B>>, Future = F>,
+    S: Service<Request<RetryBody<B>>>,
+    St: TokenStore,
+    R: Refresher,
 {
-    let request = match mem::replace(body, BodyState::Failed(None)) {
-        BodyState::Whole { data, trailers } => {
-            let request = head
-                .as_ref()
-                .map(|head| head.request(RetryBody::buffered(data.clone(), trailers.clone())));
-            *body = BodyState::Whole { data, trailers };
-            request
+    let body = match body {
+        Ok(body) => body,
+        Err(source) => {
+            return State::Failed {
+                error: UpstreamError::RequestBody {
+                    provider: shared.provider.clone(),
+                    source,
+                },
+            };
         }
-        BodyState::Large { prefix, rest } => {
-            *body = BodyState::Sent(NotReplayable::TooLarge {
+    };
+    let request = Outgoing { head, body };
+    let due = token.refresh_token().is_some()
+        && token.refresh_due(shared.skew, SystemTime::now())
+        && !shared.flights.cooling(&key);
+    if due {
+        State::Refresh {
+            future: flight::refresh(shared.clone(), key.clone(), token.access_token().clone()),
+            key,
+            trigger: Trigger::Proactive { token, request },
+        }
+    } else {
+        first_attempt(service, shared, key, &token, request, false)
+    }
+}
+
+/// Sends `request` for the first time, with `token`; `refreshed`: the token comes from a
+/// refresh for this very request.
+fn first_attempt<S, St, R, L, B>(
+    service: &mut S,
+    shared: &Shared<St, R>,
+    key: LinkKey,
+    token: &UpstreamToken,
+    request: Outgoing<B>,
+    refreshed: bool,
+) -> StateOf<S, L, B>
+where
+    S: Service<Request<RetryBody<B>>>,
+{
+    let Outgoing { head, body } = request;
+    let (request, replay) = match body {
+        ReadBody::Whole { data, trailers } => (
+            Request::from_parts(
+                head.clone(),
+                RetryBody::buffered(data.clone(), trailers.clone()),
+            ),
+            Ok(Resend {
+                head,
+                data,
+                trailers,
+            }),
+        ),
+        ReadBody::TooLarge { prefix, rest } => (
+            Request::from_parts(head, RetryBody::chained(prefix, rest)),
+            Err(NotReplayable::TooLarge {
                 limit: shared.replay_limit,
-            });
-            // Cannot be sent twice: no need to keep the head either.
-            head.take()
-                .map(|head| head.into_request(RetryBody::chained(prefix, rest)))
-        }
-        BodyState::Streamed { rest } => {
-            *body = BodyState::Sent(NotReplayable::Streamed);
-            head.take()
-                .map(|head| head.into_request(RetryBody::chained(Bytes::new(), rest)))
-        }
-        other => {
-            *body = other;
-            None
-        }
+            }),
+        ),
+        ReadBody::Streamed { rest } => (
+            Request::from_parts(head, RetryBody::chained(Bytes::new(), rest)),
+            Err(NotReplayable::Streamed),
+        ),
     };
-    let Some(mut request) = request else {
-        return State::Failed { error: None };
+    let on_reject = if refreshed {
+        OnReject::Final
+    } else {
+        OnReject::Refresh(replay)
     };
-    match authorize(&mut request, token, shared) {
-        Ok(()) => State::First {
+    attempt(shared, key, token, request, on_reject, |request| {
+        Sending::First {
             future: service.call(request),
+        }
+    })
+}
+
+/// A refresh ended (state `Refresh`).
+fn refreshed<S, St, R, L, B>(
+    service: &mut S,
+    shared: &Shared<St, R>,
+    key: LinkKey,
+    trigger: Trigger<B>,
+    outcome: Outcome,
+) -> StateOf<S, L, B>
+where
+    S: Service<Request<RetryBody<B>>> + Clone,
+{
+    match trigger {
+        Trigger::Proactive { token, request } => match outcome {
+            Ok(fresh) => first_attempt(service, shared, key, &fresh, request, true),
+            Err(failure) if failure.is_passing() && !token.is_expired(SystemTime::now()) => {
+                // Still valid: use it, and don't ask again for a while.
+                tracing::warn!(
+                    provider = key.provider(),
+                    "refresh ahead of expiry failed; using the current token"
+                );
+                shared.flights.cool_down(&key, shared.retry_after);
+                first_attempt(service, shared, key, &token, request, false)
+            }
+            Err(failure) => State::Failed {
+                error: shared.failure(failure, None),
+            },
         },
-        Err(error) => failed(error),
+        Trigger::Rejected { status, replay } => match (outcome, replay) {
+            (Err(failure), _) => State::Failed {
+                error: shared.failure(failure, Some(status)),
+            },
+            (Ok(fresh), Ok(resend)) => {
+                let request = Request::from_parts(
+                    resend.head,
+                    RetryBody::buffered(resend.data, resend.trailers),
+                );
+                let service = service.clone();
+                attempt(shared, key, &fresh, request, OnReject::Final, |request| {
+                    Sending::Again {
+                        future: Oneshot::new(service, request),
+                    }
+                })
+            }
+            (Ok(_), Err(reason)) => State::Failed {
+                error: UpstreamError::BodyNotReplayable {
+                    provider: shared.provider.clone(),
+                    reason,
+                    received_status: status,
+                },
+            },
+        },
+    }
+}
+
+/// The provider rejected the token of an attempt with `status` (row U2).
+fn rejected<F, O, L, B, St, R>(
+    shared: &Arc<Shared<St, R>>,
+    key: LinkKey,
+    access: TokenSecret,
+    on_reject: OnReject,
+    status: StatusCode,
+) -> State<F, O, L, B>
+where
+    St: TokenStore,
+    R: Refresher,
+{
+    match on_reject {
+        OnReject::Refresh(replay) => {
+            tracing::debug!(provider = key.provider(), %status, "token rejected; refreshing");
+            State::Refresh {
+                future: flight::refresh(shared.clone(), key.clone(), access),
+                key,
+                trigger: Trigger::Rejected { status, replay },
+            }
+        }
+        OnReject::Final => {
+            // Fresh from a refresh and rejected too (row U4).
+            tracing::warn!(provider = key.provider(), %status, "a fresh token was rejected; the link needs re-authorization");
+            State::Mark {
+                future: flight::mark_rejected(shared.clone(), key, access),
+                error: shared.reauth(ReauthReason::RejectedAfterRefresh, Some(status)),
+            }
+        }
+    }
+}
+
+/// Sends an attempt (the first or the retry) with `token`.
+fn attempt<F, O, L, B, St, R>(
+    shared: &Shared<St, R>,
+    key: LinkKey,
+    token: &UpstreamToken,
+    mut request: Request<RetryBody<B>>,
+    on_reject: OnReject,
+    send: impl FnOnce(Request<RetryBody<B>>) -> Sending<F, O>,
+) -> State<F, O, L, B> {
+    match authorize(&mut request, token, shared) {
+        Ok(()) => State::Attempt {
+            future: send(request),
+            key,
+            access: token.access_token().clone(),
+            on_reject,
+        },
+        Err(error) => State::Failed { error },
     }
 }
 
@@ -504,25 +633,6 @@ fn authorize<B, St, R>(
             provider: shared.provider.clone(),
             source: None,
         }),
-    }
-}
-
-/// A token fresh from a refresh was rejected too (row U4): mark the link as needing
-/// re-authorization, then fail with that.
-fn fresh_token_rejected<F, L, O, St, R>(
-    shared: &Arc<Shared<St, R>>,
-    key: &LinkKey,
-    token: &UpstreamToken,
-    status: StatusCode,
-) -> State<F, L, O>
-where
-    St: TokenStore,
-    R: Send + Sync + 'static,
-{
-    tracing::warn!(provider = key.provider(), %status, "a fresh token was rejected; the link needs re-authorization");
-    State::Mark {
-        future: flight::mark_rejected(shared.clone(), key.clone(), token.access_token().clone()),
-        error: Some(shared.reauth(ReauthReason::RejectedAfterRefresh, Some(status))),
     }
 }
 
@@ -576,7 +686,8 @@ impl<St, R> Shared<St, R> {
         }
     }
 
-    /// What to do with a provider's response.
+    /// What a provider's response means: its token was rejected (row U2), or the request is
+    /// done — passed on (rows U1, U6) or failed (row U5).
     fn classify<B>(&self, mut response: Response<B>) -> Classified<B> {
         let class = match response.extensions().get::<UpstreamClass>() {
             Some(class) => class.clone(),
@@ -591,23 +702,27 @@ impl<St, R> Shared<St, R> {
                 }))
             }
             UpstreamClass::Forbidden => {
-                // Row U6: the caller holds none of the credentials the provider's challenge
-                // names; say who answered.
-                let headers = response.headers_mut();
-                strip_hop_by_hop(headers);
-                headers.remove(WWW_AUTHENTICATE);
-                headers.append(PROXY_STATUS, self.forbidden_status.clone());
+                rewrite_passed_on(&mut response, Some(&self.forbidden_status));
                 Classified::Done(Ok(response))
             }
             _ => {
-                // Row U1: passed on, but the provider's challenges name credentials the caller
-                // does not hold (and could pass for ours).
-                let headers = response.headers_mut();
-                strip_hop_by_hop(headers);
-                headers.remove(WWW_AUTHENTICATE);
+                rewrite_passed_on(&mut response, None);
                 Classified::Done(Ok(response))
             }
         }
+    }
+}
+
+/// A provider's response as it is passed on to the caller (rows U1, U6): without hop-by-hop
+/// headers, and without the provider's `WWW-Authenticate` (its challenges name credentials the
+/// caller does not hold, and could pass for ours). A plain `403` also says who answered:
+/// `forbidden_status` is its `Proxy-Status` (`<proxy>; received-status=403`).
+fn rewrite_passed_on<B>(response: &mut Response<B>, forbidden_status: Option<&HeaderValue>) {
+    let headers = response.headers_mut();
+    strip_hop_by_hop(headers);
+    headers.remove(WWW_AUTHENTICATE);
+    if let Some(status) = forbidden_status {
+        headers.append(PROXY_STATUS, status.clone());
     }
 }
 
