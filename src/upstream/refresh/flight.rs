@@ -27,7 +27,7 @@
 
 use std::{
     collections::HashMap,
-    future::Future,
+    future::{Future, ready},
     pin::Pin,
     sync::{
         Arc, Mutex, PoisonError,
@@ -191,6 +191,11 @@ impl Flights {
         });
     }
 
+    /// Forgets the kept link of `key` (the link was removed).
+    fn forget(&self, key: &LinkKey) {
+        self.with_unsaved(|unsaved| unsaved.remove(key));
+    }
+
     fn is_kept(&self, key: &LinkKey) -> bool {
         self.unsaved_len.load(Ordering::Acquire) != 0
             && self.with_unsaved(|unsaved| unsaved.contains_key(key))
@@ -239,7 +244,7 @@ where
             }
         }
         match receiver.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().unwrap_or(Err(RefreshFailure::Aborted)),
+            Ok(outcome) => outcome.clone().expect("waited for an outcome"),
             Err(_) => Err(RefreshFailure::Aborted),
         }
     })
@@ -259,7 +264,7 @@ async fn lead<St, R>(
             flights: &shared.flights,
             key: &key,
         };
-        locked(&shared, &key, &observed).await
+        refresh_link(&shared, &key, &observed).await
     };
     // Landed first: whoever asks from now on starts a new flight, which finds the new token in
     // the store (the token it saw differs) and uses it.
@@ -276,17 +281,46 @@ async fn bounded<T>(
         .map_err(|_| RefreshFailure::TimedOut)
 }
 
-async fn locked<St, R>(
-    shared: &Arc<Shared<St, R>>,
+fn deadline(after: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(after)
+        // Far enough, and representable.
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+/// What to write under the lock.
+enum Write {
+    /// A refreshed link: a provider that rotates has revoked the old refresh token already, so
+    /// it is tried a few times, and kept in memory when the store does not take it.
+    Refreshed(UpstreamToken),
+    /// The link, marked as needing re-authorization.
+    Mark(UpstreamToken),
+}
+
+/// Every change of a link goes this way: lock → reload → `decide` → save → unlock, so that one
+/// writer at a time works from what the store holds now.
+///
+/// `decide` gets the current link — a refreshed link kept in memory over the stored record it
+/// was refreshed from, or the stored record — and says what to write, if anything. When it
+/// writes nothing, a kept link is written back now that the lock is held.
+///
+/// Locking and loading end at `deadline`; the later store calls are each bounded on their own
+/// (by the refresh timeout), so that a decided write is never cut short by the deadline.
+///
+/// Returns `decide`'s value, and whether a link was kept in memory because the store did not
+/// take it (it is then to be written back later).
+async fn under_lock<St, R, T, Fut>(
+    shared: &Shared<St, R>,
     key: &LinkKey,
-    observed: &TokenSecret,
-) -> Outcome
+    deadline: tokio::time::Instant,
+    decide: impl FnOnce(UpstreamToken) -> Fut,
+) -> Result<(T, bool), RefreshFailure>
 where
     St: TokenStore,
-    R: Refresher,
+    Fut: Future<Output = (Option<Write>, T)>,
 {
-    let deadline = deadline(shared.refresh_timeout);
-    let guard = match bounded(deadline, shared.store.lock(key)).await {
+    let store = &shared.store;
+    let guard = match bounded(deadline, store.lock(key)).await {
         Ok(guard) => guard.map_err(store_failure)?,
         Err(timed_out) => {
             tracing::warn!(
@@ -296,8 +330,22 @@ where
             return Err(timed_out);
         }
     };
-    let outcome = under_lock(shared, key, observed, deadline).await;
-    if tokio::time::timeout(shared.refresh_timeout, shared.store.unlock(guard))
+    let result = async {
+        let stored = bounded(deadline, store.load(key))
+            .await?
+            .map_err(store_failure)?
+            .ok_or(RefreshFailure::NotConnected)?;
+        let kept = shared.flights.newer_than(key, &stored);
+        let current = kept.clone().unwrap_or_else(|| stored.clone());
+        let (write, value) = decide(current.clone()).await;
+        let kept_unsaved = match write.or(kept.map(Write::Refreshed)) {
+            Some(write) => save(shared, key, &stored, &current, write).await,
+            None => false,
+        };
+        Ok((value, kept_unsaved))
+    }
+    .await;
+    if tokio::time::timeout(shared.refresh_timeout, store.unlock(guard))
         .await
         .is_err()
     {
@@ -306,118 +354,51 @@ where
             "the token store did not unlock in time"
         );
     }
-    outcome
+    result
 }
 
-fn deadline(after: Duration) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
-    now.checked_add(after)
-        // Far enough, and representable.
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
-}
-
-/// Lock held: reload, reuse a token someone else obtained, or refresh and store before anyone
-/// uses the new token.
-async fn under_lock<St, R>(
-    shared: &Arc<Shared<St, R>>,
-    key: &LinkKey,
-    observed: &TokenSecret,
-    deadline: tokio::time::Instant,
-) -> Outcome
-where
-    St: TokenStore,
-    R: Refresher,
-{
-    let store = &shared.store;
-    let stored = bounded(deadline, store.load(key))
-        .await?
-        .map_err(store_failure)?
-        .ok_or(RefreshFailure::NotConnected)?;
-    // A refresh the store did not take is newer than the record it was refreshed from: use it
-    // (never the revoked refresh token), and try writing it back now that the lock is held.
-    let current = match shared.flights.newer_than(key, &stored) {
-        Some(kept) => {
-            if matches!(
-                tokio::time::timeout(shared.refresh_timeout, store.save(key, kept.clone())).await,
-                Ok(Ok(()))
-            ) {
-                shared.flights.saved(key, kept.access_token());
-            }
-            kept
-        }
-        None => stored.clone(),
-    };
-    if current.needs_reauthorization() {
-        return Err(RefreshFailure::Marked);
-    }
-    if current.access_token() != observed && !current.refresh_due(shared.skew, SystemTime::now()) {
-        tracing::debug!(
-            provider = key.provider(),
-            "reusing a token refreshed meanwhile"
-        );
-        return Ok(current);
-    }
-    let Some(refresh_token) = current.refresh_token().cloned() else {
-        mark(shared, key, current).await;
-        return Err(RefreshFailure::NoRefreshToken);
-    };
-    let answer = match bounded(deadline, shared.refresher.refresh(&refresh_token)).await {
-        Ok(answer) => answer,
-        Err(timed_out) => {
-            tracing::warn!(
-                provider = key.provider(),
-                "the token endpoint did not answer within the refresh timeout"
-            );
-            return Err(timed_out);
-        }
-    };
-    match answer {
-        Ok(answer) => {
-            // From here on the answer must not be lost: no deadline.
-            let next = answer.apply_to(&current, SystemTime::now());
-            if let Err(error) = save_persistently(shared, key, next.clone()).await {
-                // The provider may have revoked `refresh_token` already: keep the new one in
-                // memory, use it, and keep writing it back.
-                tracing::error!(
-                    provider = key.provider(),
-                    error = %error,
-                    "could not store a refreshed token; keeping it in memory and retrying"
-                );
-                // Over the record actually stored (`current` may be a kept one already).
-                shared.flights.keep_unsaved(key, &stored, next.clone());
-                write_back_later(shared.clone(), key.clone());
-            } else {
-                shared.flights.saved(key, current.access_token());
-            }
-            shared
-                .flights
-                .cooling
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(key);
-            tracing::debug!(
-                provider = key.provider(),
-                rotated = answer.refresh_token().is_some(),
-                "refreshed"
-            );
-            Ok(next)
-        }
-        Err(error) => {
-            tracing::warn!(provider = key.provider(), %error, "refresh failed");
-            if error.needs_reauthorization() {
-                mark(shared, key, current).await;
-            }
-            Err(RefreshFailure::Grant(error))
-        }
-    }
-}
-
-/// Saves a freshly refreshed link. A provider that rotates has already revoked the old refresh
-/// token, so losing this write would lose the link: try a few times before giving up.
-async fn save_persistently<St: TokenStore, R>(
+/// Writes `write` over `stored` (of which `current` is the current state). Returns whether the
+/// link was kept in memory instead, because the store did not take it.
+async fn save<St: TokenStore, R>(
     shared: &Shared<St, R>,
     key: &LinkKey,
-    token: UpstreamToken,
+    stored: &UpstreamToken,
+    current: &UpstreamToken,
+    write: Write,
+) -> bool {
+    let (token, attempts) = match &write {
+        Write::Refreshed(token) => (token, 3),
+        Write::Mark(token) => (token, 1),
+    };
+    let Err(error) = save_retrying(shared, key, token, attempts).await else {
+        shared.flights.saved(key, current.access_token());
+        return false;
+    };
+    match write {
+        Write::Refreshed(token) => {
+            // The provider may have revoked the old refresh token already: keep the new one in
+            // memory, in place of `stored`.
+            tracing::error!(
+                provider = key.provider(),
+                %error,
+                "could not store a refreshed token; keeping it in memory and retrying"
+            );
+            shared.flights.keep_unsaved(key, stored, token);
+            true
+        }
+        Write::Mark(_) => {
+            tracing::warn!(provider = key.provider(), %error, "could not mark the link");
+            false
+        }
+    }
+}
+
+/// Saves `token`, trying up to `attempts` times, each bounded by the refresh timeout.
+async fn save_retrying<St: TokenStore, R>(
+    shared: &Shared<St, R>,
+    key: &LinkKey,
+    token: &UpstreamToken,
+    attempts: u32,
 ) -> Result<(), Arc<dyn std::error::Error + Send + Sync>> {
     let mut delay = Duration::from_millis(50);
     let mut attempt = 1;
@@ -432,7 +413,7 @@ async fn save_persistently<St: TokenStore, R>(
             Ok(Err(error)) => Arc::new(error),
             Err(elapsed) => Arc::new(elapsed),
         };
-        if attempt >= 3 {
+        if attempt >= attempts {
             return Err(error);
         }
         tokio::time::sleep(delay).await;
@@ -441,12 +422,85 @@ async fn save_persistently<St: TokenStore, R>(
     }
 }
 
+/// Lock held: reuse a token someone else obtained meanwhile, or refresh.
+async fn refresh_link<St, R>(
+    shared: &Arc<Shared<St, R>>,
+    key: &LinkKey,
+    observed: &TokenSecret,
+) -> Outcome
+where
+    St: TokenStore,
+    R: Refresher,
+{
+    let deadline = deadline(shared.refresh_timeout);
+    let (outcome, kept) = under_lock(shared, key, deadline, |current| async move {
+        if current.needs_reauthorization() {
+            return (None, Err(RefreshFailure::Marked));
+        }
+        if current.access_token() != observed
+            && !current.refresh_due(shared.skew, SystemTime::now())
+        {
+            tracing::debug!(
+                provider = key.provider(),
+                "reusing a token refreshed meanwhile"
+            );
+            return (None, Ok(current));
+        }
+        let Some(refresh_token) = current.refresh_token().cloned() else {
+            return (Some(mark(current)), Err(RefreshFailure::NoRefreshToken));
+        };
+        let answer = match bounded(deadline, shared.refresher.refresh(&refresh_token)).await {
+            Ok(answer) => answer,
+            Err(timed_out) => {
+                tracing::warn!(
+                    provider = key.provider(),
+                    "the token endpoint did not answer within the refresh timeout"
+                );
+                return (None, Err(timed_out));
+            }
+        };
+        match answer {
+            Ok(answer) => {
+                let next = answer.apply_to(&current, SystemTime::now());
+                shared
+                    .flights
+                    .cooling
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(key);
+                tracing::debug!(
+                    provider = key.provider(),
+                    rotated = answer.refresh_token().is_some(),
+                    "refreshed"
+                );
+                (Some(Write::Refreshed(next.clone())), Ok(next))
+            }
+            Err(error) => {
+                tracing::warn!(provider = key.provider(), %error, "refresh failed");
+                let write = error.needs_reauthorization().then(|| mark(current));
+                (write, Err(RefreshFailure::Grant(error)))
+            }
+        }
+    })
+    .await?;
+    if kept {
+        write_back_later(shared.clone(), key.clone());
+    }
+    outcome
+}
+
+/// The link marked as needing re-authorization, everything else (the refresh token included)
+/// kept as it is.
+fn mark(current: UpstreamToken) -> Write {
+    Write::Mark(current.with_needs_reauthorization(true))
+}
+
 /// Writes the kept refreshed link of `key` back in the background, a bounded number of times,
 /// each under the lock and only over the record it was refreshed from.
 fn write_back_later<St, R>(shared: Arc<Shared<St, R>>, key: LinkKey)
 where
     St: TokenStore,
-    R: Refresher,
+    R: Send + Sync + 'static,
 {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         // Kept in memory; the next refresh of the key writes it back.
@@ -460,37 +514,20 @@ where
             if !shared.flights.is_kept(&key) {
                 return;
             }
-            let limit = shared.refresh_timeout;
-            let Ok(Ok(guard)) = tokio::time::timeout(limit, shared.store.lock(&key)).await else {
-                continue;
-            };
-            let written = match tokio::time::timeout(limit, shared.store.load(&key)).await {
-                Ok(Ok(Some(stored))) => match shared.flights.newer_than(&key, &stored) {
-                    Some(kept) => {
-                        let saved = matches!(
-                            tokio::time::timeout(limit, shared.store.save(&key, kept.clone()))
-                                .await,
-                            Ok(Ok(()))
-                        );
-                        if saved {
-                            shared.flights.saved(&key, kept.access_token());
-                        }
-                        saved
-                    }
-                    // Written by someone else, or the store moved on.
-                    None => true,
-                },
-                // Removed meanwhile: nothing to write back to.
-                Ok(Ok(None)) => {
-                    shared.flights.with_unsaved(|unsaved| unsaved.remove(&key));
-                    true
+            // Deciding nothing writes the kept link back (or forgets it, when the store holds
+            // anything else than the record it was refreshed from).
+            let deadline = deadline(shared.refresh_timeout);
+            match under_lock(&shared, &key, deadline, |_| ready((None, ()))).await {
+                Ok(((), false)) => {
+                    tracing::info!(provider = key.provider(), "refreshed token written back");
+                    return;
                 }
-                _ => false,
-            };
-            let _ = tokio::time::timeout(limit, shared.store.unlock(guard)).await;
-            if written {
-                tracing::info!(provider = key.provider(), "refreshed token written back");
-                return;
+                // Removed meanwhile: nothing to write back to.
+                Err(RefreshFailure::NotConnected) => {
+                    shared.flights.forget(&key);
+                    return;
+                }
+                Ok(((), true)) | Err(_) => {}
             }
         }
         tracing::error!(
@@ -498,22 +535,6 @@ where
             "could not write a refreshed token back; it is kept in memory until the next refresh"
         );
     }));
-}
-
-/// Marks the link as needing re-authorization, keeping everything else (the refresh token
-/// included) as it is.
-async fn mark<St: TokenStore, R>(shared: &Shared<St, R>, key: &LinkKey, current: UpstreamToken) {
-    let access = current.access_token().clone();
-    let marked = current.with_needs_reauthorization(true);
-    match tokio::time::timeout(shared.refresh_timeout, shared.store.save(key, marked)).await {
-        Ok(Ok(())) => shared.flights.saved(key, &access),
-        Ok(Err(error)) => {
-            tracing::warn!(provider = key.provider(), %error, "could not mark the link");
-        }
-        Err(_) => {
-            tracing::warn!(provider = key.provider(), "could not mark the link in time");
-        }
-    }
 }
 
 /// Marks the link as needing re-authorization if its access token is still `rejected` (a fresh
@@ -528,17 +549,12 @@ where
     R: Send + Sync + 'static,
 {
     Box::pin(async move {
-        let limit = shared.refresh_timeout;
-        let Ok(Ok(guard)) = tokio::time::timeout(limit, shared.store.lock(&key)).await else {
-            return;
-        };
-        if let Ok(Ok(Some(stored))) = tokio::time::timeout(limit, shared.store.load(&key)).await {
-            let current = shared.flights.newer_than(&key, &stored).unwrap_or(stored);
-            if current.access_token() == &rejected && !current.needs_reauthorization() {
-                mark(&shared, &key, current).await;
-            }
-        }
-        let _ = tokio::time::timeout(limit, shared.store.unlock(guard)).await;
+        let deadline = deadline(shared.refresh_timeout);
+        let _ = under_lock(&shared, &key, deadline, |current| {
+            let unchanged = current.access_token() == &rejected && !current.needs_reauthorization();
+            ready((unchanged.then(|| mark(current)), ()))
+        })
+        .await;
     })
 }
 
