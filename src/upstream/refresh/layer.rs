@@ -1,3 +1,11 @@
+//! [`RefreshAndRetryLayer`]: the configuration of one provider's refresh-and-retry (skew,
+//! replay limit, refresh timeout, `Retry-After`, connect URL), and the single-flight table its
+//! services share.
+//!
+//! The layer is built once per provider; every [`RefreshAndRetry`] it makes shares one
+//! [`Shared`] (store, refresher, configuration, flights), so that concurrent requests for the
+//! same link join one refresh.
+
 use std::{fmt, sync::Arc, time::Duration};
 
 use tower_layer::Layer;
