@@ -561,3 +561,204 @@ where
 fn store_failure<E: std::error::Error + Send + Sync + 'static>(error: E) -> RefreshFailure {
     RefreshFailure::Store(Arc::new(error))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        fmt,
+        future::{Ready, ready},
+        sync::atomic::{AtomicBool, AtomicUsize},
+    };
+
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::upstream::{
+        grant::{RefresherFn, TokenResponse, refresher_fn},
+        refresh::Config,
+        store::{MemoryGuard, MemoryStore},
+    };
+
+    fn key() -> LinkKey {
+        LinkKey::new("user-1", "acme")
+    }
+
+    #[derive(Debug)]
+    struct Down;
+
+    impl fmt::Display for Down {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("the store is down")
+        }
+    }
+
+    impl std::error::Error for Down {}
+
+    /// A [`MemoryStore`] that counts its locks, and whose saves fail while `down` is set.
+    #[derive(Clone, Default)]
+    struct TestStore {
+        inner: MemoryStore,
+        locks: Arc<AtomicUsize>,
+        down: Arc<AtomicBool>,
+    }
+
+    impl TokenStore for TestStore {
+        type Error = Down;
+        type Load = Ready<Result<Option<UpstreamToken>, Down>>;
+        type Guard = MemoryGuard;
+
+        fn load(&self, key: &LinkKey) -> Self::Load {
+            ready(Ok(self.inner.get(key)))
+        }
+
+        fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<MemoryGuard, Down>> + Send {
+            self.locks.fetch_add(1, Ordering::SeqCst);
+            let lock = self.inner.lock(key);
+            async move {
+                let Ok(guard) = lock.await;
+                Ok(guard)
+            }
+        }
+
+        fn save(
+            &self,
+            key: &LinkKey,
+            token: UpstreamToken,
+        ) -> impl Future<Output = Result<(), Down>> + Send {
+            let write = (!self.down.load(Ordering::SeqCst)).then(|| self.inner.save(key, token));
+            async move {
+                let Ok(()) = write.ok_or(Down)?.await;
+                Ok(())
+            }
+        }
+    }
+
+    type Presented = Arc<Mutex<Vec<String>>>;
+
+    type Answer = BoxFuture<Result<TokenResponse, GrantError>>;
+
+    /// The state of a layer over `store`, refreshing with `answer` and recording the refresh
+    /// tokens presented.
+    fn shared<A>(
+        store: TestStore,
+        presented: Presented,
+        refresh_timeout: Duration,
+        answer: A,
+    ) -> Arc<Shared<TestStore, RefresherFn<impl Fn(TokenSecret) -> Answer + Clone>>>
+    where
+        A: Fn() -> Answer + Clone + Send + Sync + 'static,
+    {
+        let refresher = refresher_fn(move |refresh_token: TokenSecret| {
+            presented
+                .lock()
+                .unwrap()
+                .push(refresh_token.expose_secret().to_owned());
+            answer()
+        });
+        Arc::new(Shared {
+            store,
+            refresher,
+            config: Config {
+                provider: Arc::from("acme"),
+                connect_url: None,
+                skew: Duration::from_secs(60),
+                replay_limit: 1024,
+                retry_after: Duration::from_secs(5),
+                refresh_timeout,
+                forbidden_status: HeaderValue::from_static("gw; received-status=403"),
+            },
+            flights: Arc::default(),
+        })
+    }
+
+    fn rotated() -> Answer {
+        Box::pin(ready(Ok(TokenResponse::new("at-1")
+            .with_refresh_token("rt-1")
+            .with_expires_in(Duration::from_secs(3600)))))
+    }
+
+    /// The stored link of [`key`]: access token, refresh token, whether it is marked.
+    fn stored(store: &TestStore) -> (String, Option<String>, bool) {
+        let link = store.inner.get(&key()).expect("a link");
+        (
+            link.access_token().expose_secret().to_owned(),
+            link.refresh_token().map(|t| t.expose_secret().to_owned()),
+            link.needs_reauthorization(),
+        )
+    }
+
+    fn link(access: &str, refresh: Option<&str>, marked: bool) -> (String, Option<String>, bool) {
+        (access.to_owned(), refresh.map(str::to_owned), marked)
+    }
+
+    fn stale_store() -> TestStore {
+        let store = TestStore::default();
+        store
+            .inner
+            .insert(key(), UpstreamToken::new("at-0").with_refresh_token("rt-0"));
+        store
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_refreshes_takes_the_stores_lock_once() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let shared = shared(
+            store.clone(),
+            presented.clone(),
+            Duration::from_secs(5),
+            || {
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    rotated().await
+                })
+            },
+        );
+
+        let mut flights = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            flights.spawn(refresh(shared.clone(), key(), TokenSecret::new("at-0")));
+        }
+        while let Some(outcome) = flights.join_next().await {
+            let token = outcome.unwrap().unwrap();
+            assert_eq!(token.access_token().expose_secret(), "at-1");
+        }
+
+        assert_eq!(store.locks.load(Ordering::SeqCst), 1);
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    async fn a_refresh_the_store_does_not_take_is_kept_and_written_back() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let shared = shared(
+            store.clone(),
+            presented.clone(),
+            Duration::from_secs(5),
+            rotated,
+        );
+        store.down.store(true, Ordering::SeqCst);
+
+        let token = refresh(shared.clone(), key(), TokenSecret::new("at-0"))
+            .await
+            .unwrap();
+
+        assert_eq!(token.access_token().expose_secret(), "at-1");
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+        // Kept over the stored record it replaces.
+        let stale = store.inner.get(&key()).unwrap();
+        let kept = shared.flights.newer_than(&key(), &stale).unwrap();
+        assert_eq!(kept.refresh_token().unwrap().expose_secret(), "rt-1");
+
+        store.down.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stored(&store) != link("at-1", Some("rt-1"), false) {
+            assert!(Instant::now() < deadline, "never written back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!shared.flights.is_kept(&key()));
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+    }
+}

@@ -760,3 +760,734 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::VecDeque,
+        convert::Infallible,
+        future::{Future, poll_fn},
+        pin::{Pin, pin},
+        sync::{Arc, Mutex},
+        task::{Context, Poll},
+        time::{Duration, Instant},
+    };
+
+    use bytes::Bytes;
+    use http::{
+        HeaderMap, HeaderValue, Request, Response, StatusCode,
+        header::{AUTHORIZATION, CONNECTION, WWW_AUTHENTICATE},
+    };
+    use http_body::{Body, Frame};
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    use super::super::{NoReplay, RefreshAndRetryLayer};
+    use crate::{
+        emit::{Emitter, PROXY_STATUS},
+        upstream::{
+            body::RetryBody,
+            error::{NotReplayable, ReauthReason, UpstreamError},
+            grant::{GrantError, Refresher, TokenResponse, refresher_fn},
+            store::{LinkKey, MemoryStore, TokenSecret, UpstreamToken},
+        },
+    };
+
+    const PROVIDER: &str = "acme";
+
+    fn key() -> LinkKey {
+        LinkKey::new("user-1", PROVIDER)
+    }
+
+    /// A request body: `frames` one at a time, then its end — or, when `endless`, nothing
+    /// more, ever.
+    struct TestBody {
+        frames: VecDeque<Frame<Bytes>>,
+        endless: bool,
+    }
+
+    impl TestBody {
+        fn new(chunks: &[&'static [u8]]) -> Self {
+            Self {
+                frames: chunks
+                    .iter()
+                    .map(|chunk| Frame::data(Bytes::from_static(chunk)))
+                    .collect(),
+                endless: false,
+            }
+        }
+
+        fn with_trailers(mut self, trailers: HeaderMap) -> Self {
+            self.frames.push_back(Frame::trailers(trailers));
+            self
+        }
+
+        fn endless(mut self) -> Self {
+            self.endless = true;
+            self
+        }
+    }
+
+    impl Body for TestBody {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            let this = self.get_mut();
+            match this.frames.pop_front() {
+                Some(frame) => Poll::Ready(Some(Ok(frame))),
+                None if this.endless => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+
+        fn is_end_stream(&self) -> bool {
+            !self.endless && self.frames.is_empty()
+        }
+    }
+
+    /// A request for the link of [`key`], carrying the caller's own token.
+    fn request(body: TestBody) -> Request<TestBody> {
+        let mut request = Request::post("https://api.acme.example/items")
+            .header(AUTHORIZATION, "Bearer caller-token")
+            .body(body)
+            .unwrap();
+        request.extensions_mut().insert(key());
+        request
+    }
+
+    /// What the provider saw of one request.
+    #[derive(Debug, PartialEq)]
+    struct Sent {
+        authorization: Option<String>,
+        body: Bytes,
+        trailers: Option<HeaderMap>,
+    }
+
+    impl Sent {
+        fn new(token: &str, body: &'static [u8]) -> Self {
+            Self {
+                authorization: Some(format!("Bearer {token}")),
+                body: Bytes::from_static(body),
+                trailers: None,
+            }
+        }
+    }
+
+    type Log = Arc<Mutex<Vec<Sent>>>;
+
+    /// A provider that accepts the access token `valid` and answers `401` to any other,
+    /// reading each request body whole.
+    fn provider(
+        valid: &'static str,
+        log: &Log,
+    ) -> impl Service<
+        Request<RetryBody<TestBody>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static {
+        let log = log.clone();
+        service_fn(move |request: Request<RetryBody<TestBody>>| {
+            let log = log.clone();
+            async move {
+                let authorization = request
+                    .headers()
+                    .get(AUTHORIZATION)
+                    .map(|value| value.to_str().unwrap().to_owned());
+                let status = if authorization == Some(format!("Bearer {valid}")) {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                };
+                let collected = request.into_body().collect().await.unwrap();
+                log.lock().unwrap().push(Sent {
+                    authorization,
+                    trailers: collected.trailers().cloned(),
+                    body: collected.to_bytes(),
+                });
+                let response = Response::builder().status(status);
+                Ok(response.body(Full::default()).unwrap())
+            }
+        })
+    }
+
+    type Presented = Arc<Mutex<Vec<String>>>;
+
+    /// The layer over `store`, refreshing with `answer` and recording the refresh tokens
+    /// presented.
+    fn layer<A, Fut>(
+        store: &MemoryStore,
+        presented: &Presented,
+        answer: A,
+    ) -> RefreshAndRetryLayer<MemoryStore, impl Refresher>
+    where
+        A: Fn() -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<TokenResponse, GrantError>> + Send + 'static,
+    {
+        let presented = presented.clone();
+        let refresher = refresher_fn(move |refresh_token: TokenSecret| {
+            presented
+                .lock()
+                .unwrap()
+                .push(refresh_token.expose_secret().to_owned());
+            answer()
+        });
+        RefreshAndRetryLayer::new(PROVIDER, store.clone(), refresher, &Emitter::new("api"))
+    }
+
+    /// A refresh that rotates the refresh token.
+    async fn rotated() -> Result<TokenResponse, GrantError> {
+        Ok(TokenResponse::new("at-1")
+            .with_refresh_token("rt-1")
+            .with_expires_in(Duration::from_secs(3600)))
+    }
+
+    /// The stored link of [`key`]: access token, refresh token, whether it is marked.
+    fn stored(store: &MemoryStore) -> (String, Option<String>, bool) {
+        let link = store.get(&key()).expect("a link");
+        (
+            link.access_token().expose_secret().to_owned(),
+            link.refresh_token().map(|t| t.expose_secret().to_owned()),
+            link.needs_reauthorization(),
+        )
+    }
+
+    fn link(access: &str, refresh: Option<&str>, marked: bool) -> (String, Option<String>, bool) {
+        (access.to_owned(), refresh.map(str::to_owned), marked)
+    }
+
+    fn stale_store() -> MemoryStore {
+        let store = MemoryStore::new();
+        store.insert(key(), UpstreamToken::new("at-0").with_refresh_token("rt-0"));
+        store
+    }
+
+    #[tokio::test]
+    async fn without_a_link_key_the_request_and_the_answer_pass_untouched() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let provider = service_fn(|request: Request<RetryBody<TestBody>>| async move {
+            let authorization = request.headers()[AUTHORIZATION].clone();
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "payload");
+            let response = Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(WWW_AUTHENTICATE, r#"Bearer realm="acme""#)
+                .header(CONNECTION, "close")
+                .header("x-seen-authorization", authorization);
+            Ok::<_, Infallible>(response.body(Full::<Bytes>::default()).unwrap())
+        });
+        let client = layer(&store, &presented, rotated).layer(provider);
+
+        let mut request = request(TestBody::new(&[b"payload"]));
+        request.extensions_mut().remove::<LinkKey>();
+        let response = client.oneshot(request).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let headers = response.headers();
+        assert_eq!(headers["x-seen-authorization"], "Bearer caller-token");
+        assert_eq!(headers[WWW_AUTHENTICATE], r#"Bearer realm="acme""#);
+        assert_eq!(headers[CONNECTION], "close");
+        assert!(presented.lock().unwrap().is_empty());
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+    }
+
+    #[tokio::test]
+    async fn the_stored_token_replaces_the_callers_and_the_answer_is_cleaned() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let provider = provider("at-0", &log).map_response(|mut response| {
+            let headers = response.headers_mut();
+            headers.insert(CONNECTION, HeaderValue::from_static("x-hop"));
+            headers.insert("x-hop", HeaderValue::from_static("1"));
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+            headers.insert("x-kept", HeaderValue::from_static("yes"));
+            response
+        });
+        let client = layer(&store, &presented, rotated).layer(provider);
+
+        let response = client
+            .oneshot(request(TestBody::new(&[b"pay", b"load"])))
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(
+            headers.keys().map(|name| name.as_str()).collect::<Vec<_>>(),
+            ["x-kept"]
+        );
+        assert_eq!(*log.lock().unwrap(), [Sent::new("at-0", b"payload")]);
+        assert!(presented.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_plain_403_says_who_answered_and_loses_the_providers_challenge() {
+        let store = stale_store();
+        let provider = service_fn(|_: Request<RetryBody<TestBody>>| async {
+            let response = Response::builder()
+                .status(StatusCode::FORBIDDEN)
+                .header(WWW_AUTHENTICATE, r#"Bearer realm="acme""#);
+            Ok::<_, Infallible>(response.body(Full::<Bytes>::default()).unwrap())
+        });
+        let emitter = Emitter::new("api").proxy_name("gw");
+        let client = RefreshAndRetryLayer::new(
+            PROVIDER,
+            store.clone(),
+            refresher_fn(|_| rotated()),
+            &emitter,
+        )
+        .layer(provider);
+
+        let response = client.oneshot(request(TestBody::new(&[]))).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(response.headers().get(WWW_AUTHENTICATE), None);
+        assert_eq!(response.headers()[PROXY_STATUS], "gw; received-status=403");
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+    }
+
+    #[tokio::test]
+    async fn a_token_expiring_within_the_skew_is_refreshed_before_the_call() {
+        let store = MemoryStore::new();
+        store.insert(
+            key(),
+            UpstreamToken::new("at-0")
+                .with_refresh_token("rt-0")
+                .with_expires_in(Duration::from_secs(30)),
+        );
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated).layer(provider("at-1", &log));
+
+        let response = client
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(*log.lock().unwrap(), [Sent::new("at-1", b"payload")]);
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_is_refreshed_and_the_request_sent_again_byte_for_byte() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated).layer(provider("at-1", &log));
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+        let chunks: [&[u8]; 3] = [b"\x00\xff", b"binary\r\n", b"payload"];
+
+        let response = client
+            .oneshot(request(
+                TestBody::new(&chunks).with_trailers(trailers.clone()),
+            ))
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        let sent = |token| Sent {
+            trailers: Some(trailers.clone()),
+            ..Sent::new(token, b"\x00\xffbinary\r\npayload")
+        };
+        assert_eq!(*log.lock().unwrap(), [sent("at-0"), sent("at-1")]);
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    async fn a_fresh_token_rejected_too_marks_the_link_and_is_not_retried_again() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated).layer(provider("none", &log));
+
+        let error = client
+            .clone()
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap_err();
+
+        let UpstreamError::ReauthRequired {
+            provider,
+            reason,
+            received_status,
+            connect_url,
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(&*provider, PROVIDER);
+        assert_eq!(reason, ReauthReason::RejectedAfterRefresh);
+        assert_eq!(received_status, Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(connect_url, None);
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(
+            *log.lock().unwrap(),
+            [Sent::new("at-0", b"payload"), Sent::new("at-1", b"payload")]
+        );
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), true));
+
+        // Marked: the next request fails without reaching the provider or the token endpoint.
+        let error = client
+            .oneshot(request(TestBody::new(&[])))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                UpstreamError::ReauthRequired {
+                    reason: ReauthReason::Marked,
+                    received_status: None,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(log.lock().unwrap().len(), 2);
+        assert_eq!(presented.lock().unwrap().len(), 1);
+    }
+
+    /// Sends one request whose token the provider rejects, refreshing with `answer`; the
+    /// error, and the stored link afterwards.
+    async fn refresh_failing_with(
+        store: MemoryStore,
+        answer: impl Fn() -> Result<TokenResponse, GrantError> + Clone + Send + Sync + 'static,
+    ) -> (UpstreamError, (String, Option<String>, bool)) {
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, move || std::future::ready(answer()))
+            .retry_after(Duration::from_secs(3))
+            .layer(provider("at-1", &log));
+        let error = client
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap_err();
+        assert_eq!(*log.lock().unwrap(), [Sent::new("at-0", b"payload")]);
+        let presented = presented.lock().unwrap().clone();
+        assert_eq!(presented, ["rt-0"]);
+        (error, stored(&store))
+    }
+
+    #[tokio::test]
+    async fn invalid_grant_marks_the_link_and_keeps_its_refresh_token() {
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::InvalidGrant {
+                status: StatusCode::BAD_REQUEST,
+            })
+        })
+        .await;
+        assert!(
+            matches!(
+                error,
+                UpstreamError::ReauthRequired {
+                    reason: ReauthReason::InvalidGrant,
+                    received_status: None,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(after, link("at-0", Some("rt-0"), true));
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_is_our_misconfiguration_and_keeps_the_tokens() {
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::Misconfigured {
+                status: StatusCode::UNAUTHORIZED,
+                error: "invalid_client".to_owned(),
+            })
+        })
+        .await;
+        let UpstreamError::Misconfigured {
+            provider,
+            source:
+                Some(GrantError::Misconfigured {
+                    status,
+                    error: code,
+                }),
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(&*provider, PROVIDER);
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(code, "invalid_client");
+        assert_eq!(after, link("at-0", Some("rt-0"), false));
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_token_endpoint_keeps_the_tokens_and_says_when_to_retry() {
+        // Its own `Retry-After` wins…
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::Unavailable {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                retry_after: Some(Duration::from_secs(7)),
+            })
+        })
+        .await;
+        let UpstreamError::RefreshUnavailable {
+            retry_after,
+            source: Some(GrantError::Unavailable { status, .. }),
+            ..
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(retry_after, Duration::from_secs(7));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(after, link("at-0", Some("rt-0"), false));
+
+        // …else the layer's.
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::Unparseable {
+                status: StatusCode::OK,
+            })
+        })
+        .await;
+        let UpstreamError::RefreshUnavailable {
+            retry_after,
+            source: Some(GrantError::Unparseable { status }),
+            ..
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(retry_after, Duration::from_secs(3));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(after, link("at-0", Some("rt-0"), false));
+    }
+
+    #[tokio::test]
+    async fn a_token_endpoint_that_never_answers_times_out_as_unavailable() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, std::future::pending)
+            .refresh_timeout(Duration::from_millis(50))
+            .retry_after(Duration::from_secs(3))
+            .layer(provider("at-1", &log));
+
+        let started = Instant::now();
+        let error = client
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap_err();
+
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(
+                error,
+                UpstreamError::RefreshUnavailable {
+                    retry_after,
+                    source: None,
+                    ..
+                } if retry_after == Duration::from_secs(3)
+            ),
+            "{error:?}"
+        );
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+    }
+
+    #[tokio::test]
+    async fn without_a_refresh_token_a_rejection_marks_the_link() {
+        let store = MemoryStore::new();
+        store.insert(key(), UpstreamToken::new("at-0"));
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated).layer(provider("at-1", &log));
+
+        let error = client
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                error,
+                UpstreamError::ReauthRequired {
+                    reason: ReauthReason::NoRefreshToken,
+                    received_status: Some(StatusCode::UNAUTHORIZED),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(presented.lock().unwrap().is_empty());
+        assert_eq!(stored(&store), link("at-0", None, true));
+    }
+
+    #[tokio::test]
+    async fn a_link_never_connected_is_not_sent() {
+        let store = MemoryStore::new();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated).layer(provider("at-1", &log));
+
+        let error = client
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                error,
+                UpstreamError::ReauthRequired {
+                    reason: ReauthReason::NotConnected,
+                    received_status: None,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(log.lock().unwrap().is_empty());
+        assert!(presented.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_too_large_to_keep_is_refreshed_for_but_not_sent_again() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated)
+            .replay_limit(4)
+            .layer(provider("at-1", &log));
+
+        let error = client
+            .oneshot(request(TestBody::new(&[b"01234", b"56789"])))
+            .await
+            .unwrap_err();
+
+        let UpstreamError::BodyNotReplayable {
+            reason,
+            received_status,
+            ..
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(reason, NotReplayable::TooLarge { limit: 4 });
+        assert_eq!(received_status, StatusCode::UNAUTHORIZED);
+        assert_eq!(*log.lock().unwrap(), [Sent::new("at-0", b"0123456789")]);
+        // Refreshed, so that the caller's next attempt goes through.
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    async fn a_no_replay_body_is_sent_as_it_streams_and_not_sent_again() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let first_frames = Arc::new(Mutex::new(Vec::new()));
+        // The body never ends: the provider answers after its first frame.
+        let provider = service_fn({
+            let first_frames = first_frames.clone();
+            move |request: Request<RetryBody<TestBody>>| {
+                let first_frames = first_frames.clone();
+                async move {
+                    let mut body = request.into_body();
+                    let frame = body.frame().await.unwrap().unwrap();
+                    first_frames
+                        .lock()
+                        .unwrap()
+                        .push(frame.into_data().unwrap());
+                    let response = Response::builder().status(StatusCode::UNAUTHORIZED);
+                    Ok::<_, Infallible>(response.body(Full::<Bytes>::default()).unwrap())
+                }
+            }
+        });
+        let client = layer(&store, &presented, rotated).layer(provider);
+        let mut request = request(TestBody::new(&[b"hello"]).endless());
+        request.extensions_mut().insert(NoReplay);
+
+        let error = tokio::time::timeout(Duration::from_secs(5), client.oneshot(request))
+            .await
+            .expect("sent without waiting for the body's end")
+            .unwrap_err();
+
+        let UpstreamError::BodyNotReplayable {
+            reason,
+            received_status,
+            ..
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(reason, NotReplayable::Streamed);
+        assert_eq!(received_status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            *first_frames.lock().unwrap(),
+            [Bytes::from_static(b"hello")]
+        );
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_rejections_share_one_refresh() {
+        const REQUESTS: usize = 50;
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, || async {
+            // Long enough for every request to join.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            rotated().await
+        })
+        .layer(provider("at-1", &log));
+
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..REQUESTS {
+            calls.spawn(
+                client
+                    .clone()
+                    .oneshot(request(TestBody::new(&[b"payload"]))),
+            );
+        }
+        while let Some(call) = calls.join_next().await {
+            assert_eq!(call.unwrap().unwrap().status(), StatusCode::OK);
+        }
+
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        let log = log.lock().unwrap();
+        let with = |token: &str| {
+            log.iter()
+                .filter(|sent| **sent == Sent::new(token, b"payload"))
+                .count()
+        };
+        assert_eq!((with("at-0"), with("at-1")), (REQUESTS, REQUESTS));
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "ResponseFuture polled after completion")]
+    async fn polling_a_completed_future_panics_instead_of_hanging() {
+        let log = Log::default();
+        let mut client =
+            layer(&stale_store(), &Presented::default(), rotated).layer(provider("at-0", &log));
+        let mut future = pin!(
+            client
+                .ready()
+                .await
+                .unwrap()
+                .call(request(TestBody::new(&[])))
+        );
+        assert_eq!(future.as_mut().await.unwrap().status(), StatusCode::OK);
+        let _ = poll_fn(|cx| future.as_mut().poll(cx)).await;
+    }
+}
