@@ -3,11 +3,14 @@
 //!
 //! # Bounded
 //!
-//! Waiting for the store's lock, loading the link and the token endpoint's answer share one
-//! deadline (the layer's refresh timeout): past it, the refresh fails as unavailable (row U7)
-//! and the stored tokens are left as they were. Once the token endpoint has answered, the
-//! answer is never thrown away: writing it back is not cut short by the deadline (each write
-//! attempt is bounded on its own).
+//! Each request waits for a refresh at most the layer's refresh timeout; past it, it fails as
+//! unavailable (row U7). The refresh itself shares one deadline (the same timeout) for waiting
+//! for the store's lock and loading the link — with the stored tokens left as they were when it
+//! passes. The token endpoint, though, is awaited longer (up to [`ANSWER_GRACE`] refresh
+//! timeouts), the lock held: a provider that rotates refresh tokens has retired the old one
+//! once it got the request, so its answer must be stored even when it comes late. Once the
+//! token endpoint has answered, the answer is never thrown away: writing it back is not cut
+//! short (each write attempt is bounded on its own).
 //!
 //! # A rotated refresh token is never dropped
 //!
@@ -24,11 +27,14 @@
 //!
 //! The kept record is dropped once it is written, or as soon as the store holds anything else
 //! than the record it was refreshed from (the link was connected again, or removed).
+//!
+//! A new refresh token in an answer that cannot be used otherwise (no access token, not a
+//! bearer token) is stored the same way, with the old access token and no mark.
 
 use std::{
     collections::HashMap,
     future::{Future, ready},
-    pin::Pin,
+    pin::{Pin, pin},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicUsize, Ordering},
@@ -38,7 +44,7 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::Shared;
+use super::{ANSWER_GRACE, Shared};
 use crate::upstream::{
     grant::{GrantError, Refresher},
     store::{LinkKey, TokenSecret, TokenStore, UpstreamToken},
@@ -226,6 +232,8 @@ where
     R: Refresher,
 {
     Box::pin(async move {
+        // This request waits until then; the refresh itself may run on (see `refresh_link`).
+        let deadline = deadline(shared.refresh_timeout);
         let (mut receiver, leader) = shared.flights.with(|map| match map.get(&key) {
             Some(receiver) => (receiver.clone(), None),
             None => {
@@ -243,9 +251,10 @@ where
                 Err(_) => lead.await,
             }
         }
-        match receiver.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().expect("waited for an outcome"),
-            Err(_) => Err(RefreshFailure::Aborted),
+        match tokio::time::timeout_at(deadline, receiver.wait_for(Option::is_some)).await {
+            Ok(Ok(outcome)) => outcome.clone().expect("waited for an outcome"),
+            Ok(Err(_)) => Err(RefreshFailure::Aborted),
+            Err(_) => Err(RefreshFailure::TimedOut),
         }
     })
 }
@@ -432,6 +441,7 @@ where
     St: TokenStore,
     R: Refresher,
 {
+    let hard_cap = deadline(shared.refresh_timeout.saturating_mul(ANSWER_GRACE));
     let deadline = deadline(shared.refresh_timeout);
     let (outcome, kept) = under_lock(shared, key, deadline, |current| async move {
         if current.needs_reauthorization() {
@@ -449,14 +459,27 @@ where
         let Some(refresh_token) = current.refresh_token().cloned() else {
             return (Some(mark(current)), Err(RefreshFailure::NoRefreshToken));
         };
-        let answer = match bounded(deadline, shared.refresher.refresh(&refresh_token)).await {
+        // Past the deadline the waiting requests are answered "unavailable", but the answer
+        // is still awaited (up to the hard cap) and stored: the provider may have retired
+        // `refresh_token` as soon as it received it.
+        let mut answer = pin!(shared.refresher.refresh(&refresh_token));
+        let answer = match bounded(deadline, answer.as_mut()).await {
             Ok(answer) => answer,
-            Err(timed_out) => {
+            Err(_) => {
                 tracing::warn!(
                     provider = key.provider(),
-                    "the token endpoint did not answer within the refresh timeout"
+                    "the token endpoint did not answer within the refresh timeout; still waiting for its answer"
                 );
-                return (None, Err(timed_out));
+                match bounded(hard_cap, answer).await {
+                    Ok(answer) => answer,
+                    Err(timed_out) => {
+                        tracing::error!(
+                            provider = key.provider(),
+                            "the token endpoint never answered; a refresh token it rotated is lost"
+                        );
+                        return (None, Err(timed_out));
+                    }
+                }
             }
         };
         match answer {
@@ -474,6 +497,15 @@ where
                     "refreshed"
                 );
                 (Some(Write::Refreshed(next.clone())), Ok(next))
+            }
+            // Unusable, but the provider rotated: keep the new refresh token, mark nothing.
+            Err(GrantError::RefreshTokenRotated {
+                error,
+                refresh_token,
+            }) => {
+                tracing::warn!(provider = key.provider(), %error, "refresh failed; keeping the rotated refresh token");
+                let next = current.with_refresh_token(refresh_token);
+                (Some(Write::Refreshed(next)), Err(RefreshFailure::Grant(*error)))
             }
             Err(error) => {
                 tracing::warn!(provider = key.provider(), %error, "refresh failed");
@@ -637,24 +669,29 @@ mod tests {
 
     type Answer = BoxFuture<Result<TokenResponse, GrantError>>;
 
-    /// The state of a layer over `store`, refreshing with `answer` and recording the refresh
-    /// tokens presented.
-    fn shared<A>(
-        store: TestStore,
+    /// A refresher answering with `answer`, recording the refresh tokens presented.
+    fn recording<A>(
         presented: Presented,
-        refresh_timeout: Duration,
         answer: A,
-    ) -> Arc<Shared<TestStore, RefresherFn<impl Fn(TokenSecret) -> Answer + Clone>>>
+    ) -> RefresherFn<impl Fn(TokenSecret) -> Answer + Clone>
     where
         A: Fn() -> Answer + Clone + Send + Sync + 'static,
     {
-        let refresher = refresher_fn(move |refresh_token: TokenSecret| {
+        refresher_fn(move |refresh_token: TokenSecret| {
             presented
                 .lock()
                 .unwrap()
                 .push(refresh_token.expose_secret().to_owned());
             answer()
-        });
+        })
+    }
+
+    /// The state of a layer over `store`, refreshing with `refresher`.
+    fn shared<R: Refresher>(
+        store: TestStore,
+        refresh_timeout: Duration,
+        refresher: R,
+    ) -> Arc<Shared<TestStore, R>> {
         Arc::new(Shared {
             store,
             refresher,
@@ -703,17 +740,13 @@ mod tests {
     async fn a_burst_of_refreshes_takes_the_stores_lock_once() {
         let store = stale_store();
         let presented = Presented::default();
-        let shared = shared(
-            store.clone(),
-            presented.clone(),
-            Duration::from_secs(5),
-            || {
-                Box::pin(async {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    rotated().await
-                })
-            },
-        );
+        let refresher = recording(presented.clone(), || {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                rotated().await
+            })
+        });
+        let shared = shared(store.clone(), Duration::from_secs(5), refresher);
 
         let mut flights = tokio::task::JoinSet::new();
         for _ in 0..20 {
@@ -735,9 +768,8 @@ mod tests {
         let presented = Presented::default();
         let shared = shared(
             store.clone(),
-            presented.clone(),
             Duration::from_secs(5),
-            rotated,
+            recording(presented.clone(), rotated),
         );
         store.down.store(true, Ordering::SeqCst);
 
@@ -760,5 +792,117 @@ mod tests {
         }
         assert!(!shared.flights.is_kept(&key()));
         assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+    }
+
+    /// Waits until the stored link of [`key`] is `expected`.
+    async fn until_stored(store: &TestStore, expected: (String, Option<String>, bool)) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stored(store) != expected {
+            assert!(Instant::now() < deadline, "{:?}", stored(store));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_is_stored_after_the_waiting_requests_were_answered() {
+        let store = stale_store();
+        let presented = Presented::default();
+        // The provider rotates on receipt and answers after the refresh timeout.
+        let refresher = recording(presented.clone(), || {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                rotated().await
+            })
+        });
+        let shared = shared(store.clone(), Duration::from_millis(100), refresher);
+
+        let started = Instant::now();
+        let outcome = refresh(shared.clone(), key(), TokenSecret::new("at-0")).await;
+        assert!(
+            matches!(outcome, Err(RefreshFailure::TimedOut)),
+            "{outcome:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+
+        // The refresh runs on, holding the lock, and stores the answer when it comes.
+        until_stored(&store, link("at-1", Some("rt-1"), false)).await;
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(store.locks.load(Ordering::SeqCst), 1);
+        let token = refresh(shared, key(), TokenSecret::new("at-0"))
+            .await
+            .unwrap();
+        assert_eq!(token.access_token().expose_secret(), "at-1");
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"], "never replayed");
+    }
+
+    #[test]
+    fn the_refresh_grant_waits_for_an_answer_as_long_as_the_layer_does() {
+        assert!(
+            crate::upstream::grant::DEFAULT_TIMEOUT
+                >= super::super::DEFAULT_REFRESH_TIMEOUT * super::super::ANSWER_GRACE
+        );
+    }
+
+    /// A token endpoint answering `200` with `body`, and the layer state refreshing through it.
+    fn grant_answering(
+        store: &TestStore,
+        body: &'static str,
+    ) -> Arc<Shared<TestStore, impl Refresher>> {
+        let endpoint = tower::service_fn(
+            move |_: http::Request<http_body_util::Full<bytes::Bytes>>| {
+                ready(Ok::<_, std::convert::Infallible>(http::Response::new(
+                    http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())),
+                )))
+            },
+        );
+        let grant = crate::upstream::grant::RefreshGrant::new(
+            endpoint,
+            http::Uri::from_static("https://acme.example/token"),
+            "client",
+        );
+        shared(store.clone(), Duration::from_secs(5), grant)
+    }
+
+    #[tokio::test]
+    async fn a_rotated_refresh_token_in_an_unusable_answer_is_kept() {
+        for (body, unusable) in [
+            (
+                r#"{"access_token":"","token_type":"Bearer","refresh_token":"rt-1"}"#,
+                "unparseable",
+            ),
+            (
+                r#"{"token_type":"Bearer","refresh_token":"rt-1"}"#,
+                "unparseable",
+            ),
+            (
+                r#"{"access_token":"at-1","token_type":"DPoP","refresh_token":"rt-1"}"#,
+                "misconfigured",
+            ),
+        ] {
+            let store = stale_store();
+            let shared = grant_answering(&store, body);
+
+            let outcome = refresh(shared, key(), TokenSecret::new("at-0")).await;
+
+            let kind = match outcome {
+                Err(RefreshFailure::Grant(GrantError::Unparseable { status })) => {
+                    assert_eq!(status, http::StatusCode::OK);
+                    "unparseable"
+                }
+                Err(RefreshFailure::Grant(GrantError::Misconfigured { error, .. })) => {
+                    assert_eq!(error, "unsupported_token_type");
+                    "misconfigured"
+                }
+                other => panic!("{body}: {other:?}"),
+            };
+            assert_eq!(kind, unusable, "{body}");
+            // The new refresh token is stored; nothing is marked.
+            assert_eq!(stored(&store), link("at-0", Some("rt-1"), false), "{body}");
+        }
     }
 }

@@ -1270,6 +1270,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unusable_answer_fails_as_its_kind_but_its_new_refresh_token_is_kept() {
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::RefreshTokenRotated {
+                error: Box::new(GrantError::Unparseable {
+                    status: StatusCode::OK,
+                }),
+                refresh_token: TokenSecret::new("rt-1"),
+            })
+        })
+        .await;
+        assert!(
+            matches!(
+                error,
+                UpstreamError::RefreshUnavailable {
+                    source: Some(GrantError::Unparseable { .. }),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(after, link("at-0", Some("rt-1"), false));
+
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::RefreshTokenRotated {
+                error: Box::new(GrantError::Misconfigured {
+                    status: StatusCode::OK,
+                    error: "unsupported_token_type".to_owned(),
+                }),
+                refresh_token: TokenSecret::new("rt-1"),
+            })
+        })
+        .await;
+        assert!(
+            matches!(
+                error,
+                UpstreamError::Misconfigured {
+                    source: Some(GrantError::Misconfigured { .. }),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(after, link("at-0", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
     async fn a_token_endpoint_that_never_answers_times_out_as_unavailable() {
         let store = stale_store();
         let presented = Presented::default();
