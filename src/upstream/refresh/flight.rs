@@ -29,7 +29,9 @@
 //! than the record it was refreshed from (the link was connected again, or removed).
 //!
 //! A new refresh token in an answer that cannot be used otherwise (no access token, not a
-//! bearer token) is stored the same way, with the old access token and no mark.
+//! bearer token) is stored the same way, with the old access token and no mark. So is a
+//! re-authorization mark: forgotten, it would let every later request present the dead refresh
+//! token again.
 
 use std::{
     collections::HashMap,
@@ -52,7 +54,9 @@ use crate::upstream::{
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// How often a refreshed link the store did not take is written back in the background.
+/// How often a link is saved before it is kept in memory instead.
+const SAVE_ATTEMPTS: u32 = 3;
+/// How often a link the store did not take is written back in the background.
 const WRITE_BACK_ATTEMPTS: u32 = 8;
 /// The first pause between those attempts; it doubles each time, up to [`WRITE_BACK_MAX_DELAY`].
 const WRITE_BACK_DELAY: Duration = Duration::from_millis(200);
@@ -297,21 +301,12 @@ fn deadline(after: Duration) -> tokio::time::Instant {
         .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
 
-/// What to write under the lock.
-enum Write {
-    /// A refreshed link: a provider that rotates has revoked the old refresh token already, so
-    /// it is tried a few times, and kept in memory when the store does not take it.
-    Refreshed(UpstreamToken),
-    /// The link, marked as needing re-authorization.
-    Mark(UpstreamToken),
-}
-
 /// Every change of a link goes this way: lock → reload → `decide` → save → unlock, so that one
 /// writer at a time works from what the store holds now.
 ///
-/// `decide` gets the current link — a refreshed link kept in memory over the stored record it
-/// was refreshed from, or the stored record — and says what to write, if anything. When it
-/// writes nothing, a kept link is written back now that the lock is held.
+/// `decide` gets the current link — a link kept in memory over the stored record it replaces,
+/// or the stored record — and says what to write, if anything. When it writes nothing, a kept
+/// link is written back now that the lock is held.
 ///
 /// Locking and loading end at `deadline`; the later store calls are each bounded on their own
 /// (by the refresh timeout), so that a decided write is never cut short by the deadline.
@@ -326,7 +321,7 @@ async fn under_lock<St, R, T, Fut>(
 ) -> Result<(T, bool), RefreshFailure>
 where
     St: TokenStore,
-    Fut: Future<Output = (Option<Write>, T)>,
+    Fut: Future<Output = (Option<UpstreamToken>, T)>,
 {
     let store = &shared.store;
     let guard = match bounded(deadline, store.lock(key)).await {
@@ -347,7 +342,7 @@ where
         let kept = shared.flights.newer_than(key, &stored);
         let current = kept.clone().unwrap_or_else(|| stored.clone());
         let (write, value) = decide(current.clone()).await;
-        let kept_unsaved = match write.or(kept.map(Write::Refreshed)) {
+        let kept_unsaved = match write.or(kept) {
             Some(write) => save(shared, key, &stored, &current, write).await,
             None => false,
         };
@@ -366,48 +361,40 @@ where
     result
 }
 
-/// Writes `write` over `stored` (of which `current` is the current state). Returns whether the
-/// link was kept in memory instead, because the store did not take it.
+/// Writes `next` over `stored` (of which `current` is the current state), trying a few times:
+/// a provider that rotates has revoked the old refresh token already, and a re-authorization
+/// mark keeps a dead refresh token from being presented again. When the store does not take
+/// it, `next` is kept in memory in place of `stored`; returns whether it was.
 async fn save<St: TokenStore, R>(
     shared: &Shared<St, R>,
     key: &LinkKey,
     stored: &UpstreamToken,
     current: &UpstreamToken,
-    write: Write,
+    next: UpstreamToken,
 ) -> bool {
-    let (token, attempts) = match &write {
-        Write::Refreshed(token) => (token, 3),
-        Write::Mark(token) => (token, 1),
-    };
-    let Err(error) = save_retrying(shared, key, token, attempts).await else {
-        shared.flights.saved(key, current.access_token());
-        return false;
-    };
-    match write {
-        Write::Refreshed(token) => {
-            // The provider may have revoked the old refresh token already: keep the new one in
-            // memory, in place of `stored`.
+    match save_retrying(shared, key, &next).await {
+        Ok(()) => {
+            shared.flights.saved(key, current.access_token());
+            false
+        }
+        Err(error) => {
             tracing::error!(
                 provider = key.provider(),
                 %error,
-                "could not store a refreshed token; keeping it in memory and retrying"
+                marked = next.needs_reauthorization(),
+                "could not store the link; keeping it in memory and retrying"
             );
-            shared.flights.keep_unsaved(key, stored, token);
+            shared.flights.keep_unsaved(key, stored, next);
             true
-        }
-        Write::Mark(_) => {
-            tracing::warn!(provider = key.provider(), %error, "could not mark the link");
-            false
         }
     }
 }
 
-/// Saves `token`, trying up to `attempts` times, each bounded by the refresh timeout.
+/// Saves `token`, trying up to [`SAVE_ATTEMPTS`] times, each bounded by the refresh timeout.
 async fn save_retrying<St: TokenStore, R>(
     shared: &Shared<St, R>,
     key: &LinkKey,
     token: &UpstreamToken,
-    attempts: u32,
 ) -> Result<(), Arc<dyn std::error::Error + Send + Sync>> {
     let mut delay = Duration::from_millis(50);
     let mut attempt = 1;
@@ -422,7 +409,7 @@ async fn save_retrying<St: TokenStore, R>(
             Ok(Err(error)) => Arc::new(error),
             Err(elapsed) => Arc::new(elapsed),
         };
-        if attempt >= attempts {
+        if attempt >= SAVE_ATTEMPTS {
             return Err(error);
         }
         tokio::time::sleep(delay).await;
@@ -496,7 +483,7 @@ where
                     rotated = answer.refresh_token().is_some(),
                     "refreshed"
                 );
-                (Some(Write::Refreshed(next.clone())), Ok(next))
+                (Some(next.clone()), Ok(next))
             }
             // Unusable, but the provider rotated: keep the new refresh token, mark nothing.
             Err(GrantError::RefreshTokenRotated {
@@ -505,7 +492,7 @@ where
             }) => {
                 tracing::warn!(provider = key.provider(), %error, "refresh failed; keeping the rotated refresh token");
                 let next = current.with_refresh_token(refresh_token);
-                (Some(Write::Refreshed(next)), Err(RefreshFailure::Grant(*error)))
+                (Some(next), Err(RefreshFailure::Grant(*error)))
             }
             Err(error) => {
                 tracing::warn!(provider = key.provider(), %error, "refresh failed");
@@ -523,12 +510,12 @@ where
 
 /// The link marked as needing re-authorization, everything else (the refresh token included)
 /// kept as it is.
-fn mark(current: UpstreamToken) -> Write {
-    Write::Mark(current.with_needs_reauthorization(true))
+fn mark(current: UpstreamToken) -> UpstreamToken {
+    current.with_needs_reauthorization(true)
 }
 
-/// Writes the kept refreshed link of `key` back in the background, a bounded number of times,
-/// each under the lock and only over the record it was refreshed from.
+/// Writes the kept link of `key` back in the background, a bounded number of times, each under
+/// the lock and only over the record it replaces.
 fn write_back_later<St, R>(shared: Arc<Shared<St, R>>, key: LinkKey)
 where
     St: TokenStore,
@@ -551,7 +538,7 @@ where
             let deadline = deadline(shared.refresh_timeout);
             match under_lock(&shared, &key, deadline, |_| ready((None, ()))).await {
                 Ok(((), false)) => {
-                    tracing::info!(provider = key.provider(), "refreshed token written back");
+                    tracing::info!(provider = key.provider(), "kept link written back");
                     return;
                 }
                 // Removed meanwhile: nothing to write back to.
@@ -564,7 +551,7 @@ where
         }
         tracing::error!(
             provider = key.provider(),
-            "could not write a refreshed token back; it is kept in memory until the next refresh"
+            "could not write a kept link back; it is kept in memory until the next refresh"
         );
     }));
 }
@@ -582,11 +569,14 @@ where
 {
     Box::pin(async move {
         let deadline = deadline(shared.refresh_timeout);
-        let _ = under_lock(&shared, &key, deadline, |current| {
+        let marked = under_lock(&shared, &key, deadline, |current| {
             let unchanged = current.access_token() == &rejected && !current.needs_reauthorization();
             ready((unchanged.then(|| mark(current)), ()))
         })
         .await;
+        if let Ok(((), true)) = marked {
+            write_back_later(shared.clone(), key.clone());
+        }
     })
 }
 
@@ -904,5 +894,65 @@ mod tests {
             // The new refresh token is stored; nothing is marked.
             assert_eq!(stored(&store), link("at-0", Some("rt-1"), false), "{body}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_mark_the_store_does_not_take_is_kept_and_written_back() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let refresher = recording(presented.clone(), || {
+            Box::pin(ready(Err(GrantError::InvalidGrant {
+                status: http::StatusCode::BAD_REQUEST,
+            })))
+        });
+        let shared = shared(store.clone(), Duration::from_secs(5), refresher);
+        store.down.store(true, Ordering::SeqCst);
+
+        let outcome = refresh(shared.clone(), key(), TokenSecret::new("at-0")).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(RefreshFailure::Grant(GrantError::InvalidGrant { .. }))
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+
+        // Requests see the link as marked…
+        let stale = store.inner.get(&key()).unwrap();
+        let kept = shared.flights.newer_than(&key(), &stale).expect("kept");
+        assert!(kept.needs_reauthorization());
+        // …and the dead refresh token is not presented again.
+        let outcome = refresh(shared.clone(), key(), TokenSecret::new("at-0")).await;
+        assert!(
+            matches!(outcome, Err(RefreshFailure::Marked)),
+            "{outcome:?}"
+        );
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+
+        store.down.store(false, Ordering::SeqCst);
+        until_stored(&store, link("at-0", Some("rt-0"), true)).await;
+    }
+
+    #[tokio::test]
+    async fn a_rejected_fresh_token_mark_the_store_does_not_take_is_kept_and_written_back() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let shared = shared(
+            store.clone(),
+            Duration::from_secs(5),
+            recording(presented.clone(), rotated),
+        );
+        store.down.store(true, Ordering::SeqCst);
+
+        mark_rejected(shared.clone(), key(), TokenSecret::new("at-0")).await;
+
+        let stale = store.inner.get(&key()).unwrap();
+        assert!(!stale.needs_reauthorization());
+        let kept = shared.flights.newer_than(&key(), &stale).expect("kept");
+        assert!(kept.needs_reauthorization());
+        store.down.store(false, Ordering::SeqCst);
+        until_stored(&store, link("at-0", Some("rt-0"), true)).await;
+        assert!(presented.lock().unwrap().is_empty());
     }
 }
