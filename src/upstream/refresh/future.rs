@@ -12,7 +12,8 @@
 //!      └─ LinkKey ─► Load ─┬─ no link, marked, store down ─► Failed
 //!                          ├─ body not read yet ─► Buffer ─┐
 //!                          └───────────────────────────────┴─► (ready)
-//! (ready) ─┬─ expires within the skew (U3) ─► Refresh(Proactive)
+//! (ready) ─┬─ the body failed ─► Failed(RequestBody)
+//!          ├─ expires within the skew (U3) ─► Refresh(Proactive)
 //!          └─────────────────────────────────► Attempt
 //! Refresh(Proactive) ─ new token, or failed for a passing reason with the old one still
 //!                      valid ─► Attempt; otherwise ─► Failed
