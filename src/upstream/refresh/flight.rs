@@ -728,19 +728,34 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_of_refreshes_takes_the_stores_lock_once() {
+        const REFRESHES: usize = 20;
         let store = stale_store();
         let presented = Presented::default();
-        let refresher = recording(presented.clone(), || {
-            Box::pin(async {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                rotated().await
-            })
+        let joined = Arc::new(AtomicUsize::new(0));
+        // The token endpoint answers once every refresh has asked.
+        let refresher = recording(presented.clone(), {
+            let joined = joined.clone();
+            move || {
+                let joined = joined.clone();
+                Box::pin(async move {
+                    while joined.load(Ordering::SeqCst) < REFRESHES {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    rotated().await
+                })
+            }
         });
         let shared = shared(store.clone(), Duration::from_secs(5), refresher);
 
         let mut flights = tokio::task::JoinSet::new();
-        for _ in 0..20 {
-            flights.spawn(refresh(shared.clone(), key(), TokenSecret::new("at-0")));
+        for _ in 0..REFRESHES {
+            let refresh = refresh(shared.clone(), key(), TokenSecret::new("at-0"));
+            let joined = joined.clone();
+            // Counted in the same poll that joins (or starts) the flight.
+            flights.spawn(async move {
+                joined.fetch_add(1, Ordering::SeqCst);
+                refresh.await
+            });
         }
         while let Some(outcome) = flights.join_next().await {
             let token = outcome.unwrap().unwrap();
@@ -800,7 +815,7 @@ mod tests {
         // The provider rotates on receipt and answers after the refresh timeout.
         let refresher = recording(presented.clone(), || {
             Box::pin(async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 rotated().await
             })
         });
@@ -813,7 +828,7 @@ mod tests {
             "{outcome:?}"
         );
         assert!(
-            started.elapsed() < Duration::from_millis(250),
+            started.elapsed() < Duration::from_millis(400),
             "{:?}",
             started.elapsed()
         );
