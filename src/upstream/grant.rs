@@ -67,8 +67,10 @@ pub const DEFAULT_MAX_RESPONSE: usize = 64 * 1024;
 /// The longest `Retry-After` taken from a token endpoint (a day); longer ones are cut to it.
 const MAX_RETRY_AFTER_SECS: u64 = 24 * 60 * 60;
 
-/// The default time a token endpoint has to answer.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time a token endpoint has to answer: as long as
+/// [`RefreshAndRetry`](super::refresh::RefreshAndRetry) waits for an answer with its default
+/// refresh timeout, so that a late answer is not thrown away (see [`RefreshGrant::timeout`]).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Obtains a new access token with a refresh token.
 ///
@@ -214,6 +216,12 @@ impl<C> RefreshGrant<C> {
     }
 
     /// How long the token endpoint has to answer ([`DEFAULT_TIMEOUT`] unless set).
+    ///
+    /// A provider that rotates refresh tokens retires the old one as soon as it receives the
+    /// request, so an answer given up on loses the link. Under
+    /// [`RefreshAndRetry`](super::refresh::RefreshAndRetry), requests stop waiting at the
+    /// layer's refresh timeout, but the answer is awaited (and stored) up to six refresh
+    /// timeouts: keep this at least that long.
     pub fn timeout(self, timeout: Duration) -> Self {
         self.with_config(|c| c.timeout = timeout)
     }
@@ -349,9 +357,10 @@ fn classify_answer(
         });
     }
     if status.is_success() {
-        let answer: Answer =
-            serde_json::from_slice(body).map_err(|_| GrantError::Unparseable { status })?;
-        return answer.into_response(status);
+        return match serde_json::from_slice::<Answer>(body) {
+            Ok(answer) => answer.into_response(status),
+            Err(_) => Err(rotated_anyway(body, GrantError::Unparseable { status })),
+        };
     }
     let code = serde_json::from_slice::<ErrorAnswer>(body)
         .ok()
@@ -385,8 +394,27 @@ fn classify_answer(
     }
 }
 
+/// `error`, for a `2xx` answer that cannot be used — unless it carries a new refresh token,
+/// which must not be lost.
+fn rotated_anyway(body: &[u8], error: GrantError) -> GrantError {
+    #[derive(serde::Deserialize)]
+    struct Rotation {
+        refresh_token: String,
+    }
+    match serde_json::from_slice::<Rotation>(body) {
+        Ok(Rotation { refresh_token }) if !refresh_token.is_empty() => {
+            GrantError::RefreshTokenRotated {
+                error: Box::new(error),
+                refresh_token: TokenSecret::new(refresh_token),
+            }
+        }
+        _ => error,
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct Answer {
+    #[serde(default)]
     access_token: String,
     #[serde(default)]
     token_type: Option<String>,
@@ -400,28 +428,35 @@ struct Answer {
 
 impl Answer {
     fn into_response(self, status: StatusCode) -> Result<TokenResponse, GrantError> {
-        if self.access_token.is_empty() {
-            return Err(GrantError::Unparseable { status });
+        let refresh_token = self
+            .refresh_token
+            .filter(|t| !t.is_empty())
+            .map(TokenSecret::new);
+        let unusable = if self.access_token.is_empty() {
+            Some(GrantError::Unparseable { status })
+        } else {
+            // Only bearer tokens can be attached as `Authorization: Bearer` (RFC 6750);
+            // DPoP-bound tokens need a proof this crate does not make yet.
+            self.token_type
+                .filter(|token_type| !token_type.eq_ignore_ascii_case("bearer"))
+                .map(|_| GrantError::Misconfigured {
+                    status,
+                    error: "unsupported_token_type".to_owned(),
+                })
+        };
+        match (unusable, refresh_token) {
+            (None, refresh_token) => Ok(TokenResponse {
+                access_token: TokenSecret::new(self.access_token),
+                expires_in: self.expires_in.map(Duration::from_secs),
+                refresh_token,
+                scope: self.scope,
+            }),
+            (Some(error), Some(refresh_token)) => Err(GrantError::RefreshTokenRotated {
+                error: Box::new(error),
+                refresh_token,
+            }),
+            (Some(error), None) => Err(error),
         }
-        // Only bearer tokens can be attached as `Authorization: Bearer` (RFC 6750); DPoP-bound
-        // tokens need a proof this crate does not make yet.
-        if let Some(token_type) = &self.token_type
-            && !token_type.eq_ignore_ascii_case("bearer")
-        {
-            return Err(GrantError::Misconfigured {
-                status,
-                error: "unsupported_token_type".to_owned(),
-            });
-        }
-        Ok(TokenResponse {
-            access_token: TokenSecret::new(self.access_token),
-            expires_in: self.expires_in.map(Duration::from_secs),
-            refresh_token: self
-                .refresh_token
-                .filter(|t| !t.is_empty())
-                .map(TokenSecret::new),
-            scope: self.scope,
-        })
     }
 }
 
@@ -533,7 +568,8 @@ impl TokenResponse {
 
 /// Why a refresh failed, keeping the token endpoint's HTTP status.
 ///
-/// Never contains a token; error codes are the provider's RFC 6749 §5.2 codes.
+/// Never shows a token (a rotated refresh token it carries is redacted); error codes are the
+/// provider's RFC 6749 §5.2 codes.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GrantError {
@@ -573,6 +609,17 @@ pub enum GrantError {
     /// The request failed before an answer (connection refused, DNS, TLS, …).
     #[error("the token endpoint could not be reached")]
     Unreachable(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// A `2xx` answer that cannot be used (`error`: no access token, or not a bearer token),
+    /// but that carries a new refresh token. The provider may have retired the old one, so
+    /// [`RefreshAndRetry`](super::refresh::RefreshAndRetry) stores the new one; otherwise the
+    /// failure is `error`'s.
+    #[error("{error}, but it rotated the refresh token")]
+    RefreshTokenRotated {
+        /// Why the answer cannot be used.
+        error: Box<GrantError>,
+        /// The new refresh token.
+        refresh_token: TokenSecret,
+    },
 }
 
 impl GrantError {
@@ -584,17 +631,24 @@ impl GrantError {
             | Self::Unavailable { status, .. }
             | Self::Unparseable { status } => Some(*status),
             Self::TimedOut(_) | Self::Unreachable(_) => None,
+            Self::RefreshTokenRotated { error, .. } => error.status(),
         }
     }
 
     /// Whether the grant is gone and the user must authorize again.
     pub fn needs_reauthorization(&self) -> bool {
-        matches!(self, Self::InvalidGrant { .. })
+        match self {
+            Self::RefreshTokenRotated { error, .. } => error.needs_reauthorization(),
+            _ => matches!(self, Self::InvalidGrant { .. }),
+        }
     }
 
     /// Whether our own client configuration is at fault.
     pub fn is_misconfiguration(&self) -> bool {
-        matches!(self, Self::Misconfigured { .. })
+        match self {
+            Self::RefreshTokenRotated { error, .. } => error.is_misconfiguration(),
+            _ => matches!(self, Self::Misconfigured { .. }),
+        }
     }
 
     /// Whether trying again later may succeed.
@@ -606,6 +660,7 @@ impl GrantError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Unavailable { retry_after, .. } => *retry_after,
+            Self::RefreshTokenRotated { error, .. } => error.retry_after(),
             _ => None,
         }
     }
@@ -693,6 +748,43 @@ mod tests {
         }
         let e = classify(200, r#"{"access_token":"a","token_type":"DPoP"}"#).unwrap_err();
         assert!(e.is_misconfiguration());
+    }
+
+    #[test]
+    fn a_rotated_refresh_token_in_an_unusable_answer_is_handed_on() {
+        for (body, misconfigured) in [
+            (r#"{"access_token":"","refresh_token":"r2"}"#, false),
+            (r#"{"token_type":"Bearer","refresh_token":"r2"}"#, false),
+            (r#"{"access_token":7,"refresh_token":"r2"}"#, false),
+            (
+                r#"{"access_token":"a","token_type":"DPoP","refresh_token":"r2"}"#,
+                true,
+            ),
+        ] {
+            let e = classify(200, body).unwrap_err();
+            let GrantError::RefreshTokenRotated {
+                error,
+                refresh_token,
+            } = &e
+            else {
+                panic!("{body}: {e:?}")
+            };
+            assert_eq!(refresh_token.expose_secret(), "r2", "{body}");
+            assert_eq!(error.is_misconfiguration(), misconfigured, "{body}");
+            assert_eq!(e.is_misconfiguration(), misconfigured, "{body}");
+            assert_eq!(e.is_transient(), !misconfigured, "{body}");
+            assert_eq!(e.status(), Some(StatusCode::OK));
+            assert!(!format!("{e:?} {e}").contains("r2"), "{body}");
+        }
+        // Without a refresh token (or with an empty one), the plain failure.
+        for body in [
+            r#"{"access_token":"","refresh_token":""}"#,
+            r#"{"access_token":""}"#,
+            "<html>",
+        ] {
+            let e = classify(200, body).unwrap_err();
+            assert!(matches!(e, GrantError::Unparseable { .. }), "{body}: {e:?}");
+        }
     }
 
     #[test]

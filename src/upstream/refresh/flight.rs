@@ -3,11 +3,14 @@
 //!
 //! # Bounded
 //!
-//! Waiting for the store's lock, loading the link and the token endpoint's answer share one
-//! deadline (the layer's refresh timeout): past it, the refresh fails as unavailable (row U7)
-//! and the stored tokens are left as they were. Once the token endpoint has answered, the
-//! answer is never thrown away: writing it back is not cut short by the deadline (each write
-//! attempt is bounded on its own).
+//! Each request waits for a refresh at most the layer's refresh timeout; past it, it fails as
+//! unavailable (row U7). The refresh itself shares one deadline (the same timeout) for waiting
+//! for the store's lock and loading the link — with the stored tokens left as they were when it
+//! passes. The token endpoint, though, is awaited longer (up to [`ANSWER_GRACE`] refresh
+//! timeouts), the lock held: a provider that rotates refresh tokens has retired the old one
+//! once it got the request, so its answer must be stored even when it comes late. Once the
+//! token endpoint has answered, the answer is never thrown away: writing it back is not cut
+//! short (each write attempt is bounded on its own).
 //!
 //! # A rotated refresh token is never dropped
 //!
@@ -24,11 +27,16 @@
 //!
 //! The kept record is dropped once it is written, or as soon as the store holds anything else
 //! than the record it was refreshed from (the link was connected again, or removed).
+//!
+//! A new refresh token in an answer that cannot be used otherwise (no access token, not a
+//! bearer token) is stored the same way, with the old access token and no mark. So is a
+//! re-authorization mark: forgotten, it would let every later request present the dead refresh
+//! token again.
 
 use std::{
     collections::HashMap,
-    future::Future,
-    pin::Pin,
+    future::{Future, ready},
+    pin::{Pin, pin},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicUsize, Ordering},
@@ -38,7 +46,7 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::Shared;
+use super::{ANSWER_GRACE, Shared};
 use crate::upstream::{
     grant::{GrantError, Refresher},
     store::{LinkKey, TokenSecret, TokenStore, UpstreamToken},
@@ -46,7 +54,9 @@ use crate::upstream::{
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// How often a refreshed link the store did not take is written back in the background.
+/// How often a link is saved before it is kept in memory instead.
+const SAVE_ATTEMPTS: u32 = 3;
+/// How often a link the store did not take is written back in the background.
 const WRITE_BACK_ATTEMPTS: u32 = 8;
 /// The first pause between those attempts; it doubles each time, up to [`WRITE_BACK_MAX_DELAY`].
 const WRITE_BACK_DELAY: Duration = Duration::from_millis(200);
@@ -65,6 +75,18 @@ pub(crate) enum RefreshFailure {
     TimedOut,
     /// The refreshing task ended without an answer (it panicked, or the runtime shut down).
     Aborted,
+}
+
+impl RefreshFailure {
+    /// Whether the failure says nothing against the token (an outage, a timeout, our own
+    /// configuration): a still-valid token may be used meanwhile.
+    pub(crate) fn is_passing(&self) -> bool {
+        match self {
+            Self::Grant(error) => !error.needs_reauthorization(),
+            Self::Store(_) | Self::TimedOut | Self::Aborted => true,
+            Self::NotConnected | Self::Marked | Self::NoRefreshToken => false,
+        }
+    }
 }
 
 pub(crate) type Outcome = Result<UpstreamToken, RefreshFailure>;
@@ -179,6 +201,11 @@ impl Flights {
         });
     }
 
+    /// Forgets the kept link of `key` (the link was removed).
+    fn forget(&self, key: &LinkKey) {
+        self.with_unsaved(|unsaved| unsaved.remove(key));
+    }
+
     fn is_kept(&self, key: &LinkKey) -> bool {
         self.unsaved_len.load(Ordering::Acquire) != 0
             && self.with_unsaved(|unsaved| unsaved.contains_key(key))
@@ -209,6 +236,8 @@ where
     R: Refresher,
 {
     Box::pin(async move {
+        // This request waits until then; the refresh itself may run on (see `refresh_link`).
+        let deadline = deadline(shared.refresh_timeout);
         let (mut receiver, leader) = shared.flights.with(|map| match map.get(&key) {
             Some(receiver) => (receiver.clone(), None),
             None => {
@@ -226,9 +255,10 @@ where
                 Err(_) => lead.await,
             }
         }
-        match receiver.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().unwrap_or(Err(RefreshFailure::Aborted)),
-            Err(_) => Err(RefreshFailure::Aborted),
+        match tokio::time::timeout_at(deadline, receiver.wait_for(Option::is_some)).await {
+            Ok(Ok(outcome)) => outcome.clone().expect("waited for an outcome"),
+            Ok(Err(_)) => Err(RefreshFailure::Aborted),
+            Err(_) => Err(RefreshFailure::TimedOut),
         }
     })
 }
@@ -247,7 +277,7 @@ async fn lead<St, R>(
             flights: &shared.flights,
             key: &key,
         };
-        locked(&shared, &key, &observed).await
+        refresh_link(&shared, &key, &observed).await
     };
     // Landed first: whoever asks from now on starts a new flight, which finds the new token in
     // the store (the token it saw differs) and uses it.
@@ -264,17 +294,37 @@ async fn bounded<T>(
         .map_err(|_| RefreshFailure::TimedOut)
 }
 
-async fn locked<St, R>(
-    shared: &Arc<Shared<St, R>>,
+fn deadline(after: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(after)
+        // Far enough, and representable.
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+/// Every change of a link goes this way: lock → reload → `decide` → save → unlock, so that one
+/// writer at a time works from what the store holds now.
+///
+/// `decide` gets the current link — a link kept in memory over the stored record it replaces,
+/// or the stored record — and says what to write, if anything. When it writes nothing, a kept
+/// link is written back now that the lock is held.
+///
+/// Locking and loading end at `deadline`; the later store calls are each bounded on their own
+/// (by the refresh timeout), so that a decided write is never cut short by the deadline.
+///
+/// Returns `decide`'s value, and whether a link was kept in memory because the store did not
+/// take it (it is then to be written back later).
+async fn under_lock<St, R, T, Fut>(
+    shared: &Shared<St, R>,
     key: &LinkKey,
-    observed: &TokenSecret,
-) -> Outcome
+    deadline: tokio::time::Instant,
+    decide: impl FnOnce(UpstreamToken) -> Fut,
+) -> Result<(T, bool), RefreshFailure>
 where
     St: TokenStore,
-    R: Refresher,
+    Fut: Future<Output = (Option<UpstreamToken>, T)>,
 {
-    let deadline = deadline(shared.refresh_timeout);
-    let guard = match bounded(deadline, shared.store.lock(key)).await {
+    let store = &shared.store;
+    let guard = match bounded(deadline, store.lock(key)).await {
         Ok(guard) => guard.map_err(store_failure)?,
         Err(timed_out) => {
             tracing::warn!(
@@ -284,8 +334,22 @@ where
             return Err(timed_out);
         }
     };
-    let outcome = under_lock(shared, key, observed, deadline).await;
-    if tokio::time::timeout(shared.refresh_timeout, shared.store.unlock(guard))
+    let result = async {
+        let stored = bounded(deadline, store.load(key))
+            .await?
+            .map_err(store_failure)?
+            .ok_or(RefreshFailure::NotConnected)?;
+        let kept = shared.flights.newer_than(key, &stored);
+        let current = kept.clone().unwrap_or_else(|| stored.clone());
+        let (write, value) = decide(current.clone()).await;
+        let kept_unsaved = match write.or(kept) {
+            Some(write) => save(shared, key, &stored, &current, write).await,
+            None => false,
+        };
+        Ok((value, kept_unsaved))
+    }
+    .await;
+    if tokio::time::timeout(shared.refresh_timeout, store.unlock(guard))
         .await
         .is_err()
     {
@@ -294,118 +358,43 @@ where
             "the token store did not unlock in time"
         );
     }
-    outcome
+    result
 }
 
-fn deadline(after: Duration) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
-    now.checked_add(after)
-        // Far enough, and representable.
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
-}
-
-/// Lock held: reload, reuse a token someone else obtained, or refresh and store before anyone
-/// uses the new token.
-async fn under_lock<St, R>(
-    shared: &Arc<Shared<St, R>>,
-    key: &LinkKey,
-    observed: &TokenSecret,
-    deadline: tokio::time::Instant,
-) -> Outcome
-where
-    St: TokenStore,
-    R: Refresher,
-{
-    let store = &shared.store;
-    let stored = bounded(deadline, store.load(key))
-        .await?
-        .map_err(store_failure)?
-        .ok_or(RefreshFailure::NotConnected)?;
-    // A refresh the store did not take is newer than the record it was refreshed from: use it
-    // (never the revoked refresh token), and try writing it back now that the lock is held.
-    let current = match shared.flights.newer_than(key, &stored) {
-        Some(kept) => {
-            if matches!(
-                tokio::time::timeout(shared.refresh_timeout, store.save(key, kept.clone())).await,
-                Ok(Ok(()))
-            ) {
-                shared.flights.saved(key, kept.access_token());
-            }
-            kept
-        }
-        None => stored.clone(),
-    };
-    if current.needs_reauthorization() {
-        return Err(RefreshFailure::Marked);
-    }
-    if current.access_token() != observed && !current.refresh_due(shared.skew, SystemTime::now()) {
-        tracing::debug!(
-            provider = key.provider(),
-            "reusing a token refreshed meanwhile"
-        );
-        return Ok(current);
-    }
-    let Some(refresh_token) = current.refresh_token().cloned() else {
-        mark(shared, key, current).await;
-        return Err(RefreshFailure::NoRefreshToken);
-    };
-    let answer = match bounded(deadline, shared.refresher.refresh(&refresh_token)).await {
-        Ok(answer) => answer,
-        Err(timed_out) => {
-            tracing::warn!(
-                provider = key.provider(),
-                "the token endpoint did not answer within the refresh timeout"
-            );
-            return Err(timed_out);
-        }
-    };
-    match answer {
-        Ok(answer) => {
-            // From here on the answer must not be lost: no deadline.
-            let next = answer.apply_to(&current, SystemTime::now());
-            if let Err(error) = save_persistently(shared, key, next.clone()).await {
-                // The provider may have revoked `refresh_token` already: keep the new one in
-                // memory, use it, and keep writing it back.
-                tracing::error!(
-                    provider = key.provider(),
-                    error = %error,
-                    "could not store a refreshed token; keeping it in memory and retrying"
-                );
-                // Over the record actually stored (`current` may be a kept one already).
-                shared.flights.keep_unsaved(key, &stored, next.clone());
-                write_back_later(shared.clone(), key.clone());
-            } else {
-                shared.flights.saved(key, current.access_token());
-            }
-            shared
-                .flights
-                .cooling
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(key);
-            tracing::debug!(
-                provider = key.provider(),
-                rotated = answer.refresh_token().is_some(),
-                "refreshed"
-            );
-            Ok(next)
-        }
-        Err(error) => {
-            tracing::warn!(provider = key.provider(), %error, "refresh failed");
-            if error.needs_reauthorization() {
-                mark(shared, key, current).await;
-            }
-            Err(RefreshFailure::Grant(error))
-        }
-    }
-}
-
-/// Saves a freshly refreshed link. A provider that rotates has already revoked the old refresh
-/// token, so losing this write would lose the link: try a few times before giving up.
-async fn save_persistently<St: TokenStore, R>(
+/// Writes `next` over `stored` (of which `current` is the current state), trying a few times:
+/// a provider that rotates has revoked the old refresh token already, and a re-authorization
+/// mark keeps a dead refresh token from being presented again. When the store does not take
+/// it, `next` is kept in memory in place of `stored`; returns whether it was.
+async fn save<St: TokenStore, R>(
     shared: &Shared<St, R>,
     key: &LinkKey,
-    token: UpstreamToken,
+    stored: &UpstreamToken,
+    current: &UpstreamToken,
+    next: UpstreamToken,
+) -> bool {
+    match save_retrying(shared, key, &next).await {
+        Ok(()) => {
+            shared.flights.saved(key, current.access_token());
+            false
+        }
+        Err(error) => {
+            tracing::error!(
+                provider = key.provider(),
+                %error,
+                marked = next.needs_reauthorization(),
+                "could not store the link; keeping it in memory and retrying"
+            );
+            shared.flights.keep_unsaved(key, stored, next);
+            true
+        }
+    }
+}
+
+/// Saves `token`, trying up to [`SAVE_ATTEMPTS`] times, each bounded by the refresh timeout.
+async fn save_retrying<St: TokenStore, R>(
+    shared: &Shared<St, R>,
+    key: &LinkKey,
+    token: &UpstreamToken,
 ) -> Result<(), Arc<dyn std::error::Error + Send + Sync>> {
     let mut delay = Duration::from_millis(50);
     let mut attempt = 1;
@@ -420,7 +409,7 @@ async fn save_persistently<St: TokenStore, R>(
             Ok(Err(error)) => Arc::new(error),
             Err(elapsed) => Arc::new(elapsed),
         };
-        if attempt >= 3 {
+        if attempt >= SAVE_ATTEMPTS {
             return Err(error);
         }
         tokio::time::sleep(delay).await;
@@ -429,12 +418,108 @@ async fn save_persistently<St: TokenStore, R>(
     }
 }
 
-/// Writes the kept refreshed link of `key` back in the background, a bounded number of times,
-/// each under the lock and only over the record it was refreshed from.
-fn write_back_later<St, R>(shared: Arc<Shared<St, R>>, key: LinkKey)
+/// Lock held: reuse a token someone else obtained meanwhile, or refresh.
+async fn refresh_link<St, R>(
+    shared: &Arc<Shared<St, R>>,
+    key: &LinkKey,
+    observed: &TokenSecret,
+) -> Outcome
 where
     St: TokenStore,
     R: Refresher,
+{
+    let hard_cap = deadline(shared.refresh_timeout.saturating_mul(ANSWER_GRACE));
+    let deadline = deadline(shared.refresh_timeout);
+    let (outcome, kept) = under_lock(shared, key, deadline, |current| async move {
+        if current.needs_reauthorization() {
+            return (None, Err(RefreshFailure::Marked));
+        }
+        if current.access_token() != observed
+            && !current.refresh_due(shared.skew, SystemTime::now())
+        {
+            tracing::debug!(
+                provider = key.provider(),
+                "reusing a token refreshed meanwhile"
+            );
+            return (None, Ok(current));
+        }
+        let Some(refresh_token) = current.refresh_token().cloned() else {
+            return (Some(mark(current)), Err(RefreshFailure::NoRefreshToken));
+        };
+        // Past the deadline the waiting requests are answered "unavailable", but the answer
+        // is still awaited (up to the hard cap) and stored: the provider may have retired
+        // `refresh_token` as soon as it received it.
+        let mut answer = pin!(shared.refresher.refresh(&refresh_token));
+        let answer = match bounded(deadline, answer.as_mut()).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::warn!(
+                    provider = key.provider(),
+                    "the token endpoint did not answer within the refresh timeout; still waiting for its answer"
+                );
+                match bounded(hard_cap, answer).await {
+                    Ok(answer) => answer,
+                    Err(timed_out) => {
+                        tracing::error!(
+                            provider = key.provider(),
+                            "the token endpoint never answered; a refresh token it rotated is lost"
+                        );
+                        return (None, Err(timed_out));
+                    }
+                }
+            }
+        };
+        match answer {
+            Ok(answer) => {
+                let next = answer.apply_to(&current, SystemTime::now());
+                shared
+                    .flights
+                    .cooling
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(key);
+                tracing::debug!(
+                    provider = key.provider(),
+                    rotated = answer.refresh_token().is_some(),
+                    "refreshed"
+                );
+                (Some(next.clone()), Ok(next))
+            }
+            // Unusable, but the provider rotated: keep the new refresh token, mark nothing.
+            Err(GrantError::RefreshTokenRotated {
+                error,
+                refresh_token,
+            }) => {
+                tracing::warn!(provider = key.provider(), %error, "refresh failed; keeping the rotated refresh token");
+                let next = current.with_refresh_token(refresh_token);
+                (Some(next), Err(RefreshFailure::Grant(*error)))
+            }
+            Err(error) => {
+                tracing::warn!(provider = key.provider(), %error, "refresh failed");
+                let write = error.needs_reauthorization().then(|| mark(current));
+                (write, Err(RefreshFailure::Grant(error)))
+            }
+        }
+    })
+    .await?;
+    if kept {
+        write_back_later(shared.clone(), key.clone());
+    }
+    outcome
+}
+
+/// The link marked as needing re-authorization, everything else (the refresh token included)
+/// kept as it is.
+fn mark(current: UpstreamToken) -> UpstreamToken {
+    current.with_needs_reauthorization(true)
+}
+
+/// Writes the kept link of `key` back in the background, a bounded number of times, each under
+/// the lock and only over the record it replaces.
+fn write_back_later<St, R>(shared: Arc<Shared<St, R>>, key: LinkKey)
+where
+    St: TokenStore,
+    R: Send + Sync + 'static,
 {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         // Kept in memory; the next refresh of the key writes it back.
@@ -448,60 +533,27 @@ where
             if !shared.flights.is_kept(&key) {
                 return;
             }
-            let limit = shared.refresh_timeout;
-            let Ok(Ok(guard)) = tokio::time::timeout(limit, shared.store.lock(&key)).await else {
-                continue;
-            };
-            let written = match tokio::time::timeout(limit, shared.store.load(&key)).await {
-                Ok(Ok(Some(stored))) => match shared.flights.newer_than(&key, &stored) {
-                    Some(kept) => {
-                        let saved = matches!(
-                            tokio::time::timeout(limit, shared.store.save(&key, kept.clone()))
-                                .await,
-                            Ok(Ok(()))
-                        );
-                        if saved {
-                            shared.flights.saved(&key, kept.access_token());
-                        }
-                        saved
-                    }
-                    // Written by someone else, or the store moved on.
-                    None => true,
-                },
-                // Removed meanwhile: nothing to write back to.
-                Ok(Ok(None)) => {
-                    shared.flights.with_unsaved(|unsaved| unsaved.remove(&key));
-                    true
+            // Deciding nothing writes the kept link back (or forgets it, when the store holds
+            // anything else than the record it was refreshed from).
+            let deadline = deadline(shared.refresh_timeout);
+            match under_lock(&shared, &key, deadline, |_| ready((None, ()))).await {
+                Ok(((), false)) => {
+                    tracing::info!(provider = key.provider(), "kept link written back");
+                    return;
                 }
-                _ => false,
-            };
-            let _ = tokio::time::timeout(limit, shared.store.unlock(guard)).await;
-            if written {
-                tracing::info!(provider = key.provider(), "refreshed token written back");
-                return;
+                // Removed meanwhile: nothing to write back to.
+                Err(RefreshFailure::NotConnected) => {
+                    shared.flights.forget(&key);
+                    return;
+                }
+                Ok(((), true)) | Err(_) => {}
             }
         }
         tracing::error!(
             provider = key.provider(),
-            "could not write a refreshed token back; it is kept in memory until the next refresh"
+            "could not write a kept link back; it is kept in memory until the next refresh"
         );
     }));
-}
-
-/// Marks the link as needing re-authorization, keeping everything else (the refresh token
-/// included) as it is.
-async fn mark<St: TokenStore, R>(shared: &Shared<St, R>, key: &LinkKey, current: UpstreamToken) {
-    let access = current.access_token().clone();
-    let marked = current.with_needs_reauthorization(true);
-    match tokio::time::timeout(shared.refresh_timeout, shared.store.save(key, marked)).await {
-        Ok(Ok(())) => shared.flights.saved(key, &access),
-        Ok(Err(error)) => {
-            tracing::warn!(provider = key.provider(), %error, "could not mark the link");
-        }
-        Err(_) => {
-            tracing::warn!(provider = key.provider(), "could not mark the link in time");
-        }
-    }
 }
 
 /// Marks the link as needing re-authorization if its access token is still `rejected` (a fresh
@@ -516,20 +568,406 @@ where
     R: Send + Sync + 'static,
 {
     Box::pin(async move {
-        let limit = shared.refresh_timeout;
-        let Ok(Ok(guard)) = tokio::time::timeout(limit, shared.store.lock(&key)).await else {
-            return;
-        };
-        if let Ok(Ok(Some(stored))) = tokio::time::timeout(limit, shared.store.load(&key)).await {
-            let current = shared.flights.newer_than(&key, &stored).unwrap_or(stored);
-            if current.access_token() == &rejected && !current.needs_reauthorization() {
-                mark(&shared, &key, current).await;
-            }
+        let deadline = deadline(shared.refresh_timeout);
+        let marked = under_lock(&shared, &key, deadline, |current| {
+            let unchanged = current.access_token() == &rejected && !current.needs_reauthorization();
+            ready((unchanged.then(|| mark(current)), ()))
+        })
+        .await;
+        if let Ok(((), true)) = marked {
+            write_back_later(shared.clone(), key.clone());
         }
-        let _ = tokio::time::timeout(limit, shared.store.unlock(guard)).await;
     })
 }
 
 fn store_failure<E: std::error::Error + Send + Sync + 'static>(error: E) -> RefreshFailure {
     RefreshFailure::Store(Arc::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        fmt,
+        future::{Ready, ready},
+        sync::atomic::{AtomicBool, AtomicUsize},
+    };
+
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::upstream::{
+        grant::{RefresherFn, TokenResponse, refresher_fn},
+        refresh::Config,
+        store::{MemoryGuard, MemoryStore},
+    };
+
+    fn key() -> LinkKey {
+        LinkKey::new("user-1", "acme")
+    }
+
+    #[derive(Debug)]
+    struct Down;
+
+    impl fmt::Display for Down {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("the store is down")
+        }
+    }
+
+    impl std::error::Error for Down {}
+
+    /// A [`MemoryStore`] that counts its locks, and whose saves fail while `down` is set.
+    #[derive(Clone, Default)]
+    struct TestStore {
+        inner: MemoryStore,
+        locks: Arc<AtomicUsize>,
+        down: Arc<AtomicBool>,
+    }
+
+    impl TokenStore for TestStore {
+        type Error = Down;
+        type Load = Ready<Result<Option<UpstreamToken>, Down>>;
+        type Guard = MemoryGuard;
+
+        fn load(&self, key: &LinkKey) -> Self::Load {
+            ready(Ok(self.inner.get(key)))
+        }
+
+        fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<MemoryGuard, Down>> + Send {
+            self.locks.fetch_add(1, Ordering::SeqCst);
+            let lock = self.inner.lock(key);
+            async move {
+                let Ok(guard) = lock.await;
+                Ok(guard)
+            }
+        }
+
+        fn save(
+            &self,
+            key: &LinkKey,
+            token: UpstreamToken,
+        ) -> impl Future<Output = Result<(), Down>> + Send {
+            let write = (!self.down.load(Ordering::SeqCst)).then(|| self.inner.save(key, token));
+            async move {
+                let Ok(()) = write.ok_or(Down)?.await;
+                Ok(())
+            }
+        }
+    }
+
+    type Presented = Arc<Mutex<Vec<String>>>;
+
+    type Answer = BoxFuture<Result<TokenResponse, GrantError>>;
+
+    /// A refresher answering with `answer`, recording the refresh tokens presented.
+    fn recording<A>(
+        presented: Presented,
+        answer: A,
+    ) -> RefresherFn<impl Fn(TokenSecret) -> Answer + Clone>
+    where
+        A: Fn() -> Answer + Clone + Send + Sync + 'static,
+    {
+        refresher_fn(move |refresh_token: TokenSecret| {
+            presented
+                .lock()
+                .unwrap()
+                .push(refresh_token.expose_secret().to_owned());
+            answer()
+        })
+    }
+
+    /// The state of a layer over `store`, refreshing with `refresher`.
+    fn shared<R: Refresher>(
+        store: TestStore,
+        refresh_timeout: Duration,
+        refresher: R,
+    ) -> Arc<Shared<TestStore, R>> {
+        Arc::new(Shared {
+            store,
+            refresher,
+            config: Config {
+                provider: Arc::from("acme"),
+                connect_url: None,
+                skew: Duration::from_secs(60),
+                replay_limit: 1024,
+                retry_after: Duration::from_secs(5),
+                refresh_timeout,
+                forbidden_status: HeaderValue::from_static("gw; received-status=403"),
+            },
+            flights: Arc::default(),
+        })
+    }
+
+    fn rotated() -> Answer {
+        Box::pin(ready(Ok(TokenResponse::new("at-1")
+            .with_refresh_token("rt-1")
+            .with_expires_in(Duration::from_secs(3600)))))
+    }
+
+    /// The stored link of [`key`]: access token, refresh token, whether it is marked.
+    fn stored(store: &TestStore) -> (String, Option<String>, bool) {
+        let link = store.inner.get(&key()).expect("a link");
+        (
+            link.access_token().expose_secret().to_owned(),
+            link.refresh_token().map(|t| t.expose_secret().to_owned()),
+            link.needs_reauthorization(),
+        )
+    }
+
+    fn link(access: &str, refresh: Option<&str>, marked: bool) -> (String, Option<String>, bool) {
+        (access.to_owned(), refresh.map(str::to_owned), marked)
+    }
+
+    fn stale_store() -> TestStore {
+        let store = TestStore::default();
+        store
+            .inner
+            .insert(key(), UpstreamToken::new("at-0").with_refresh_token("rt-0"));
+        store
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_refreshes_takes_the_stores_lock_once() {
+        const REFRESHES: usize = 20;
+        let store = stale_store();
+        let presented = Presented::default();
+        let joined = Arc::new(AtomicUsize::new(0));
+        // The token endpoint answers once every refresh has asked.
+        let refresher = recording(presented.clone(), {
+            let joined = joined.clone();
+            move || {
+                let joined = joined.clone();
+                Box::pin(async move {
+                    while joined.load(Ordering::SeqCst) < REFRESHES {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    rotated().await
+                })
+            }
+        });
+        let shared = shared(store.clone(), Duration::from_secs(5), refresher);
+
+        let mut flights = tokio::task::JoinSet::new();
+        for _ in 0..REFRESHES {
+            let refresh = refresh(shared.clone(), key(), TokenSecret::new("at-0"));
+            let joined = joined.clone();
+            // Counted in the same poll that joins (or starts) the flight.
+            flights.spawn(async move {
+                joined.fetch_add(1, Ordering::SeqCst);
+                refresh.await
+            });
+        }
+        while let Some(outcome) = flights.join_next().await {
+            let token = outcome.unwrap().unwrap();
+            assert_eq!(token.access_token().expose_secret(), "at-1");
+        }
+
+        assert_eq!(store.locks.load(Ordering::SeqCst), 1);
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    async fn a_refresh_the_store_does_not_take_is_kept_and_written_back() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let shared = shared(
+            store.clone(),
+            Duration::from_secs(5),
+            recording(presented.clone(), rotated),
+        );
+        store.down.store(true, Ordering::SeqCst);
+
+        let token = refresh(shared.clone(), key(), TokenSecret::new("at-0"))
+            .await
+            .unwrap();
+
+        assert_eq!(token.access_token().expose_secret(), "at-1");
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+        // Kept over the stored record it replaces.
+        let stale = store.inner.get(&key()).unwrap();
+        let kept = shared.flights.newer_than(&key(), &stale).unwrap();
+        assert_eq!(kept.refresh_token().unwrap().expose_secret(), "rt-1");
+
+        store.down.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stored(&store) != link("at-1", Some("rt-1"), false) {
+            assert!(Instant::now() < deadline, "never written back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!shared.flights.is_kept(&key()));
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+    }
+
+    /// Waits until the stored link of [`key`] is `expected`.
+    async fn until_stored(store: &TestStore, expected: (String, Option<String>, bool)) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stored(store) != expected {
+            assert!(Instant::now() < deadline, "{:?}", stored(store));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_is_stored_after_the_waiting_requests_were_answered() {
+        let store = stale_store();
+        let presented = Presented::default();
+        // The provider rotates on receipt and answers after the refresh timeout.
+        let refresher = recording(presented.clone(), || {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                rotated().await
+            })
+        });
+        let shared = shared(store.clone(), Duration::from_millis(100), refresher);
+
+        let started = Instant::now();
+        let outcome = refresh(shared.clone(), key(), TokenSecret::new("at-0")).await;
+        assert!(
+            matches!(outcome, Err(RefreshFailure::TimedOut)),
+            "{outcome:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+
+        // The refresh runs on, holding the lock, and stores the answer when it comes.
+        until_stored(&store, link("at-1", Some("rt-1"), false)).await;
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(store.locks.load(Ordering::SeqCst), 1);
+        let token = refresh(shared, key(), TokenSecret::new("at-0"))
+            .await
+            .unwrap();
+        assert_eq!(token.access_token().expose_secret(), "at-1");
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"], "never replayed");
+    }
+
+    #[test]
+    fn the_refresh_grant_waits_for_an_answer_as_long_as_the_layer_does() {
+        assert!(
+            crate::upstream::grant::DEFAULT_TIMEOUT
+                >= super::super::DEFAULT_REFRESH_TIMEOUT * super::super::ANSWER_GRACE
+        );
+    }
+
+    /// A token endpoint answering `200` with `body`, and the layer state refreshing through it.
+    fn grant_answering(
+        store: &TestStore,
+        body: &'static str,
+    ) -> Arc<Shared<TestStore, impl Refresher>> {
+        let endpoint = tower::service_fn(
+            move |_: http::Request<http_body_util::Full<bytes::Bytes>>| {
+                ready(Ok::<_, std::convert::Infallible>(http::Response::new(
+                    http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())),
+                )))
+            },
+        );
+        let grant = crate::upstream::grant::RefreshGrant::new(
+            endpoint,
+            http::Uri::from_static("https://acme.example/token"),
+            "client",
+        );
+        shared(store.clone(), Duration::from_secs(5), grant)
+    }
+
+    #[tokio::test]
+    async fn a_rotated_refresh_token_in_an_unusable_answer_is_kept() {
+        for (body, unusable) in [
+            (
+                r#"{"access_token":"","token_type":"Bearer","refresh_token":"rt-1"}"#,
+                "unparseable",
+            ),
+            (
+                r#"{"token_type":"Bearer","refresh_token":"rt-1"}"#,
+                "unparseable",
+            ),
+            (
+                r#"{"access_token":"at-1","token_type":"DPoP","refresh_token":"rt-1"}"#,
+                "misconfigured",
+            ),
+        ] {
+            let store = stale_store();
+            let shared = grant_answering(&store, body);
+
+            let outcome = refresh(shared, key(), TokenSecret::new("at-0")).await;
+
+            let kind = match outcome {
+                Err(RefreshFailure::Grant(GrantError::Unparseable { status })) => {
+                    assert_eq!(status, http::StatusCode::OK);
+                    "unparseable"
+                }
+                Err(RefreshFailure::Grant(GrantError::Misconfigured { error, .. })) => {
+                    assert_eq!(error, "unsupported_token_type");
+                    "misconfigured"
+                }
+                other => panic!("{body}: {other:?}"),
+            };
+            assert_eq!(kind, unusable, "{body}");
+            // The new refresh token is stored; nothing is marked.
+            assert_eq!(stored(&store), link("at-0", Some("rt-1"), false), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mark_the_store_does_not_take_is_kept_and_written_back() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let refresher = recording(presented.clone(), || {
+            Box::pin(ready(Err(GrantError::InvalidGrant {
+                status: http::StatusCode::BAD_REQUEST,
+            })))
+        });
+        let shared = shared(store.clone(), Duration::from_secs(5), refresher);
+        store.down.store(true, Ordering::SeqCst);
+
+        let outcome = refresh(shared.clone(), key(), TokenSecret::new("at-0")).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(RefreshFailure::Grant(GrantError::InvalidGrant { .. }))
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+
+        // Requests see the link as marked…
+        let stale = store.inner.get(&key()).unwrap();
+        let kept = shared.flights.newer_than(&key(), &stale).expect("kept");
+        assert!(kept.needs_reauthorization());
+        // …and the dead refresh token is not presented again.
+        let outcome = refresh(shared.clone(), key(), TokenSecret::new("at-0")).await;
+        assert!(
+            matches!(outcome, Err(RefreshFailure::Marked)),
+            "{outcome:?}"
+        );
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+
+        store.down.store(false, Ordering::SeqCst);
+        until_stored(&store, link("at-0", Some("rt-0"), true)).await;
+    }
+
+    #[tokio::test]
+    async fn a_rejected_fresh_token_mark_the_store_does_not_take_is_kept_and_written_back() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let shared = shared(
+            store.clone(),
+            Duration::from_secs(5),
+            recording(presented.clone(), rotated),
+        );
+        store.down.store(true, Ordering::SeqCst);
+
+        mark_rejected(shared.clone(), key(), TokenSecret::new("at-0")).await;
+
+        let stale = store.inner.get(&key()).unwrap();
+        assert!(!stale.needs_reauthorization());
+        let kept = shared.flights.newer_than(&key(), &stale).expect("kept");
+        assert!(kept.needs_reauthorization());
+        store.down.store(false, Ordering::SeqCst);
+        until_stored(&store, link("at-0", Some("rt-0"), true)).await;
+        assert!(presented.lock().unwrap().is_empty());
+    }
 }

@@ -1,6 +1,36 @@
+//! The response future of [`RefreshAndRetry`](super::RefreshAndRetry): one request's way from
+//! loading its link to the provider's answer.
+//!
+//! # States
+//!
+//! Each state owns what the steps after it need (the key, the token, the request head and
+//! body); a state is left by moving its data into the next one.
+//!
+//! ```text
+//! new ─┬─ no LinkKey ───────────────► Passthrough ──► the response, untouched
+//!      ├─ another provider's LinkKey ► Failed ──────► Misconfigured
+//!      └─ LinkKey ─► Load ─┬─ no link, marked, store down ─► Failed
+//!                          ├─ body not read yet ─► Buffer ─┐
+//!                          └───────────────────────────────┴─► (ready)
+//! (ready) ─┬─ the body failed ─► Failed(RequestBody)
+//!          ├─ expires within the skew (U3) ─► Refresh(Proactive)
+//!          └─────────────────────────────────► Attempt
+//! Refresh(Proactive) ─ new token, or failed for a passing reason with the old one still
+//!                      valid ─► Attempt; otherwise ─► Failed
+//! Attempt ─┬─ token rejected (U2), not refreshed for this request ─► Refresh(Rejected)
+//!          ├─ token rejected, fresh from a refresh (U4) ─► Mark ─► ReauthRequired
+//!          └─ anything else ─► the response passed on (U1, U6), or an error (U5, U9)
+//! Refresh(Rejected) ─┬─ new token, body kept ─► Attempt (again, the last one)
+//!                    ├─ new token, body not kept ─► Failed(BodyNotReplayable)
+//!                    └─ failed ─► Failed (U4, U7, U8, S1)
+//! ```
+//!
+//! The first attempt and the retry are one state, [`State::Attempt`]; what a rejection of it
+//! leads to is in its [`OnReject`]. A completed future is left in [`State::Done`], and polling it
+//! again panics.
+
 use std::{
     future::Future,
-    mem,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
@@ -9,8 +39,9 @@ use std::{
 
 use bytes::Bytes;
 use http::{
-    Extensions, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+    HeaderMap, HeaderValue, Request, Response, StatusCode,
     header::{AUTHORIZATION, WWW_AUTHENTICATE},
+    request::Parts,
 };
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -29,7 +60,7 @@ use crate::{
         classify::{UpstreamClass, classify_challenges},
         error::{NotReplayable, ReauthReason, UpstreamError},
         grant::Refresher,
-        store::{LinkKey, TokenStore, UpstreamToken},
+        store::{LinkKey, TokenSecret, TokenStore, UpstreamToken},
         strip_hop_by_hop,
     },
 };
@@ -42,63 +73,124 @@ pin_project! {
         St: TokenStore,
     {
         #[pin]
-        state: State<S::Future, St::Load, Oneshot<S, Request<RetryBody<B>>>>,
+        state: State<S::Future, Oneshot<S, Request<RetryBody<B>>>, St::Load, B>,
         service: S,
         shared: Arc<Shared<St, R>>,
-        key: Option<LinkKey>,
-        head: Option<Head>,
-        body: BodyState<B>,
-        token: Option<UpstreamToken>,
-        rejected: Option<StatusCode>,
-        // This request's token came from a refresh: a rejection of it is final (row U4), never
-        // a second refresh.
-        refreshed: bool,
     }
 }
 
 pin_project! {
+    /// `F`: the inner service's future; `O`: the same for a retry; `L`: the store's load.
     #[project = StateProj]
-    enum State<F, L, O> {
+    #[project_replace = StateOwned]
+    enum State<F, O, L, B> {
         // No `LinkKey`: not ours.
         Passthrough { #[pin] future: F },
-        // Loading the link (and buffering the body meanwhile).
-        Load { #[pin] load: L },
-        // Link loaded; finishing the body.
-        Prepare,
-        // Refreshing, before the first attempt or after a rejection.
-        Refresh { future: BoxFuture<Outcome>, trigger: Trigger },
-        First { #[pin] future: F },
-        Retry { #[pin] future: O },
-        // Marking the link as needing re-authorization, then failing.
-        Mark { future: BoxFuture<()>, error: Option<UpstreamError> },
-        Failed { error: Option<UpstreamError> },
+        // Loading the link, reading the body meanwhile.
+        Load { #[pin] load: L, key: LinkKey, head: Parts, body: BodyState<B> },
+        // Link loaded; reading the rest of the body.
+        Buffer { key: LinkKey, token: UpstreamToken, head: Parts, buffering: Buffering<B> },
+        // Refreshing, ahead of expiry or after a rejection.
+        Refresh { future: BoxFuture<Outcome>, key: LinkKey, trigger: Trigger<B> },
+        // An attempt (the first, or the retry) waiting for the provider's answer.
+        Attempt {
+            #[pin] future: Sending<F, O>,
+            key: LinkKey,
+            // The access token it carries.
+            access: TokenSecret,
+            on_reject: OnReject,
+        },
+        // Marking the link as needing re-authorization, then failing with `error`.
+        Mark { future: BoxFuture<()>, error: UpstreamError },
+        Failed { error: UpstreamError },
+        Done,
     }
 }
 
-#[derive(Clone, Copy)]
-enum Trigger {
-    /// The token expires within the skew (row U3).
-    Proactive,
-    /// The provider rejected it (row U2).
-    Rejected,
+pin_project! {
+    /// The future of one attempt.
+    #[project = SendingProj]
+    enum Sending<F, O> {
+        // Through the service `poll_ready` drove to readiness.
+        First { #[pin] future: F },
+        // Through a clone of it, made ready by `Oneshot`.
+        Again { #[pin] future: O },
+    }
 }
 
+impl<F, O, T, E> Future for Sending<F, O>
+where
+    F: Future<Output = Result<T, E>>,
+    O: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            SendingProj::First { future } => future.poll(cx),
+            SendingProj::Again { future } => future.poll(cx),
+        }
+    }
+}
+
+/// Why a refresh runs, and what it needs to go on.
+enum Trigger<B> {
+    /// The token expires within the skew (row U3); `request` is yet to be sent. If the refresh
+    /// fails for a passing reason, `token` is used while it is valid.
+    Proactive {
+        token: UpstreamToken,
+        request: Outgoing<B>,
+    },
+    /// The provider rejected the token with `status` (row U2).
+    Rejected { status: StatusCode, replay: Replay },
+}
+
+/// What a rejection of an attempt leads to.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "it lives in the future's state either way; boxing would cost an allocation per request"
+)]
+enum OnReject {
+    /// A refresh, then `replay` sent again (if the body was kept).
+    Refresh(Replay),
+    /// Nothing more: the attempt's token came from a refresh for this request, so the
+    /// rejection is final (row U4) — never a second refresh.
+    Final,
+}
+
+/// The request to send again after a refresh, or why it cannot be.
+type Replay = Result<Resend, NotReplayable>;
+
+/// A request whose body was kept whole.
+struct Resend {
+    head: Parts,
+    data: Bytes,
+    trailers: Option<HeaderMap>,
+}
+
+/// A request ready for its first attempt.
+struct Outgoing<B> {
+    head: Parts,
+    body: ReadBody<B>,
+}
+
+/// The request body, while it is read before the first attempt.
 enum BodyState<B> {
-    Buffering(Buffering<B>),
+    Reading(Buffering<B>),
+    Read(Result<ReadBody<B>, BoxError>),
+}
+
+/// The request body, read as far as it is before the first attempt.
+enum ReadBody<B> {
+    /// All of it, within the replay limit: it can be sent again.
     Whole {
         data: Bytes,
         trailers: Option<HeaderMap>,
     },
-    Large {
-        prefix: Bytes,
-        rest: B,
-    },
-    // The request carries `NoReplay`: sent as it streams, never buffered.
-    Streamed {
-        rest: B,
-    },
-    Sent(NotReplayable),
-    Failed(Option<BoxError>),
+    /// Longer than the replay limit: what was read, then the rest.
+    TooLarge { prefix: Bytes, rest: B },
+    /// The request carries `NoReplay`: sent as it streams, never buffered.
+    Streamed { rest: B },
 }
 
 impl<B> BodyState<B>
@@ -106,47 +198,25 @@ where
     B: Body + Unpin,
     B::Error: Into<BoxError>,
 {
-    /// Drives buffering to its end.
-    fn poll_buffered(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if let Self::Buffering(buffering) = self {
-            *self = match ready!(buffering.poll_buffer(cx)) {
-                Ok(Buffered::Whole { data, trailers }) => Self::Whole { data, trailers },
-                Ok(Buffered::TooLarge { prefix, rest }) => Self::Large { prefix, rest },
-                Err(error) => Self::Failed(Some(error.into())),
-            };
+    /// Reads on while the store answers.
+    fn poll_read(&mut self, cx: &mut Context<'_>) {
+        if let Self::Reading(buffering) = self
+            && let Poll::Ready(read) = buffering.poll_buffer(cx)
+        {
+            *self = Self::Read(read_body(read));
         }
-        Poll::Ready(())
     }
 }
 
-/// The request without its body, to build each attempt from.
-struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    extensions: Extensions,
-}
-
-impl Head {
-    fn request<B>(&self, body: B) -> Request<B> {
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
-        *request.extensions_mut() = self.extensions.clone();
-        request
-    }
-
-    fn into_request<B>(self, body: B) -> Request<B> {
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method;
-        *request.uri_mut() = self.uri;
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers;
-        *request.extensions_mut() = self.extensions;
-        request
+fn read_body<B>(read: Result<Buffered<B>, B::Error>) -> Result<ReadBody<B>, BoxError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    match read {
+        Ok(Buffered::Whole { data, trailers }) => Ok(ReadBody::Whole { data, trailers }),
+        Ok(Buffered::TooLarge { prefix, rest }) => Ok(ReadBody::TooLarge { prefix, rest }),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -157,76 +227,47 @@ where
     B: Body + Unpin,
 {
     pub(super) fn new(mut service: S, shared: Arc<Shared<St, R>>, request: Request<B>) -> Self {
-        let (parts, body) = request.into_parts();
-        let key = parts.extensions.get::<LinkKey>().cloned();
-        let (state, body) = match &key {
-            None => {
-                let request = Request::from_parts(parts, RetryBody::chained(Bytes::new(), body));
-                let state = State::Passthrough {
-                    future: service.call(request),
-                };
-                return Self {
-                    state,
-                    service,
-                    shared,
-                    key,
-                    head: None,
-                    body: BodyState::Sent(NotReplayable::TooLarge { limit: 0 }),
-                    token: None,
-                    rejected: None,
-                    refreshed: false,
-                };
-            }
-            Some(key) if !shared.owns(key) => {
+        let state = match request.extensions().get::<LinkKey>().cloned() {
+            None => State::Passthrough {
+                future: service.call(request.map(|body| RetryBody::chained(Bytes::new(), body))),
+            },
+            Some(key) if !shared.owns(&key) => {
                 tracing::error!(
                     layer = &*shared.provider,
                     request = key.provider(),
                     "the request's LinkKey names another provider than this layer's"
                 );
-                let error = UpstreamError::Misconfigured {
-                    provider: Arc::from(key.provider()),
-                    source: None,
-                };
-                (
-                    State::Failed { error: Some(error) },
-                    BodyState::Failed(None),
-                )
+                State::Failed {
+                    error: UpstreamError::Misconfigured {
+                        provider: Arc::from(key.provider()),
+                        source: None,
+                    },
+                }
             }
             Some(key) => {
-                let body = if parts.extensions.get::<NoReplay>().is_some() {
-                    BodyState::Streamed { rest: body }
+                let (head, body) = request.into_parts();
+                let body = if head.extensions.get::<NoReplay>().is_some() {
+                    BodyState::Read(Ok(ReadBody::Streamed { rest: body }))
                 } else if body.is_end_stream() {
-                    BodyState::Whole {
+                    BodyState::Read(Ok(ReadBody::Whole {
                         data: Bytes::new(),
                         trailers: None,
-                    }
+                    }))
                 } else {
-                    BodyState::Buffering(Buffering::new(body, shared.replay_limit))
+                    BodyState::Reading(Buffering::new(body, shared.replay_limit))
                 };
-                (
-                    State::Load {
-                        load: shared.store.load(key),
-                    },
+                State::Load {
+                    load: shared.store.load(&key),
+                    key,
+                    head,
                     body,
-                )
+                }
             }
         };
         Self {
             state,
             service,
             shared,
-            key,
-            head: Some(Head {
-                method: parts.method,
-                uri: parts.uri,
-                version: parts.version,
-                headers: parts.headers,
-                extensions: parts.extensions,
-            }),
-            body,
-            token: None,
-            rejected: None,
-            refreshed: false,
         }
     }
 }
@@ -244,246 +285,335 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let shared = &**this.shared;
+        let shared = &*this.shared;
         loop {
+            // Each arm drives its state's future; once it is ready, the state's data is moved
+            // out (leaving `Done`) into the next state.
             let next = match this.state.as_mut().project() {
                 StateProj::Passthrough { future } => {
-                    return future
-                        .poll(cx)
-                        .map_err(|e| transport_error(&shared.provider, e.into()));
+                    let result = ready!(future.poll(cx));
+                    this.state.set(State::Done);
+                    return Poll::Ready(
+                        result.map_err(|e| transport_error(&shared.provider, e.into())),
+                    );
                 }
-                StateProj::Load { load } => {
-                    // Buffer while the store answers.
-                    let _ = this.body.poll_buffered(cx);
-                    match ready!(load.poll(cx)) {
-                        Err(error) => failed(UpstreamError::StoreUnavailable {
-                            provider: shared.provider.clone(),
-                            source: Arc::new(error),
-                        }),
-                        Ok(None) => failed(shared.reauth(ReauthReason::NotConnected, None)),
-                        Ok(Some(stored)) => {
-                            // A refreshed link the store did not take replaces the record it
-                            // was refreshed from.
-                            let token = match this.key.as_ref() {
-                                Some(key) => {
-                                    shared.flights.newer_than(key, &stored).unwrap_or(stored)
-                                }
-                                None => stored,
-                            };
-                            if token.needs_reauthorization() {
-                                failed(shared.reauth(ReauthReason::Marked, None))
-                            } else {
-                                *this.token = Some(token);
-                                State::Prepare
-                            }
-                        }
-                    }
-                }
-                StateProj::Prepare => {
-                    ready!(this.body.poll_buffered(cx));
-                    if let BodyState::Failed(error) = this.body {
-                        let source = error.take().unwrap_or_else(|| "request body failed".into());
-                        return Poll::Ready(Err(UpstreamError::RequestBody {
-                            provider: shared.provider.clone(),
-                            source,
-                        }));
-                    }
-                    let (Some(key), Some(token)) = (this.key.as_ref(), this.token.as_ref()) else {
-                        return Poll::Pending;
+                StateProj::Load { load, body, .. } => {
+                    body.poll_read(cx);
+                    let loaded = ready!(load.poll(cx));
+                    let StateOwned::Load {
+                        key, head, body, ..
+                    } = this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Load")
                     };
-                    let refresh = token.refresh_token().is_some()
-                        && token.refresh_due(shared.skew, SystemTime::now())
-                        && !shared.flights.cooling(key);
-                    if refresh {
-                        State::Refresh {
-                            future: flight::refresh(
-                                this.shared.clone(),
-                                key.clone(),
-                                token.access_token().clone(),
-                            ),
-                            trigger: Trigger::Proactive,
-                        }
-                    } else {
-                        first_attempt(this.service, this.head, this.body, token, shared)
-                    }
+                    link_loaded(this.service, shared, key, head, body, loaded)
                 }
-                StateProj::Refresh { future, trigger } => {
+                StateProj::Buffer { buffering, .. } => {
+                    let body = read_body(ready!(buffering.poll_buffer(cx)));
+                    let StateOwned::Buffer {
+                        key, token, head, ..
+                    } = this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Buffer")
+                    };
+                    ready_to_send(this.service, shared, key, token, head, body)
+                }
+                StateProj::Refresh { future, .. } => {
                     let outcome = ready!(future.as_mut().poll(cx));
-                    let (Some(key), Some(token)) = (this.key.as_ref(), this.token.as_mut()) else {
-                        return Poll::Pending;
+                    let StateOwned::Refresh { key, trigger, .. } =
+                        this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Refresh")
                     };
-                    match (*trigger, outcome) {
-                        (Trigger::Proactive, Ok(fresh)) => {
-                            *token = fresh;
-                            *this.refreshed = true;
-                            first_attempt(this.service, this.head, this.body, token, shared)
-                        }
-                        (Trigger::Proactive, Err(failure)) => {
-                            let transient = matches!(
-                                failure,
-                                RefreshFailure::Grant(ref e) if !e.needs_reauthorization()
-                            ) || matches!(
-                                failure,
-                                RefreshFailure::Store(_)
-                                    | RefreshFailure::TimedOut
-                                    | RefreshFailure::Aborted
-                            );
-                            if transient && !token.is_expired(SystemTime::now()) {
-                                // Still valid: use it, and don't ask again for a while.
-                                tracing::warn!(
-                                    provider = key.provider(),
-                                    "refresh ahead of expiry failed; using the current token"
-                                );
-                                shared.flights.cool_down(key, shared.retry_after);
-                                first_attempt(this.service, this.head, this.body, token, shared)
-                            } else {
-                                failed(shared.failure(failure, None))
-                            }
-                        }
-                        (Trigger::Rejected, Ok(fresh)) => {
-                            *token = fresh;
-                            *this.refreshed = true;
-                            match (&*this.body, this.head.as_ref()) {
-                                (BodyState::Whole { data, trailers }, Some(head)) => {
-                                    let mut request = head.request(RetryBody::buffered(
-                                        data.clone(),
-                                        trailers.clone(),
-                                    ));
-                                    match authorize(&mut request, token, shared) {
-                                        Ok(()) => State::Retry {
-                                            future: Oneshot::new(this.service.clone(), request),
-                                        },
-                                        Err(error) => failed(error),
-                                    }
-                                }
-                                (BodyState::Sent(reason), _) => {
-                                    failed(UpstreamError::BodyNotReplayable {
-                                        provider: shared.provider.clone(),
-                                        reason: *reason,
-                                        received_status: this
-                                            .rejected
-                                            .unwrap_or(StatusCode::UNAUTHORIZED),
-                                    })
-                                }
-                                _ => return Poll::Pending,
-                            }
-                        }
-                        (Trigger::Rejected, Err(failure)) => {
-                            failed(shared.failure(failure, *this.rejected))
-                        }
-                    }
+                    refreshed(this.service, shared, key, trigger, outcome)
                 }
-                StateProj::First { future } => {
-                    let response = ready!(future.poll(cx))
-                        .map_err(|e| transport_error(&shared.provider, e.into()))?;
+                StateProj::Attempt { future, .. } => {
+                    let answer = ready!(future.poll(cx));
+                    let StateOwned::Attempt {
+                        key,
+                        access,
+                        on_reject,
+                        ..
+                    } = this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Attempt")
+                    };
+                    let response =
+                        answer.map_err(|e| transport_error(&shared.provider, e.into()))?;
                     match shared.classify(response) {
                         Classified::Done(result) => return Poll::Ready(result),
                         Classified::Rejected(status) => {
-                            let (Some(key), Some(token)) = (this.key.as_ref(), this.token.as_ref())
-                            else {
-                                return Poll::Pending;
-                            };
-                            if *this.refreshed {
-                                // Refreshed ahead of expiry for this very request, and still
-                                // rejected: once per request (row U4).
-                                fresh_token_rejected(this.shared, key, token, status)
-                            } else {
-                                tracing::debug!(provider = key.provider(), %status, "token rejected; refreshing");
-                                *this.rejected = Some(status);
-                                State::Refresh {
-                                    future: flight::refresh(
-                                        this.shared.clone(),
-                                        key.clone(),
-                                        token.access_token().clone(),
-                                    ),
-                                    trigger: Trigger::Rejected,
-                                }
-                            }
+                            rejected(shared, key, access, on_reject, status)
                         }
                     }
                 }
-                StateProj::Retry { future } => {
-                    let response = ready!(future.poll(cx))
-                        .map_err(|e| transport_error(&shared.provider, e.into()))?;
-                    match shared.classify(response) {
-                        Classified::Done(result) => return Poll::Ready(result),
-                        Classified::Rejected(status) => {
-                            let (Some(key), Some(token)) = (this.key.as_ref(), this.token.as_ref())
-                            else {
-                                return Poll::Pending;
-                            };
-                            fresh_token_rejected(this.shared, key, token, status)
-                        }
-                    }
-                }
-                StateProj::Mark { future, error } => {
+                StateProj::Mark { future, .. } => {
                     ready!(future.as_mut().poll(cx));
-                    return match error.take() {
-                        Some(error) => Poll::Ready(Err(error)),
-                        None => Poll::Pending,
+                    let StateOwned::Mark { error, .. } =
+                        this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Mark")
                     };
+                    return Poll::Ready(Err(error));
                 }
-                StateProj::Failed { error } => {
-                    return match error.take() {
-                        Some(error) => Poll::Ready(Err(error)),
-                        None => Poll::Pending,
+                StateProj::Failed { .. } => {
+                    let StateOwned::Failed { error } =
+                        this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the state Failed")
                     };
+                    return Poll::Ready(Err(error));
                 }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
             };
             this.state.set(next);
         }
     }
 }
 
-fn failed<F, L, O>(error: UpstreamError) -> State<F, L, O> {
-    State::Failed { error: Some(error) }
+type StateOf<S, L, B> =
+    State<<S as Service<Request<RetryBody<B>>>>::Future, Oneshot<S, Request<RetryBody<B>>>, L, B>;
+
+/// The store answered (state `Load`).
+fn link_loaded<S, St, R, B>(
+    service: &mut S,
+    shared: &Arc<Shared<St, R>>,
+    key: LinkKey,
+    head: Parts,
+    body: BodyState<B>,
+    loaded: Result<Option<UpstreamToken>, St::Error>,
+) -> StateOf<S, St::Load, B>
+where
+    S: Service<Request<RetryBody<B>>>,
+    St: TokenStore,
+    R: Refresher,
+{
+    let stored = match loaded {
+        Ok(Some(stored)) => stored,
+        Ok(None) => {
+            return State::Failed {
+                error: shared.reauth(ReauthReason::NotConnected, None),
+            };
+        }
+        Err(error) => {
+            return State::Failed {
+                error: UpstreamError::StoreUnavailable {
+                    provider: shared.provider.clone(),
+                    source: Arc::new(error),
+                },
+            };
+        }
+    };
+    // A refreshed link the store did not take replaces the record it was refreshed from.
+    let token = shared.flights.newer_than(&key, &stored).unwrap_or(stored);
+    if token.needs_reauthorization() {
+        return State::Failed {
+            error: shared.reauth(ReauthReason::Marked, None),
+        };
+    }
+    match body {
+        BodyState::Reading(buffering) => State::Buffer {
+            key,
+            token,
+            head,
+            buffering,
+        },
+        BodyState::Read(body) => ready_to_send(service, shared, key, token, head, body),
+    }
 }
 
-/// Sends the first attempt with `token`.
-fn first_attempt<S, St, R, B, F, L, O>(
+/// The link is loaded and the body read: refresh ahead of expiry (row U3), or send.
+fn ready_to_send<S, St, R, L, B>(
     service: &mut S,
-    head: &mut Option<Head>,
-    body: &mut BodyState<B>,
-    token: &UpstreamToken,
-    shared: &Shared<St, R>,
-) -> State<F, L, O>
+    shared: &Arc<Shared<St, R>>,
+    key: LinkKey,
+    token: UpstreamToken,
+    head: Parts,
+    body: Result<ReadBody<B>, BoxError>,
+) -> StateOf<S, L, B>
 where
-    S: Service<Request<RetryBody<B>>, Future = F>,
+    S: Service<Request<RetryBody<B>>>,
+    St: TokenStore,
+    R: Refresher,
 {
-    let request = match mem::replace(body, BodyState::Failed(None)) {
-        BodyState::Whole { data, trailers } => {
-            let request = head
-                .as_ref()
-                .map(|head| head.request(RetryBody::buffered(data.clone(), trailers.clone())));
-            *body = BodyState::Whole { data, trailers };
-            request
+    let body = match body {
+        Ok(body) => body,
+        Err(source) => {
+            return State::Failed {
+                error: UpstreamError::RequestBody {
+                    provider: shared.provider.clone(),
+                    source,
+                },
+            };
         }
-        BodyState::Large { prefix, rest } => {
-            *body = BodyState::Sent(NotReplayable::TooLarge {
+    };
+    let request = Outgoing { head, body };
+    let due = token.refresh_token().is_some()
+        && token.refresh_due(shared.skew, SystemTime::now())
+        && !shared.flights.cooling(&key);
+    if due {
+        State::Refresh {
+            future: flight::refresh(shared.clone(), key.clone(), token.access_token().clone()),
+            key,
+            trigger: Trigger::Proactive { token, request },
+        }
+    } else {
+        first_attempt(service, shared, key, &token, request, false)
+    }
+}
+
+/// Sends `request` for the first time, with `token`; `refreshed`: the token comes from a
+/// refresh for this very request.
+fn first_attempt<S, St, R, L, B>(
+    service: &mut S,
+    shared: &Shared<St, R>,
+    key: LinkKey,
+    token: &UpstreamToken,
+    request: Outgoing<B>,
+    refreshed: bool,
+) -> StateOf<S, L, B>
+where
+    S: Service<Request<RetryBody<B>>>,
+{
+    let Outgoing { head, body } = request;
+    let (request, replay) = match body {
+        ReadBody::Whole { data, trailers } => (
+            Request::from_parts(
+                head.clone(),
+                RetryBody::buffered(data.clone(), trailers.clone()),
+            ),
+            Ok(Resend {
+                head,
+                data,
+                trailers,
+            }),
+        ),
+        ReadBody::TooLarge { prefix, rest } => (
+            Request::from_parts(head, RetryBody::chained(prefix, rest)),
+            Err(NotReplayable::TooLarge {
                 limit: shared.replay_limit,
-            });
-            // Cannot be sent twice: no need to keep the head either.
-            head.take()
-                .map(|head| head.into_request(RetryBody::chained(prefix, rest)))
-        }
-        BodyState::Streamed { rest } => {
-            *body = BodyState::Sent(NotReplayable::Streamed);
-            head.take()
-                .map(|head| head.into_request(RetryBody::chained(Bytes::new(), rest)))
-        }
-        other => {
-            *body = other;
-            None
-        }
+            }),
+        ),
+        ReadBody::Streamed { rest } => (
+            Request::from_parts(head, RetryBody::chained(Bytes::new(), rest)),
+            Err(NotReplayable::Streamed),
+        ),
     };
-    let Some(mut request) = request else {
-        return State::Failed { error: None };
+    let on_reject = if refreshed {
+        OnReject::Final
+    } else {
+        OnReject::Refresh(replay)
     };
-    match authorize(&mut request, token, shared) {
-        Ok(()) => State::First {
+    attempt(shared, key, token, request, on_reject, |request| {
+        Sending::First {
             future: service.call(request),
+        }
+    })
+}
+
+/// A refresh ended (state `Refresh`).
+fn refreshed<S, St, R, L, B>(
+    service: &mut S,
+    shared: &Shared<St, R>,
+    key: LinkKey,
+    trigger: Trigger<B>,
+    outcome: Outcome,
+) -> StateOf<S, L, B>
+where
+    S: Service<Request<RetryBody<B>>> + Clone,
+{
+    match trigger {
+        Trigger::Proactive { token, request } => match outcome {
+            Ok(fresh) => first_attempt(service, shared, key, &fresh, request, true),
+            Err(failure) if failure.is_passing() && !token.is_expired(SystemTime::now()) => {
+                // Still valid: use it, and don't ask again for a while.
+                tracing::warn!(
+                    provider = key.provider(),
+                    "refresh ahead of expiry failed; using the current token"
+                );
+                shared.flights.cool_down(&key, shared.retry_after);
+                first_attempt(service, shared, key, &token, request, false)
+            }
+            Err(failure) => State::Failed {
+                error: shared.failure(failure, None),
+            },
         },
-        Err(error) => failed(error),
+        Trigger::Rejected { status, replay } => match (outcome, replay) {
+            (Err(failure), _) => State::Failed {
+                error: shared.failure(failure, Some(status)),
+            },
+            (Ok(fresh), Ok(resend)) => {
+                let request = Request::from_parts(
+                    resend.head,
+                    RetryBody::buffered(resend.data, resend.trailers),
+                );
+                let service = service.clone();
+                attempt(shared, key, &fresh, request, OnReject::Final, |request| {
+                    Sending::Again {
+                        future: Oneshot::new(service, request),
+                    }
+                })
+            }
+            (Ok(_), Err(reason)) => State::Failed {
+                error: UpstreamError::BodyNotReplayable {
+                    provider: shared.provider.clone(),
+                    reason,
+                    received_status: status,
+                },
+            },
+        },
+    }
+}
+
+/// The provider rejected the token of an attempt with `status` (row U2).
+fn rejected<F, O, L, B, St, R>(
+    shared: &Arc<Shared<St, R>>,
+    key: LinkKey,
+    access: TokenSecret,
+    on_reject: OnReject,
+    status: StatusCode,
+) -> State<F, O, L, B>
+where
+    St: TokenStore,
+    R: Refresher,
+{
+    match on_reject {
+        OnReject::Refresh(replay) => {
+            tracing::debug!(provider = key.provider(), %status, "token rejected; refreshing");
+            State::Refresh {
+                future: flight::refresh(shared.clone(), key.clone(), access),
+                key,
+                trigger: Trigger::Rejected { status, replay },
+            }
+        }
+        OnReject::Final => {
+            // Fresh from a refresh and rejected too (row U4).
+            tracing::warn!(provider = key.provider(), %status, "a fresh token was rejected; the link needs re-authorization");
+            State::Mark {
+                future: flight::mark_rejected(shared.clone(), key, access),
+                error: shared.reauth(ReauthReason::RejectedAfterRefresh, Some(status)),
+            }
+        }
+    }
+}
+
+/// Sends an attempt (the first or the retry) with `token`.
+fn attempt<F, O, L, B, St, R>(
+    shared: &Shared<St, R>,
+    key: LinkKey,
+    token: &UpstreamToken,
+    mut request: Request<RetryBody<B>>,
+    on_reject: OnReject,
+    send: impl FnOnce(Request<RetryBody<B>>) -> Sending<F, O>,
+) -> State<F, O, L, B> {
+    match authorize(&mut request, token, shared) {
+        Ok(()) => State::Attempt {
+            future: send(request),
+            key,
+            access: token.access_token().clone(),
+            on_reject,
+        },
+        Err(error) => State::Failed { error },
     }
 }
 
@@ -505,25 +635,6 @@ fn authorize<B, St, R>(
             provider: shared.provider.clone(),
             source: None,
         }),
-    }
-}
-
-/// A token fresh from a refresh was rejected too (row U4): mark the link as needing
-/// re-authorization, then fail with that.
-fn fresh_token_rejected<F, L, O, St, R>(
-    shared: &Arc<Shared<St, R>>,
-    key: &LinkKey,
-    token: &UpstreamToken,
-    status: StatusCode,
-) -> State<F, L, O>
-where
-    St: TokenStore,
-    R: Send + Sync + 'static,
-{
-    tracing::warn!(provider = key.provider(), %status, "a fresh token was rejected; the link needs re-authorization");
-    State::Mark {
-        future: flight::mark_rejected(shared.clone(), key.clone(), token.access_token().clone()),
-        error: Some(shared.reauth(ReauthReason::RejectedAfterRefresh, Some(status))),
     }
 }
 
@@ -577,7 +688,8 @@ impl<St, R> Shared<St, R> {
         }
     }
 
-    /// What to do with a provider's response.
+    /// What a provider's response means: its token was rejected (row U2), or the request is
+    /// done — passed on (rows U1, U6) or failed (row U5).
     fn classify<B>(&self, mut response: Response<B>) -> Classified<B> {
         let class = match response.extensions().get::<UpstreamClass>() {
             Some(class) => class.clone(),
@@ -592,23 +704,27 @@ impl<St, R> Shared<St, R> {
                 }))
             }
             UpstreamClass::Forbidden => {
-                // Row U6: the caller holds none of the credentials the provider's challenge
-                // names; say who answered.
-                let headers = response.headers_mut();
-                strip_hop_by_hop(headers);
-                headers.remove(WWW_AUTHENTICATE);
-                headers.append(PROXY_STATUS, self.forbidden_status.clone());
+                rewrite_passed_on(&mut response, Some(&self.forbidden_status));
                 Classified::Done(Ok(response))
             }
             _ => {
-                // Row U1: passed on, but the provider's challenges name credentials the caller
-                // does not hold (and could pass for ours).
-                let headers = response.headers_mut();
-                strip_hop_by_hop(headers);
-                headers.remove(WWW_AUTHENTICATE);
+                rewrite_passed_on(&mut response, None);
                 Classified::Done(Ok(response))
             }
         }
+    }
+}
+
+/// A provider's response as it is passed on to the caller (rows U1, U6): without hop-by-hop
+/// headers, and without the provider's `WWW-Authenticate` (its challenges name credentials the
+/// caller does not hold, and could pass for ours). A plain `403` also says who answered:
+/// `forbidden_status` is its `Proxy-Status` (`<proxy>; received-status=403`).
+fn rewrite_passed_on<B>(response: &mut Response<B>, forbidden_status: Option<&HeaderValue>) {
+    let headers = response.headers_mut();
+    strip_hop_by_hop(headers);
+    headers.remove(WWW_AUTHENTICATE);
+    if let Some(status) = forbidden_status {
+        headers.append(PROXY_STATUS, status.clone());
     }
 }
 
@@ -645,4 +761,781 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
         next = error.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::VecDeque,
+        convert::Infallible,
+        future::{Future, poll_fn},
+        pin::{Pin, pin},
+        sync::{Arc, Mutex},
+        task::{Context, Poll},
+        time::{Duration, Instant},
+    };
+
+    use bytes::Bytes;
+    use http::{
+        HeaderMap, HeaderValue, Request, Response, StatusCode,
+        header::{AUTHORIZATION, CONNECTION, WWW_AUTHENTICATE},
+    };
+    use http_body::{Body, Frame};
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    use super::super::{NoReplay, RefreshAndRetryLayer};
+    use crate::{
+        emit::{Emitter, PROXY_STATUS},
+        upstream::{
+            body::RetryBody,
+            error::{NotReplayable, ReauthReason, UpstreamError},
+            grant::{GrantError, Refresher, TokenResponse, refresher_fn},
+            store::{LinkKey, MemoryStore, TokenSecret, UpstreamToken},
+        },
+    };
+
+    const PROVIDER: &str = "acme";
+
+    fn key() -> LinkKey {
+        LinkKey::new("user-1", PROVIDER)
+    }
+
+    /// A request body: `frames` one at a time, then its end — or, when `endless`, nothing
+    /// more, ever.
+    struct TestBody {
+        frames: VecDeque<Frame<Bytes>>,
+        endless: bool,
+    }
+
+    impl TestBody {
+        fn new(chunks: &[&'static [u8]]) -> Self {
+            Self {
+                frames: chunks
+                    .iter()
+                    .map(|chunk| Frame::data(Bytes::from_static(chunk)))
+                    .collect(),
+                endless: false,
+            }
+        }
+
+        fn with_trailers(mut self, trailers: HeaderMap) -> Self {
+            self.frames.push_back(Frame::trailers(trailers));
+            self
+        }
+
+        fn endless(mut self) -> Self {
+            self.endless = true;
+            self
+        }
+    }
+
+    impl Body for TestBody {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            let this = self.get_mut();
+            match this.frames.pop_front() {
+                Some(frame) => Poll::Ready(Some(Ok(frame))),
+                None if this.endless => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+
+        fn is_end_stream(&self) -> bool {
+            !self.endless && self.frames.is_empty()
+        }
+    }
+
+    /// A request for the link of [`key`], carrying the caller's own token.
+    fn request(body: TestBody) -> Request<TestBody> {
+        let mut request = Request::post("https://api.acme.example/items")
+            .header(AUTHORIZATION, "Bearer caller-token")
+            .body(body)
+            .unwrap();
+        request.extensions_mut().insert(key());
+        request
+    }
+
+    /// What the provider saw of one request.
+    #[derive(Debug, PartialEq)]
+    struct Sent {
+        authorization: Option<String>,
+        body: Bytes,
+        trailers: Option<HeaderMap>,
+    }
+
+    impl Sent {
+        fn new(token: &str, body: &'static [u8]) -> Self {
+            Self {
+                authorization: Some(format!("Bearer {token}")),
+                body: Bytes::from_static(body),
+                trailers: None,
+            }
+        }
+    }
+
+    type Log = Arc<Mutex<Vec<Sent>>>;
+
+    /// A provider that accepts the access token `valid` and answers `401` to any other,
+    /// reading each request body whole.
+    fn provider(
+        valid: &'static str,
+        log: &Log,
+    ) -> impl Service<
+        Request<RetryBody<TestBody>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static {
+        let log = log.clone();
+        service_fn(move |request: Request<RetryBody<TestBody>>| {
+            let log = log.clone();
+            async move {
+                let authorization = request
+                    .headers()
+                    .get(AUTHORIZATION)
+                    .map(|value| value.to_str().unwrap().to_owned());
+                let status = if authorization == Some(format!("Bearer {valid}")) {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                };
+                let collected = request.into_body().collect().await.unwrap();
+                log.lock().unwrap().push(Sent {
+                    authorization,
+                    trailers: collected.trailers().cloned(),
+                    body: collected.to_bytes(),
+                });
+                let response = Response::builder().status(status);
+                Ok(response.body(Full::default()).unwrap())
+            }
+        })
+    }
+
+    type Presented = Arc<Mutex<Vec<String>>>;
+
+    /// The layer over `store`, refreshing with `answer` and recording the refresh tokens
+    /// presented.
+    fn layer<A, Fut>(
+        store: &MemoryStore,
+        presented: &Presented,
+        answer: A,
+    ) -> RefreshAndRetryLayer<MemoryStore, impl Refresher>
+    where
+        A: Fn() -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<TokenResponse, GrantError>> + Send + 'static,
+    {
+        let presented = presented.clone();
+        let refresher = refresher_fn(move |refresh_token: TokenSecret| {
+            presented
+                .lock()
+                .unwrap()
+                .push(refresh_token.expose_secret().to_owned());
+            answer()
+        });
+        RefreshAndRetryLayer::new(PROVIDER, store.clone(), refresher, &Emitter::new("api"))
+    }
+
+    /// A refresh that rotates the refresh token.
+    async fn rotated() -> Result<TokenResponse, GrantError> {
+        Ok(TokenResponse::new("at-1")
+            .with_refresh_token("rt-1")
+            .with_expires_in(Duration::from_secs(3600)))
+    }
+
+    /// The stored link of [`key`]: access token, refresh token, whether it is marked.
+    fn stored(store: &MemoryStore) -> (String, Option<String>, bool) {
+        let link = store.get(&key()).expect("a link");
+        (
+            link.access_token().expose_secret().to_owned(),
+            link.refresh_token().map(|t| t.expose_secret().to_owned()),
+            link.needs_reauthorization(),
+        )
+    }
+
+    fn link(access: &str, refresh: Option<&str>, marked: bool) -> (String, Option<String>, bool) {
+        (access.to_owned(), refresh.map(str::to_owned), marked)
+    }
+
+    fn stale_store() -> MemoryStore {
+        let store = MemoryStore::new();
+        store.insert(key(), UpstreamToken::new("at-0").with_refresh_token("rt-0"));
+        store
+    }
+
+    #[tokio::test]
+    async fn without_a_link_key_the_request_and_the_answer_pass_untouched() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let provider = service_fn(|request: Request<RetryBody<TestBody>>| async move {
+            let authorization = request.headers()[AUTHORIZATION].clone();
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "payload");
+            let response = Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(WWW_AUTHENTICATE, r#"Bearer realm="acme""#)
+                .header(CONNECTION, "close")
+                .header("x-seen-authorization", authorization);
+            Ok::<_, Infallible>(response.body(Full::<Bytes>::default()).unwrap())
+        });
+        let client = layer(&store, &presented, rotated).layer(provider);
+
+        let mut request = request(TestBody::new(&[b"payload"]));
+        request.extensions_mut().remove::<LinkKey>();
+        let response = client.oneshot(request).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let headers = response.headers();
+        assert_eq!(headers["x-seen-authorization"], "Bearer caller-token");
+        assert_eq!(headers[WWW_AUTHENTICATE], r#"Bearer realm="acme""#);
+        assert_eq!(headers[CONNECTION], "close");
+        assert!(presented.lock().unwrap().is_empty());
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+    }
+
+    #[tokio::test]
+    async fn the_stored_token_replaces_the_callers_and_the_answer_is_cleaned() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let provider = provider("at-0", &log).map_response(|mut response| {
+            let headers = response.headers_mut();
+            headers.insert(CONNECTION, HeaderValue::from_static("x-hop"));
+            headers.insert("x-hop", HeaderValue::from_static("1"));
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+            headers.insert("x-kept", HeaderValue::from_static("yes"));
+            response
+        });
+        let client = layer(&store, &presented, rotated).layer(provider);
+
+        let response = client
+            .oneshot(request(TestBody::new(&[b"pay", b"load"])))
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(
+            headers.keys().map(|name| name.as_str()).collect::<Vec<_>>(),
+            ["x-kept"]
+        );
+        assert_eq!(*log.lock().unwrap(), [Sent::new("at-0", b"payload")]);
+        assert!(presented.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_plain_403_says_who_answered_and_loses_the_providers_challenge() {
+        let store = stale_store();
+        let provider = service_fn(|_: Request<RetryBody<TestBody>>| async {
+            let response = Response::builder()
+                .status(StatusCode::FORBIDDEN)
+                .header(WWW_AUTHENTICATE, r#"Bearer realm="acme""#);
+            Ok::<_, Infallible>(response.body(Full::<Bytes>::default()).unwrap())
+        });
+        let emitter = Emitter::new("api").proxy_name("gw");
+        let client = RefreshAndRetryLayer::new(
+            PROVIDER,
+            store.clone(),
+            refresher_fn(|_| rotated()),
+            &emitter,
+        )
+        .layer(provider);
+
+        let response = client.oneshot(request(TestBody::new(&[]))).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(response.headers().get(WWW_AUTHENTICATE), None);
+        assert_eq!(response.headers()[PROXY_STATUS], "gw; received-status=403");
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+    }
+
+    #[tokio::test]
+    async fn a_token_expiring_within_the_skew_is_refreshed_before_the_call() {
+        let store = MemoryStore::new();
+        store.insert(
+            key(),
+            UpstreamToken::new("at-0")
+                .with_refresh_token("rt-0")
+                .with_expires_in(Duration::from_secs(30)),
+        );
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated).layer(provider("at-1", &log));
+
+        let response = client
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(*log.lock().unwrap(), [Sent::new("at-1", b"payload")]);
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_is_refreshed_and_the_request_sent_again_byte_for_byte() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated).layer(provider("at-1", &log));
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+        let chunks: [&[u8]; 3] = [b"\x00\xff", b"binary\r\n", b"payload"];
+
+        let response = client
+            .oneshot(request(
+                TestBody::new(&chunks).with_trailers(trailers.clone()),
+            ))
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        let sent = |token| Sent {
+            trailers: Some(trailers.clone()),
+            ..Sent::new(token, b"\x00\xffbinary\r\npayload")
+        };
+        assert_eq!(*log.lock().unwrap(), [sent("at-0"), sent("at-1")]);
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    async fn a_fresh_token_rejected_too_marks_the_link_and_is_not_retried_again() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated).layer(provider("none", &log));
+
+        let error = client
+            .clone()
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap_err();
+
+        let UpstreamError::ReauthRequired {
+            provider,
+            reason,
+            received_status,
+            connect_url,
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(&*provider, PROVIDER);
+        assert_eq!(reason, ReauthReason::RejectedAfterRefresh);
+        assert_eq!(received_status, Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(connect_url, None);
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(
+            *log.lock().unwrap(),
+            [Sent::new("at-0", b"payload"), Sent::new("at-1", b"payload")]
+        );
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), true));
+
+        // Marked: the next request fails without reaching the provider or the token endpoint.
+        let error = client
+            .oneshot(request(TestBody::new(&[])))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                UpstreamError::ReauthRequired {
+                    reason: ReauthReason::Marked,
+                    received_status: None,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(log.lock().unwrap().len(), 2);
+        assert_eq!(presented.lock().unwrap().len(), 1);
+    }
+
+    /// Sends one request whose token the provider rejects, refreshing with `answer`; the
+    /// error, and the stored link afterwards.
+    async fn refresh_failing_with(
+        store: MemoryStore,
+        answer: impl Fn() -> Result<TokenResponse, GrantError> + Clone + Send + Sync + 'static,
+    ) -> (UpstreamError, (String, Option<String>, bool)) {
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, move || std::future::ready(answer()))
+            .retry_after(Duration::from_secs(3))
+            .layer(provider("at-1", &log));
+        let error = client
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap_err();
+        assert_eq!(*log.lock().unwrap(), [Sent::new("at-0", b"payload")]);
+        let presented = presented.lock().unwrap().clone();
+        assert_eq!(presented, ["rt-0"]);
+        (error, stored(&store))
+    }
+
+    #[tokio::test]
+    async fn invalid_grant_marks_the_link_and_keeps_its_refresh_token() {
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::InvalidGrant {
+                status: StatusCode::BAD_REQUEST,
+            })
+        })
+        .await;
+        assert!(
+            matches!(
+                error,
+                UpstreamError::ReauthRequired {
+                    reason: ReauthReason::InvalidGrant,
+                    received_status: None,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(after, link("at-0", Some("rt-0"), true));
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_is_our_misconfiguration_and_keeps_the_tokens() {
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::Misconfigured {
+                status: StatusCode::UNAUTHORIZED,
+                error: "invalid_client".to_owned(),
+            })
+        })
+        .await;
+        let UpstreamError::Misconfigured {
+            provider,
+            source:
+                Some(GrantError::Misconfigured {
+                    status,
+                    error: code,
+                }),
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(&*provider, PROVIDER);
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(code, "invalid_client");
+        assert_eq!(after, link("at-0", Some("rt-0"), false));
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_token_endpoint_keeps_the_tokens_and_says_when_to_retry() {
+        // Its own `Retry-After` wins…
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::Unavailable {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                retry_after: Some(Duration::from_secs(7)),
+            })
+        })
+        .await;
+        let UpstreamError::RefreshUnavailable {
+            retry_after,
+            source: Some(GrantError::Unavailable { status, .. }),
+            ..
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(retry_after, Duration::from_secs(7));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(after, link("at-0", Some("rt-0"), false));
+
+        // …else the layer's.
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::Unparseable {
+                status: StatusCode::OK,
+            })
+        })
+        .await;
+        let UpstreamError::RefreshUnavailable {
+            retry_after,
+            source: Some(GrantError::Unparseable { status }),
+            ..
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(retry_after, Duration::from_secs(3));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(after, link("at-0", Some("rt-0"), false));
+    }
+
+    #[tokio::test]
+    async fn an_unusable_answer_fails_as_its_kind_but_its_new_refresh_token_is_kept() {
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::RefreshTokenRotated {
+                error: Box::new(GrantError::Unparseable {
+                    status: StatusCode::OK,
+                }),
+                refresh_token: TokenSecret::new("rt-1"),
+            })
+        })
+        .await;
+        assert!(
+            matches!(
+                error,
+                UpstreamError::RefreshUnavailable {
+                    source: Some(GrantError::Unparseable { .. }),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(after, link("at-0", Some("rt-1"), false));
+
+        let (error, after) = refresh_failing_with(stale_store(), || {
+            Err(GrantError::RefreshTokenRotated {
+                error: Box::new(GrantError::Misconfigured {
+                    status: StatusCode::OK,
+                    error: "unsupported_token_type".to_owned(),
+                }),
+                refresh_token: TokenSecret::new("rt-1"),
+            })
+        })
+        .await;
+        assert!(
+            matches!(
+                error,
+                UpstreamError::Misconfigured {
+                    source: Some(GrantError::Misconfigured { .. }),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(after, link("at-0", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    async fn a_token_endpoint_that_never_answers_times_out_as_unavailable() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, std::future::pending)
+            .refresh_timeout(Duration::from_millis(50))
+            .retry_after(Duration::from_secs(3))
+            .layer(provider("at-1", &log));
+
+        let started = Instant::now();
+        let error = client
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap_err();
+
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(
+                error,
+                UpstreamError::RefreshUnavailable {
+                    retry_after,
+                    source: None,
+                    ..
+                } if retry_after == Duration::from_secs(3)
+            ),
+            "{error:?}"
+        );
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(stored(&store), link("at-0", Some("rt-0"), false));
+    }
+
+    #[tokio::test]
+    async fn without_a_refresh_token_a_rejection_marks_the_link() {
+        let store = MemoryStore::new();
+        store.insert(key(), UpstreamToken::new("at-0"));
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated).layer(provider("at-1", &log));
+
+        let error = client
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                error,
+                UpstreamError::ReauthRequired {
+                    reason: ReauthReason::NoRefreshToken,
+                    received_status: Some(StatusCode::UNAUTHORIZED),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(presented.lock().unwrap().is_empty());
+        assert_eq!(stored(&store), link("at-0", None, true));
+    }
+
+    #[tokio::test]
+    async fn a_link_never_connected_is_not_sent() {
+        let store = MemoryStore::new();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated).layer(provider("at-1", &log));
+
+        let error = client
+            .oneshot(request(TestBody::new(&[b"payload"])))
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                error,
+                UpstreamError::ReauthRequired {
+                    reason: ReauthReason::NotConnected,
+                    received_status: None,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(log.lock().unwrap().is_empty());
+        assert!(presented.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_too_large_to_keep_is_refreshed_for_but_not_sent_again() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, rotated)
+            .replay_limit(4)
+            .layer(provider("at-1", &log));
+
+        let error = client
+            .oneshot(request(TestBody::new(&[b"01234", b"56789"])))
+            .await
+            .unwrap_err();
+
+        let UpstreamError::BodyNotReplayable {
+            reason,
+            received_status,
+            ..
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(reason, NotReplayable::TooLarge { limit: 4 });
+        assert_eq!(received_status, StatusCode::UNAUTHORIZED);
+        assert_eq!(*log.lock().unwrap(), [Sent::new("at-0", b"0123456789")]);
+        // Refreshed, so that the caller's next attempt goes through.
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    async fn a_no_replay_body_is_sent_as_it_streams_and_not_sent_again() {
+        let store = stale_store();
+        let presented = Presented::default();
+        let first_frames = Arc::new(Mutex::new(Vec::new()));
+        // The body never ends: the provider answers after its first frame.
+        let provider = service_fn({
+            let first_frames = first_frames.clone();
+            move |request: Request<RetryBody<TestBody>>| {
+                let first_frames = first_frames.clone();
+                async move {
+                    let mut body = request.into_body();
+                    let frame = body.frame().await.unwrap().unwrap();
+                    first_frames
+                        .lock()
+                        .unwrap()
+                        .push(frame.into_data().unwrap());
+                    let response = Response::builder().status(StatusCode::UNAUTHORIZED);
+                    Ok::<_, Infallible>(response.body(Full::<Bytes>::default()).unwrap())
+                }
+            }
+        });
+        let client = layer(&store, &presented, rotated).layer(provider);
+        let mut request = request(TestBody::new(&[b"hello"]).endless());
+        request.extensions_mut().insert(NoReplay);
+
+        let error = tokio::time::timeout(Duration::from_secs(5), client.oneshot(request))
+            .await
+            .expect("sent without waiting for the body's end")
+            .unwrap_err();
+
+        let UpstreamError::BodyNotReplayable {
+            reason,
+            received_status,
+            ..
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        assert_eq!(reason, NotReplayable::Streamed);
+        assert_eq!(received_status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            *first_frames.lock().unwrap(),
+            [Bytes::from_static(b"hello")]
+        );
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_rejections_share_one_refresh() {
+        const REQUESTS: usize = 50;
+        let store = stale_store();
+        let presented = Presented::default();
+        let log = Log::default();
+        let client = layer(&store, &presented, || async {
+            // Long enough for every request to join.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            rotated().await
+        })
+        .layer(provider("at-1", &log));
+
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..REQUESTS {
+            calls.spawn(
+                client
+                    .clone()
+                    .oneshot(request(TestBody::new(&[b"payload"]))),
+            );
+        }
+        while let Some(call) = calls.join_next().await {
+            assert_eq!(call.unwrap().unwrap().status(), StatusCode::OK);
+        }
+
+        assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        let log = log.lock().unwrap();
+        let with = |token: &str| {
+            log.iter()
+                .filter(|sent| **sent == Sent::new(token, b"payload"))
+                .count()
+        };
+        assert_eq!((with("at-0"), with("at-1")), (REQUESTS, REQUESTS));
+        assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "ResponseFuture polled after completion")]
+    async fn polling_a_completed_future_panics_instead_of_hanging() {
+        let log = Log::default();
+        let mut client =
+            layer(&stale_store(), &Presented::default(), rotated).layer(provider("at-0", &log));
+        let mut future = pin!(
+            client
+                .ready()
+                .await
+                .unwrap()
+                .call(request(TestBody::new(&[])))
+        );
+        assert_eq!(future.as_mut().await.unwrap().status(), StatusCode::OK);
+        let _ = poll_fn(|cx| future.as_mut().poll(cx)).await;
+    }
 }

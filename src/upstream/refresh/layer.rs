@@ -1,3 +1,11 @@
+//! [`RefreshAndRetryLayer`]: the configuration of one provider's refresh-and-retry (skew,
+//! replay limit, refresh timeout, `Retry-After`, connect URL), and the single-flight table its
+//! services share.
+//!
+//! The layer is built once per provider; every [`RefreshAndRetry`] it makes shares one
+//! [`Shared`] (store, refresher, configuration, flights), so that concurrent requests for the
+//! same link join one refresh.
+
 use std::{fmt, sync::Arc, time::Duration};
 
 use tower_layer::Layer;
@@ -71,11 +79,16 @@ impl<St, R> RefreshAndRetryLayer<St, R> {
         self
     }
 
-    /// How long a refresh may take ([`DEFAULT_REFRESH_TIMEOUT`] unless set): waiting for the
-    /// store's lock, loading the link and the token endpoint's answer together. Past it the
-    /// request fails with [`RefreshUnavailable`](crate::upstream::UpstreamError::RefreshUnavailable)
-    /// (row U7) and the stored tokens are left as they were. Set it above the refresher's own
-    /// timeout ([`RefreshGrant::timeout`](crate::upstream::grant::RefreshGrant::timeout)).
+    /// How long a request waits for a refresh ([`DEFAULT_REFRESH_TIMEOUT`] unless set):
+    /// waiting for the store's lock, loading the link and the token endpoint's answer
+    /// together. Past it the request fails with
+    /// [`RefreshUnavailable`](crate::upstream::UpstreamError::RefreshUnavailable) (row U7).
+    ///
+    /// A token endpoint that has not answered by then is still awaited, up to six times this
+    /// timeout, holding the store's lock, and its answer is stored: a provider that rotates
+    /// refresh tokens has retired the old one already. Keep the refresher's own timeout
+    /// ([`RefreshGrant::timeout`](crate::upstream::grant::RefreshGrant::timeout)) at least that
+    /// long, and a shared store's lock lease longer.
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.config.refresh_timeout = timeout;
         self

@@ -22,9 +22,12 @@
 //!    rejection) is final, and the link is marked as needing re-authorization. Nothing is
 //!    retried twice.
 //!
-//! A refresh is bounded in time ([`DEFAULT_REFRESH_TIMEOUT`]): a store lock or a token endpoint
-//! that never answers ends in row U7 with the stored tokens untouched. A refreshed link the
-//! store fails to take is not lost: it is used anyway, kept in memory and written back later.
+//! A request waits for a refresh a bounded time ([`DEFAULT_REFRESH_TIMEOUT`]): a store lock or
+//! a token endpoint that does not answer in time ends in row U7. A token endpoint's late answer
+//! is still awaited in the background (up to six refresh timeouts) and stored, since the
+//! provider may have retired the old refresh token on receipt; until then the stored tokens are
+//! untouched. A refreshed link (or a re-authorization mark) the store fails to take is not
+//! lost: it is used anyway, kept in memory and written back later.
 //!
 //! Failures are [`UpstreamError`](crate::upstream::UpstreamError)s, to be rendered by the [`Emitter`](crate::emit::Emitter)
 //! (rows U4–U9). A plain `403` from the provider (row U6) is passed on with
@@ -107,10 +110,14 @@ pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 /// The `Retry-After` of a failed refresh when the token endpoint gave none, unless configured.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// How long a refresh may take — waiting for the store's lock, loading the link and the token
-/// endpoint's answer together — unless configured. Past it the request fails as row U7, the
-/// stored tokens untouched.
+/// How long a request waits for a refresh — for the store's lock, loading the link and the
+/// token endpoint's answer together — unless configured. Past it the request fails as row U7.
 pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How many refresh timeouts a token endpoint's answer is awaited in all: the requests waiting
+/// for it give up after one, but the refresh runs on, holding the store's lock, and stores
+/// what comes.
+pub(crate) const ANSWER_GRACE: u32 = 6;
 
 /// A request extension that makes [`RefreshAndRetry`] send the request body as it streams
 /// instead of buffering it first: for bodies that never end on their own (a bidirectional gRPC

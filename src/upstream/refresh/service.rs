@@ -1,3 +1,9 @@
+//! [`RefreshAndRetry`], the service: it hands each request to a [`ResponseFuture`], which does
+//! the work (its states are described in `future.rs`).
+//!
+//! `call` gives that future the inner service `poll_ready` drove to readiness, for the first
+//! attempt; a retry goes through a clone of it.
+
 use std::{
     fmt, mem,
     sync::Arc,
