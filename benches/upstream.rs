@@ -28,7 +28,6 @@ use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_bearer::emit::Emitter;
 use tower_bearer::upstream::{
     ClassifyUpstreamLayer, LinkKey, MemoryStore, UpstreamToken,
     grant::{TokenResponse, refresher_fn},
@@ -125,7 +124,6 @@ fn no_refresh(c: &mut Criterion) {
             "acme",
             store.clone(),
             no_refresher(),
-            &Emitter::new("bench"),
         ))
         .layer(ClassifyUpstreamLayer::new())
         .service(client);
@@ -179,7 +177,6 @@ fn no_refresh(c: &mut Criterion) {
             "acme",
             store.clone(),
             no_refresher(),
-            &Emitter::new("bench"),
         ))
         .layer(ClassifyUpstreamLayer::new())
         .service(provider);
@@ -246,12 +243,7 @@ fn refresh_storm(c: &mut Criterion) {
     };
     let store = MemoryStore::new();
     let client = ServiceBuilder::new()
-        .layer(RefreshAndRetryLayer::new(
-            "acme",
-            store.clone(),
-            refresher,
-            &Emitter::new("bench"),
-        ))
+        .layer(RefreshAndRetryLayer::new("acme", store.clone(), refresher))
         .layer(ClassifyUpstreamLayer::new())
         .service(provider);
     let mut storms = 0usize;

@@ -105,7 +105,7 @@ async fn main() -> Result<(), BoxError> {
         "demo-gateway",
     )
     .client_secret_basic("demo-client-secret");
-    let refresh = RefreshAndRetryLayer::new(PROVIDER, store.clone(), grant, &emitter)
+    let refresh = RefreshAndRetryLayer::new(PROVIDER, store.clone(), grant)
         .connect_url("https://gateway.example/connect/provider");
     let channel = Endpoint::from_shared(format!("http://{provider}"))?.connect_lazy();
     let upstream = GrpcUpstreamLayer::new(refresh, emitter.clone()).layer(channel);

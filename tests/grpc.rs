@@ -393,7 +393,7 @@ fn upstream(provider: SocketAddr, token_endpoint: SocketAddr, store: &MemoryStor
         "gateway-client",
     )
     .client_secret_basic("gateway-secret");
-    let refresh = RefreshAndRetryLayer::new(PROVIDER, store.clone(), grant, &emitter())
+    let refresh = RefreshAndRetryLayer::new(PROVIDER, store.clone(), grant)
         .connect_url("https://gateway.test/connect/provider");
     let channel = Endpoint::from_shared(format!("http://{provider}"))
         .unwrap()

@@ -8,14 +8,11 @@ use bytes::Bytes;
 use http::Uri;
 use http_body_util::Full;
 use tower::{ServiceBuilder, timeout::Timeout};
-use tower_bearer::{
-    emit::Emitter,
-    upstream::{
-        classify::{ClassifyUpstream, ClassifyUpstreamLayer, Standard},
-        grant::RefreshGrant,
-        refresh::{RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
-        store::MemoryStore,
-    },
+use tower_bearer::upstream::{
+    classify::{ClassifyUpstream, ClassifyUpstreamLayer, Standard},
+    grant::RefreshGrant,
+    refresh::{RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
+    store::MemoryStore,
 };
 
 use super::{
@@ -54,7 +51,6 @@ pub type Providers = BTreeMap<String, Arc<Provider>>;
 /// Builds the stacks; all share one token store and one pool of connections.
 pub fn build(
     settings: &Settings,
-    emitter: &Emitter,
     store: &MemoryStore,
     api: &ApiClient,
     tokens: &TokenClient,
@@ -63,7 +59,7 @@ pub fn build(
         .providers
         .iter()
         .map(|(name, provider)| {
-            let stack = stack(name, provider, settings, emitter, store, api, tokens);
+            let stack = stack(name, provider, settings, store, api, tokens);
             let provider = Provider {
                 name: Arc::from(name.as_str()),
                 settings: provider.clone(),
@@ -79,7 +75,6 @@ fn stack(
     name: &str,
     provider: &ProviderSettings,
     settings: &Settings,
-    emitter: &Emitter,
     store: &MemoryStore,
     api: &ApiClient,
     tokens: &TokenClient,
@@ -89,7 +84,9 @@ fn stack(
         max_request_body,
         ..
     } = settings.limits;
-    let grant = refresh_grant(provider, tokens.clone()).timeout(upstream_timeout);
+    // The grant keeps its own, longer time limit: a late answer may carry a rotated refresh
+    // token, which the refresh layer still stores after the callers were told to retry.
+    let grant = refresh_grant(provider, tokens.clone());
     let classifier = provider
         .rules
         .iter()
@@ -97,7 +94,7 @@ fn stack(
         .fold(Standard::new(), Standard::rule);
     ServiceBuilder::new()
         .layer(
-            RefreshAndRetryLayer::new(name, store.clone(), grant, emitter)
+            RefreshAndRetryLayer::new(name, store.clone(), grant)
                 // Absolute: the `Link` and the 303 must work wherever the caller resolves them.
                 .connect_url(format!("{}/connect/{name}", settings.public_url))
                 .refresh_skew(provider.refresh_skew)

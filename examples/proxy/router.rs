@@ -85,7 +85,7 @@ pub async fn build(settings: Settings, store: MemoryStore) -> Result<Router, Box
         .iter()
         .fold(Requirements::new(), |r, scope| r.scope(scope.clone()));
 
-    let providers = providers::build(&settings, &emitter, &store, &api_client, &token_client);
+    let providers = providers::build(&settings, &store, &api_client, &token_client);
     let app = App(Arc::new(Shared {
         settings,
         providers,

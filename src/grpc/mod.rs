@@ -111,7 +111,7 @@
 //!
 //! // Outbound: a tonic client to the provider, with the user's upstream tokens.
 //! let refresher = refresher_fn(|_refresh_token| async { Ok(TokenResponse::new("…")) });
-//! let refresh = RefreshAndRetryLayer::new("provider", MemoryStore::new(), refresher, &emitter);
+//! let refresh = RefreshAndRetryLayer::new("provider", MemoryStore::new(), refresher);
 //! let channel = Endpoint::from_static("http://[::1]:50051").connect_lazy();
 //! let provider = tonic::client::Grpc::new(GrpcUpstreamLayer::new(refresh, emitter.clone()).layer(channel));
 //! # drop(provider);

@@ -527,7 +527,7 @@ fn client_over<St: TokenStore>(
 ) -> ClientOver<St> {
     tower::ServiceBuilder::new()
         .layer(
-            RefreshAndRetryLayer::new(PROVIDER, store, grant, emitter)
+            RefreshAndRetryLayer::new(PROVIDER, store, grant)
                 .connect_url(CONNECT)
                 .refresh_skew(options.skew)
                 .replay_limit(options.replay_limit)

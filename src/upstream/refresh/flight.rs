@@ -592,8 +592,6 @@ mod tests {
         sync::atomic::{AtomicBool, AtomicUsize},
     };
 
-    use http::HeaderValue;
-
     use super::*;
     use crate::upstream::{
         grant::{RefresherFn, TokenResponse, refresher_fn},
@@ -692,7 +690,6 @@ mod tests {
                 replay_limit: 1024,
                 retry_after: Duration::from_secs(5),
                 refresh_timeout,
-                forbidden_status: HeaderValue::from_static("gw; received-status=403"),
             },
             flights: Arc::default(),
         })

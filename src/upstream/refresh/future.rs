@@ -39,9 +39,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderValue, Request, Response, StatusCode,
-    header::{AUTHORIZATION, WWW_AUTHENTICATE},
-    request::Parts,
+    HeaderMap, HeaderValue, Request, Response, StatusCode, header::AUTHORIZATION, request::Parts,
 };
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -54,14 +52,13 @@ use super::{
 };
 use crate::{
     BoxError,
-    emit::PROXY_STATUS,
+    emit::passed_on,
     upstream::{
         body::{Buffered, Buffering, RetryBody},
         classify::{UpstreamClass, classify_challenges},
         error::{NotReplayable, ReauthReason, UpstreamError},
         grant::Refresher,
         store::{LinkKey, TokenSecret, TokenStore, UpstreamToken},
-        strip_hop_by_hop,
     },
 };
 
@@ -703,28 +700,11 @@ impl<St, R> Shared<St, R> {
                     scopes,
                 }))
             }
-            UpstreamClass::Forbidden => {
-                rewrite_passed_on(&mut response, Some(&self.forbidden_status));
-                Classified::Done(Ok(response))
-            }
-            _ => {
-                rewrite_passed_on(&mut response, None);
+            class => {
+                passed_on::mark(&mut response, class == UpstreamClass::Forbidden);
                 Classified::Done(Ok(response))
             }
         }
-    }
-}
-
-/// A provider's response as it is passed on to the caller (rows U1, U6): without hop-by-hop
-/// headers, and without the provider's `WWW-Authenticate` (its challenges name credentials the
-/// caller does not hold, and could pass for ours). A plain `403` also says who answered:
-/// `forbidden_status` is its `Proxy-Status` (`<proxy>; received-status=403`).
-fn rewrite_passed_on<B>(response: &mut Response<B>, forbidden_status: Option<&HeaderValue>) {
-    let headers = response.headers_mut();
-    strip_hop_by_hop(headers);
-    headers.remove(WWW_AUTHENTICATE);
-    if let Some(status) = forbidden_status {
-        headers.append(PROXY_STATUS, status.clone());
     }
 }
 
@@ -786,7 +766,7 @@ mod tests {
 
     use super::super::{NoReplay, RefreshAndRetryLayer};
     use crate::{
-        emit::{Emitter, PROXY_STATUS},
+        emit::{EmitLayer, Emitter, PROXY_STATUS},
         upstream::{
             body::RetryBody,
             error::{NotReplayable, ReauthReason, UpstreamError},
@@ -940,7 +920,7 @@ mod tests {
                 .push(refresh_token.expose_secret().to_owned());
             answer()
         });
-        RefreshAndRetryLayer::new(PROVIDER, store.clone(), refresher, &Emitter::new("api"))
+        RefreshAndRetryLayer::new(PROVIDER, store.clone(), refresher)
     }
 
     /// A refresh that rotates the refresh token.
@@ -1039,14 +1019,11 @@ mod tests {
                 .header(WWW_AUTHENTICATE, r#"Bearer realm="acme""#);
             Ok::<_, Infallible>(response.body(Full::<Bytes>::default()).unwrap())
         });
-        let emitter = Emitter::new("api").proxy_name("gw");
-        let client = RefreshAndRetryLayer::new(
-            PROVIDER,
-            store.clone(),
-            refresher_fn(|_| rotated()),
-            &emitter,
-        )
-        .layer(provider);
+        // The emitter that renders the caller's failures labels the passed-on 403.
+        let client = EmitLayer::new(Emitter::new("api").proxy_name("gw")).layer(
+            RefreshAndRetryLayer::new(PROVIDER, store.clone(), refresher_fn(|_| rotated()))
+                .layer(provider),
+        );
 
         let response = client.oneshot(request(TestBody::new(&[]))).await.unwrap();
 

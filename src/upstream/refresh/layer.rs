@@ -14,7 +14,6 @@ use super::{
     Config, DEFAULT_REFRESH_TIMEOUT, DEFAULT_REPLAY_LIMIT, DEFAULT_RETRY_AFTER, DEFAULT_SKEW,
     RefreshAndRetry, Shared, flight::Flights,
 };
-use crate::emit::{Emitter, proxy_status::ProxyStatus};
 
 /// [`Layer`] that applies [`RefreshAndRetry`] for one provider; see the
 /// [module docs](super).
@@ -30,10 +29,11 @@ pub struct RefreshAndRetryLayer<St, R> {
 
 impl<St, R> RefreshAndRetryLayer<St, R> {
     /// Attaches tokens of `provider` from `store`, refreshing them with `refresher` (usually a
-    /// [`RefreshGrant`](crate::upstream::grant::RefreshGrant)). Passed-on `403`s (row U6) name
-    /// this service in `Proxy-Status` as `emitter` does everywhere else, so the proxy name is
-    /// configured in one place and can't be forgotten here.
-    pub fn new(provider: impl Into<Arc<str>>, store: St, refresher: R, emitter: &Emitter) -> Self {
+    /// [`RefreshGrant`](crate::upstream::grant::RefreshGrant)). Responses passed on from the
+    /// provider are marked [`PassedOn`](crate::emit::passed_on::PassedOn); the enclosing
+    /// [`Emitter`](crate::emit::Emitter) labels them, with the one proxy name it is configured
+    /// with.
+    pub fn new(provider: impl Into<Arc<str>>, store: St, refresher: R) -> Self {
         Self {
             store,
             refresher,
@@ -44,7 +44,6 @@ impl<St, R> RefreshAndRetryLayer<St, R> {
                 replay_limit: DEFAULT_REPLAY_LIMIT,
                 retry_after: DEFAULT_RETRY_AFTER,
                 refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
-                forbidden_status: forbidden_status(emitter.proxy()),
             },
             flights: Arc::default(),
         }
@@ -93,12 +92,6 @@ impl<St, R> RefreshAndRetryLayer<St, R> {
         self.config.refresh_timeout = timeout;
         self
     }
-}
-
-fn forbidden_status(proxy: &str) -> http::HeaderValue {
-    ProxyStatus::new(proxy)
-        .received_status(http::StatusCode::FORBIDDEN)
-        .to_header_value()
 }
 
 impl<S, St, R> Layer<S> for RefreshAndRetryLayer<St, R>

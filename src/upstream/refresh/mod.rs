@@ -75,7 +75,7 @@
 //! });
 //!
 //! let client = ServiceBuilder::new()
-//!     .layer(RefreshAndRetryLayer::new("example", store.clone(), refresher, &Emitter::new("api")))
+//!     .layer(RefreshAndRetryLayer::new("example", store.clone(), refresher))
 //!     .layer(ClassifyUpstreamLayer::new())
 //!     .service(provider);
 //!
@@ -93,8 +93,6 @@ mod layer;
 mod service;
 
 use std::{sync::Arc, time::Duration};
-
-use http::HeaderValue;
 
 pub use self::{future::ResponseFuture, layer::RefreshAndRetryLayer, service::RefreshAndRetry};
 #[doc(inline)]
@@ -144,8 +142,6 @@ pub(crate) struct Config {
     pub(crate) replay_limit: usize,
     pub(crate) retry_after: Duration,
     pub(crate) refresh_timeout: Duration,
-    /// `<proxy>; received-status=403`, for passed-on plain `403`s (row U6).
-    pub(crate) forbidden_status: HeaderValue,
 }
 
 impl<St, R> std::ops::Deref for Shared<St, R> {
