@@ -65,6 +65,10 @@
 //!
 //! Status 502. The provider could not be reached.
 //!
+//! ## upstream-connection-terminated
+//!
+//! Status 502. The provider closed the connection before it answered.
+//!
 //! ## upstream-timeout
 //!
 //! Status 504. The provider did not answer in time.

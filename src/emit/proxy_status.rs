@@ -38,6 +38,9 @@ pub enum ProxyErrorType {
     ConnectionRefused,
     /// `connection_timeout`: connecting to the next hop timed out.
     ConnectionTimeout,
+    /// `connection_terminated`: the connection to the next hop closed before a complete
+    /// response was received.
+    ConnectionTerminated,
     /// `http_request_error`: a client (4xx) error generated on the next hop's behalf.
     HttpRequestError,
     /// `http_request_denied`: the intermediary denied the request.
@@ -57,6 +60,7 @@ impl ProxyErrorType {
             Self::DestinationUnavailable => "destination_unavailable",
             Self::ConnectionRefused => "connection_refused",
             Self::ConnectionTimeout => "connection_timeout",
+            Self::ConnectionTerminated => "connection_terminated",
             Self::HttpRequestError => "http_request_error",
             Self::HttpRequestDenied => "http_request_denied",
             Self::HttpResponseTimeout => "http_response_timeout",

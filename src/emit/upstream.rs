@@ -30,7 +30,7 @@ impl Sealed for UpstreamError {
             | Self::BodyNotReplayable { .. }
             | Self::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            Self::Unreachable { .. } | Self::ConnectionTerminated { .. } => StatusCode::BAD_GATEWAY,
             Self::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::RequestBody { .. } => StatusCode::BAD_REQUEST,
         }
@@ -104,6 +104,13 @@ impl Sealed for UpstreamError {
                 let proxy = proxy.error(ProxyErrorType::ConnectionRefused);
                 with_proxy_status(rendering, &proxy)
                     .problem("upstream-unreachable", "Upstream unreachable")
+            }
+            Self::ConnectionTerminated { .. } => {
+                let proxy = proxy.error(ProxyErrorType::ConnectionTerminated);
+                with_proxy_status(rendering, &proxy).problem(
+                    "upstream-connection-terminated",
+                    "Upstream closed the connection",
+                )
             }
             Self::TimedOut { .. } => {
                 let proxy = proxy.error(ProxyErrorType::HttpResponseTimeout);

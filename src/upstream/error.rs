@@ -71,6 +71,15 @@ pub enum UpstreamError {
         #[source]
         source: BoxError,
     },
+    /// The provider's API closed the connection without a complete answer (row U9).
+    #[error("`{provider}` closed the connection without answering")]
+    ConnectionTerminated {
+        /// The provider.
+        provider: Arc<str>,
+        /// The client's error.
+        #[source]
+        source: BoxError,
+    },
     /// The provider's API did not answer in time (row U9).
     #[error("`{provider}` did not answer in time")]
     TimedOut {
@@ -178,6 +187,7 @@ impl UpstreamError {
             | Self::RefreshUnavailable { provider, .. }
             | Self::Misconfigured { provider, .. }
             | Self::Unreachable { provider, .. }
+            | Self::ConnectionTerminated { provider, .. }
             | Self::TimedOut { provider, .. }
             | Self::BodyNotReplayable { provider, .. }
             | Self::RequestBody { provider, .. }

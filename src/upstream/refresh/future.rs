@@ -651,14 +651,16 @@ impl<St, R> Shared<St, R> {
     }
 
     /// The error for a failed refresh; `rejected` is the status of the provider's rejection
-    /// that triggered it, if one did.
+    /// that triggered it, if one did. A re-authorization keeps it whatever the refresh said:
+    /// the provider itself answered the request (RFC 9209 `received-status`, not
+    /// `http_request_denied`, which means "not forwarded").
     fn failure(&self, failure: RefreshFailure, rejected: Option<StatusCode>) -> UpstreamError {
         match failure {
-            RefreshFailure::NotConnected => self.reauth(ReauthReason::NotConnected, None),
-            RefreshFailure::Marked => self.reauth(ReauthReason::Marked, None),
+            RefreshFailure::NotConnected => self.reauth(ReauthReason::NotConnected, rejected),
+            RefreshFailure::Marked => self.reauth(ReauthReason::Marked, rejected),
             RefreshFailure::NoRefreshToken => self.reauth(ReauthReason::NoRefreshToken, rejected),
             RefreshFailure::Grant(error) if error.needs_reauthorization() => {
-                self.reauth(ReauthReason::InvalidGrant, None)
+                self.reauth(ReauthReason::InvalidGrant, rejected)
             }
             RefreshFailure::Grant(error) if error.is_misconfiguration() => {
                 UpstreamError::Misconfigured {
@@ -708,39 +710,64 @@ impl<St, R> Shared<St, R> {
     }
 }
 
-/// A client error as row U9 failure: a timeout (by type or, failing that, by message) or not.
+/// A client error as a row U9 failure: a timeout, a connection the provider closed without
+/// answering, or one that could not be made — by the error's type where the client exposes it,
+/// by its message otherwise (hyper-util, for one, wraps hyper's errors in its own).
 pub(crate) fn transport_error(provider: &Arc<str>, error: BoxError) -> UpstreamError {
     let provider = provider.clone();
-    if is_timeout(&*error) {
-        UpstreamError::TimedOut {
+    match transport_failure(&*error) {
+        TransportFailure::TimedOut => UpstreamError::TimedOut {
             provider,
             source: error,
-        }
-    } else {
-        UpstreamError::Unreachable {
+        },
+        TransportFailure::Terminated => UpstreamError::ConnectionTerminated {
             provider,
             source: error,
-        }
+        },
+        TransportFailure::Unreachable => UpstreamError::Unreachable {
+            provider,
+            source: error,
+        },
     }
 }
 
-fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+enum TransportFailure {
+    TimedOut,
+    Terminated,
+    Unreachable,
+}
+
+fn transport_failure(error: &(dyn std::error::Error + 'static)) -> TransportFailure {
+    use std::io::ErrorKind;
     let mut next = Some(error);
     while let Some(error) = next {
-        if error
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
-            || error.is::<tokio::time::error::Elapsed>()
-        {
-            return true;
+        if error.is::<tokio::time::error::Elapsed>() {
+            return TransportFailure::TimedOut;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::TimedOut => return TransportFailure::TimedOut,
+                ErrorKind::ConnectionRefused => return TransportFailure::Unreachable,
+                ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof => return TransportFailure::Terminated,
+                _ => {}
+            }
         }
         let message = error.to_string().to_ascii_lowercase();
         if message.contains("timed out") || message.contains("timeout") {
-            return true;
+            return TransportFailure::TimedOut;
+        }
+        // hyper's `IncompleteMessage`, and resets reported as text.
+        if message.contains("closed before message completed")
+            || message.contains("connection reset")
+        {
+            return TransportFailure::Terminated;
         }
         next = error.source();
     }
-    false
+    TransportFailure::Unreachable
 }
 
 #[cfg(test)]
@@ -1171,7 +1198,8 @@ mod tests {
                 error,
                 UpstreamError::ReauthRequired {
                     reason: ReauthReason::InvalidGrant,
-                    received_status: None,
+                    // The provider answered the request itself.
+                    received_status: Some(StatusCode::UNAUTHORIZED),
                     ..
                 }
             ),
@@ -1514,5 +1542,37 @@ mod tests {
         );
         assert_eq!(future.as_mut().await.unwrap().status(), StatusCode::OK);
         let _ = poll_fn(|cx| future.as_mut().poll(cx)).await;
+    }
+
+    #[test]
+    fn transport_failures_are_told_apart() {
+        use std::io::{Error, ErrorKind};
+
+        use super::transport_error;
+        use crate::BoxError;
+        let provider: Arc<str> = Arc::from(PROVIDER);
+        let kind = |error: BoxError| match transport_error(&provider, error) {
+            UpstreamError::TimedOut { .. } => "timed out",
+            UpstreamError::ConnectionTerminated { .. } => "terminated",
+            UpstreamError::Unreachable { .. } => "unreachable",
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            kind(Error::from(ErrorKind::ConnectionRefused).into()),
+            "unreachable"
+        );
+        assert_eq!(
+            kind(Error::from(ErrorKind::ConnectionReset).into()),
+            "terminated"
+        );
+        assert_eq!(
+            kind(Error::from(ErrorKind::UnexpectedEof).into()),
+            "terminated"
+        );
+        assert_eq!(kind(Error::from(ErrorKind::TimedOut).into()), "timed out");
+        // As hyper-util reports them: its own error, hyper's as the source.
+        let wrapped = Error::other(Error::other("connection closed before message completed"));
+        assert_eq!(kind(wrapped.into()), "terminated");
+        assert_eq!(kind("dns error: no such host".into()), "unreachable");
     }
 }
