@@ -103,8 +103,14 @@ enum Endpoint {
     Discovered {
         issuer: String,
         resolved: tokio::sync::OnceCell<Uri>,
+        /// When discovery last failed: within [`DISCOVERY_BACKOFF`] of it, requests fail at
+        /// once instead of queueing for attempts of their own.
+        failed_at: std::sync::Mutex<Option<tokio::time::Instant>>,
     },
 }
+
+/// How long a failed discovery is not tried again (JWKS fetches back off the same way).
+const DISCOVERY_BACKOFF: Duration = Duration::from_secs(1);
 
 struct Shared {
     endpoint: Endpoint,
@@ -150,6 +156,7 @@ impl<C> IntrospectionValidator<C> {
             .map(|_| Endpoint::Discovered {
                 issuer: issuer.to_owned(),
                 resolved: tokio::sync::OnceCell::new(),
+                failed_at: std::sync::Mutex::default(),
             })
             .map_err(|_| SourceError::InvalidUrl("issuer"));
         let builder = IntrospectionValidatorBuilder::new(endpoint, client);
@@ -158,11 +165,35 @@ impl<C> IntrospectionValidator<C> {
 }
 
 impl Shared {
-    async fn endpoint(&self) -> Result<Uri, FetchError> {
-        match &self.endpoint {
-            Endpoint::Fixed(uri) => Ok(uri.clone()),
-            Endpoint::Discovered { issuer, resolved } => resolved
-                .get_or_try_init(|| async {
+    /// The introspection endpoint; `None` while discovery fails (logged once per attempt).
+    async fn endpoint(&self) -> Option<Uri> {
+        let (issuer, resolved, failed_at) = match &self.endpoint {
+            Endpoint::Fixed(uri) => return Some(uri.clone()),
+            Endpoint::Discovered {
+                issuer,
+                resolved,
+                failed_at,
+            } => (issuer, resolved, failed_at),
+        };
+        if let Some(uri) = resolved.get() {
+            return Some(uri.clone());
+        }
+        let backing_off = || {
+            failed_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|at| at.elapsed() < DISCOVERY_BACKOFF)
+        };
+        if backing_off() {
+            return None;
+        }
+        let discovered = resolved
+            .get_or_try_init(|| async {
+                // Queued behind an attempt that just failed: don't make another one.
+                if backing_off() {
+                    return Err(None);
+                }
+                let found = async {
                     let metadata = discover(&self.client, issuer).await?;
                     let endpoint =
                         metadata
@@ -171,10 +202,16 @@ impl Shared {
                                 what: "introspection_endpoint (absent from the discovery document)",
                             })?;
                     absolute(&endpoint, "introspection_endpoint")
+                };
+                found.await.map_err(|error| {
+                    tracing::warn!(%error, "introspection endpoint discovery failed");
+                    *failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(tokio::time::Instant::now());
+                    Some(error)
                 })
-                .await
-                .cloned(),
-        }
+            })
+            .await;
+        discovered.ok().cloned()
     }
 
     fn unavailable(&self) -> AuthError {
@@ -184,10 +221,7 @@ impl Shared {
     }
 
     async fn introspect<C: DeserializeOwned>(&self, token: &BearerToken) -> Result<C, AuthError> {
-        let endpoint = self.endpoint().await.map_err(|error| {
-            tracing::warn!(%error, "introspection endpoint discovery failed");
-            self.unavailable()
-        })?;
+        let endpoint = self.endpoint().await.ok_or_else(|| self.unavailable())?;
         let body = format!(
             "token={}&token_type_hint=access_token",
             utf8_percent_encode(token.as_str(), FORM)
@@ -394,5 +428,80 @@ impl<C> IntrospectionValidatorBuilder<C> {
             }),
             claims: PhantomData,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    };
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Full;
+    use serde_json::json;
+
+    use super::*;
+
+    const ISSUER: &str = "https://issuer.test";
+
+    /// An issuer whose discovery document is down until `up`, counting discovery fetches; its
+    /// introspection endpoint calls every token active.
+    fn issuer(up: Arc<AtomicBool>, discoveries: Arc<AtomicUsize>) -> HttpClient {
+        HttpClient::new(tower::service_fn(move |request: Request<Full<Bytes>>| {
+            let (up, discoveries) = (up.clone(), discoveries.clone());
+            async move {
+                let body = if request.uri().path().ends_with("openid-configuration") {
+                    discoveries.fetch_add(1, Ordering::SeqCst);
+                    if !up.load(Ordering::SeqCst) {
+                        return Err::<_, crate::BoxError>("connection refused".into());
+                    }
+                    json!({"issuer": ISSUER, "jwks_uri": format!("{ISSUER}/jwks"),
+                        "introspection_endpoint": format!("{ISSUER}/introspect")})
+                } else {
+                    json!({"active": true, "iss": ISSUER, "sub": "alice"})
+                };
+                Ok(Response::new(Full::new(Bytes::from(body.to_string()))))
+            }
+        }))
+    }
+
+    /// While discovery fails, concurrent requests share one attempt (and the following ones
+    /// fail at once) instead of each queueing for an attempt of its own; it is tried again
+    /// after the backoff.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_discovery_is_tried_once_per_backoff() {
+        let (up, discoveries) = (Arc::new(AtomicBool::new(false)), Arc::default());
+        let validator = IntrospectionValidator::<StandardClaims>::discover(
+            ISSUER,
+            issuer(up.clone(), Arc::clone(&discoveries)),
+        )
+        .build()
+        .unwrap();
+        let token = BearerToken::new("opaque").unwrap();
+        let attempts: Vec<_> = (0..20)
+            .map(|_| {
+                let (validator, token) = (validator.clone(), token.clone());
+                tokio::spawn(async move { validator.validate(&token).outcome().await })
+            })
+            .collect();
+        for attempt in attempts {
+            let outcome = attempt.await.unwrap();
+            assert!(
+                matches!(outcome, Err(AuthError::ValidationUnavailable { .. })),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(discoveries.load(Ordering::SeqCst), 1);
+
+        up.store(true, Ordering::SeqCst);
+        assert!(validator.validate(&token).outcome().await.is_err());
+        assert_eq!(discoveries.load(Ordering::SeqCst), 1, "within the backoff");
+        tokio::time::advance(DISCOVERY_BACKOFF).await;
+        let claims = validator.validate(&token).outcome().await.unwrap();
+        assert_eq!(claims.sub.as_deref(), Some("alice"));
+        assert_eq!(discoveries.load(Ordering::SeqCst), 2);
     }
 }
