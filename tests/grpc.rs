@@ -11,6 +11,7 @@
 #[path = "../examples/grpc/demo.v1.rs"]
 #[allow(clippy::all, missing_docs)]
 mod demo;
+mod support;
 
 use std::{
     net::SocketAddr,
@@ -33,12 +34,9 @@ use demo::{
 };
 use http::HeaderMap;
 use http_body::Frame;
-use http_body_util::{Either, Full};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use http_body_util::Either;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use support::http::{TestClient, client, closed_port, serve};
 use tokio::net::TcpListener;
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{
@@ -66,8 +64,7 @@ const REALM: &str = "gateway";
 const PROVIDER: &str = "provider";
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-type HyperClient = Client<HttpConnector, Full<Bytes>>;
-type Upstream = GrpcUpstream<Channel, MemoryStore, RefreshGrant<HyperClient>>;
+type Upstream = GrpcUpstream<Channel, MemoryStore, RefreshGrant<TestClient>>;
 
 // ---------------------------------------------------------------------------------------------
 // Tokens
@@ -305,7 +302,8 @@ struct TokenEndpoint {
     calls: Arc<AtomicUsize>,
 }
 
-async fn start_token_endpoint() -> (SocketAddr, TokenEndpoint) {
+/// Serves the token endpoint; returns its base URL.
+async fn start_token_endpoint() -> (String, TokenEndpoint) {
     let endpoint = TokenEndpoint::default();
     let state = endpoint.clone();
     let app = axum::Router::new().route(
@@ -336,10 +334,7 @@ async fn start_token_endpoint() -> (SocketAddr, TokenEndpoint) {
             }
         }),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (address, endpoint)
+    (serve(app).await, endpoint)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -385,11 +380,10 @@ fn emitter() -> Emitter {
     Emitter::new(REALM).proxy_name("gw").with_grpc(true)
 }
 
-fn upstream(provider: SocketAddr, token_endpoint: SocketAddr, store: &MemoryStore) -> Upstream {
-    let http: HyperClient = Client::builder(TokioExecutor::new()).build_http();
+fn upstream(provider: SocketAddr, token_endpoint: &str, store: &MemoryStore) -> Upstream {
     let grant = RefreshGrant::new(
-        http,
-        format!("http://{token_endpoint}/token").parse().unwrap(),
+        client(),
+        format!("{token_endpoint}/token").parse().unwrap(),
         "gateway-client",
     )
     .client_secret_basic("gateway-secret");
@@ -403,9 +397,9 @@ fn upstream(provider: SocketAddr, token_endpoint: SocketAddr, store: &MemoryStor
 
 async fn fixture(split: bool) -> Fixture {
     let (provider_address, seen) = start_provider(split).await;
-    let (token_address, token_endpoint) = start_token_endpoint().await;
+    let (token_url, token_endpoint) = start_token_endpoint().await;
     let store = MemoryStore::new();
-    let provider = ProviderClient::new(upstream(provider_address, token_address, &store));
+    let provider = ProviderClient::new(upstream(provider_address, &token_url, &store));
 
     let gateway = GatewayServer::new(GatewayApi {
         provider: provider.clone(),
@@ -596,7 +590,7 @@ async fn inbound_layers_wrap_single_services() {
     let store = MemoryStore::new();
     store.insert(alice(), UpstreamToken::new("at-fresh-0"));
     let gateway = GatewayServer::new(GatewayApi {
-        provider: ProviderClient::new(upstream(provider, token_endpoint, &store)),
+        provider: ProviderClient::new(upstream(provider, &token_endpoint, &store)),
     });
     let protected = ValidateBearerLayer::new(validator(), emitter()).layer(
         AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("profile:read"))
@@ -811,14 +805,11 @@ async fn rejected_streaming_call_refreshes_without_retrying() {
 /// with `proxy-status: …; error=connection_refused`.
 #[tokio::test]
 async fn unreachable_provider_is_unavailable_with_proxy_status() {
-    let (token_address, _endpoint) = start_token_endpoint().await;
-    let closed = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap()
-    };
+    let (token_url, _endpoint) = start_token_endpoint().await;
+    let closed = closed_port().await;
     let store = MemoryStore::new();
     store.insert(alice(), UpstreamToken::new("at-fresh-0"));
-    let mut client = ProviderClient::new(upstream(closed, token_address, &store));
+    let mut client = ProviderClient::new(upstream(closed, &token_url, &store));
     let mut request = Request::new(WhoamiRequest {});
     request.extensions_mut().insert(alice());
     let status = tokio::time::timeout(TIMEOUT, client.whoami(request))

@@ -4,7 +4,7 @@
 //! disclosure levels, with and without `resource_metadata`, in both body modes, for GET, HEAD,
 //! `Accept: text/html` and gRPC requests.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tower_bearer::{
     validate::ValidateBearerLayer,
 };
 
-use common::*;
+use support::{http::*, keys::*, routes::*, tokens::*};
 
 const REALM: &str = "api.example";
 const METADATA_URL: &str = "https://api.example/.well-known/oauth-protected-resource";

@@ -18,14 +18,17 @@ use std::{
 };
 
 use axum::{Extension, Router, routing::get};
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use support::{
-    Alg, CLIENT_ID, OidcConfig, OidcProvider, RESOURCE_ES256, RESOURCE_OPAQUE, RESOURCE_RS256,
-    Resource,
-    http::{HyperClient, TestResponse, get_bearer, hyper_client},
+    http::{Reply, TestClient, client_without_reuse, get_bearer},
+    logs::Capture,
+    oidc::{
+        Alg, CLIENT_ID, CLIENT_SECRET, OidcConfig, OidcProvider, RESOURCE_ES256, RESOURCE_OPAQUE,
+        RESOURCE_RS256, Resource,
+    },
+    tokens::{b64, decoded_part},
 };
 use tower_bearer::{
     emit::Emitter,
@@ -45,7 +48,7 @@ const INVALID_TOKEN: &str = r#"Bearer realm="key-sources", error="invalid_token"
 /// An HTTP client that counts what it is asked to fetch, by path.
 #[derive(Clone)]
 struct Counting {
-    inner: HyperClient,
+    inner: TestClient,
     counts: Arc<Counts>,
 }
 
@@ -69,9 +72,9 @@ impl Counts {
 }
 
 impl Service<Request<Full<Bytes>>> for Counting {
-    type Response = <HyperClient as Service<Request<Full<Bytes>>>>::Response;
-    type Error = <HyperClient as Service<Request<Full<Bytes>>>>::Error;
-    type Future = <HyperClient as Service<Request<Full<Bytes>>>>::Future;
+    type Response = <TestClient as Service<Request<Full<Bytes>>>>::Response;
+    type Error = <TestClient as Service<Request<Full<Bytes>>>>::Error;
+    type Future = <TestClient as Service<Request<Full<Bytes>>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Service::poll_ready(&mut self.inner, cx)
@@ -92,7 +95,7 @@ impl Service<Request<Full<Bytes>>> for Counting {
 fn counting_client() -> (HttpClient, Arc<Counts>) {
     let counts = Arc::new(Counts::default());
     let service = Counting {
-        inner: hyper_client(),
+        inner: client_without_reuse(),
         counts: counts.clone(),
     };
     (
@@ -140,7 +143,7 @@ fn jwks_validator(
         .unwrap()
 }
 
-fn assert_invalid_token(res: &TestResponse) {
+fn assert_invalid_token(res: &Reply) {
     assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res:?}");
     assert_eq!(
         res.header("www-authenticate"),
@@ -149,7 +152,7 @@ fn assert_invalid_token(res: &TestResponse) {
     );
 }
 
-fn assert_unavailable(res: &TestResponse) {
+fn assert_unavailable(res: &Reply) {
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{res:?}");
     assert!(
         res.header("www-authenticate").is_none(),
@@ -164,24 +167,16 @@ fn assert_unavailable(res: &TestResponse) {
 }
 
 fn kid_of(token: &str) -> String {
-    let header = token.split('.').next().unwrap();
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .unwrap();
-    let header: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    header["kid"].as_str().unwrap().to_owned()
+    decoded_part(token, 0)["kid"].as_str().unwrap().to_owned()
 }
 
 /// A token with the payload of `token` but a header naming `kid`, and a bogus signature.
 fn forged(token: &str, kid: &str) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
     let payload = token.split('.').nth(1).unwrap();
     format!(
         "{}.{payload}.{}",
-        b64(&format!(
-            r#"{{"alg":"RS256","typ":"at+jwt","kid":"{kid}"}}"#
-        )),
-        b64("not a signature")
+        b64(format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"{kid}"}}"#).as_bytes()),
+        b64(b"not a signature")
     )
 }
 
@@ -190,7 +185,7 @@ async fn discovery_and_jwks_accept_rs256_and_es256_provider_tokens() {
     let provider = OidcProvider::start(OidcConfig::new()).await;
     let (client, counts) = counting_client();
     let base = serve(jwks_validator(&provider, client, Duration::from_secs(10))).await;
-    let http = hyper_client();
+    let http = client_without_reuse();
 
     for resource in [RESOURCE_RS256, RESOURCE_ES256] {
         let token = provider
@@ -236,7 +231,7 @@ async fn an_expired_provider_token_is_invalid_token() {
     .await;
     let (client, _) = counting_client();
     let base = serve(jwks_validator(&provider, client, Duration::from_secs(10))).await;
-    let http = hyper_client();
+    let http = client_without_reuse();
 
     let token = provider
         .client_credentials_token(Some("urn:tower-bearer:short"), "read")
@@ -255,7 +250,7 @@ async fn a_restarted_provider_with_new_keys_costs_one_refetch() {
     let (client, counts) = counting_client();
     let refetch = Duration::from_millis(300);
     let base = serve(jwks_validator(&provider, client, refetch)).await;
-    let http = hyper_client();
+    let http = client_without_reuse();
 
     let old = provider
         .client_credentials_token(Some(RESOURCE_RS256), "read")
@@ -300,7 +295,7 @@ async fn with_the_provider_down_cached_keys_validate_and_unknown_keys_get_503() 
         .build()
         .unwrap();
     let base = serve(validator).await;
-    let http = hyper_client();
+    let http = client_without_reuse();
 
     let known = provider
         .client_credentials_token(Some(RESOURCE_RS256), "read")
@@ -347,7 +342,7 @@ async fn an_issuer_down_at_start_gets_503_never_401() {
 
     let (client, counts) = counting_client();
     let base = serve(jwks_validator(&provider, client, Duration::from_secs(10))).await;
-    let http = hyper_client();
+    let http = client_without_reuse();
     for _ in 0..5 {
         assert_unavailable(&get_bearer(&http, &base, &token).await);
     }
@@ -366,7 +361,7 @@ async fn a_thousand_forged_kids_cost_at_most_one_fetch_per_interval() {
     let (client, counts) = counting_client();
     let refetch = Duration::from_millis(500);
     let base = serve(jwks_validator(&provider, client, refetch)).await;
-    let http = hyper_client();
+    let http = client_without_reuse();
 
     let token = provider
         .client_credentials_token(Some(RESOURCE_RS256), "read")
@@ -491,7 +486,7 @@ async fn several_issuers_each_with_their_own_keys() {
             jwks_validator(&b, client, Duration::from_secs(10)),
         );
     let base = serve(issuers).await;
-    let http = hyper_client();
+    let http = client_without_reuse();
 
     let from_a = a
         .client_credentials_token(Some(RESOURCE_RS256), "read")
@@ -517,12 +512,10 @@ async fn several_issuers_each_with_their_own_keys() {
     assert_invalid_token(&get_bearer(&http, &base, &from_c).await);
     // A's token relabelled as B's: B's keys do not verify A's signature.
     let relabelled = {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut parts: Vec<String> = from_a.split('.').map(str::to_owned).collect();
-        let mut claims: serde_json::Value =
-            serde_json::from_slice(&b64.decode(&parts[1]).unwrap()).unwrap();
+        let mut claims = decoded_part(&from_a, 1);
         claims["iss"] = b.issuer().into();
-        parts[1] = b64.encode(claims.to_string());
+        parts[1] = b64(claims.to_string().as_bytes());
         parts.join(".")
     };
     assert_invalid_token(&get_bearer(&http, &base, &relabelled).await);
@@ -538,13 +531,13 @@ async fn opaque_tokens_are_introspected() {
     let mut provider = OidcProvider::start(OidcConfig::new()).await;
     let (client, counts) = counting_client();
     let validator = IntrospectionValidator::<StandardClaims>::discover(provider.issuer(), client)
-        .client_credentials(support::CLIENT_ID, support::CLIENT_SECRET)
+        .client_credentials(CLIENT_ID, CLIENT_SECRET)
         .audience(RESOURCE_OPAQUE)
         .retry_after(Duration::from_secs(7))
         .build()
         .unwrap();
     let base = serve(validator).await;
-    let http = hyper_client();
+    let http = client_without_reuse();
 
     let token = provider
         .client_credentials_token(Some(RESOURCE_OPAQUE), "read")
@@ -603,7 +596,7 @@ async fn the_cache_answers_repeats_but_never_past_exp() {
     })
     .max_ttl(Duration::from_secs(300));
     let base = serve(validator).await;
-    let http = hyper_client();
+    let http = client_without_reuse();
 
     let token = provider
         .client_credentials_token(Some("urn:tower-bearer:short"), "read")
@@ -663,27 +656,6 @@ async fn the_provider_harness_runs_the_code_flow_with_refresh_rotation() {
     assert!(!provider.is_running());
 }
 
-/// Everything a TRACE-level subscriber writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn tokens_and_secrets_stay_out_of_logs_debug_and_errors() {
     let capture = Capture::default();
@@ -706,7 +678,7 @@ async fn tokens_and_secrets_stay_out_of_logs_debug_and_errors() {
             .unwrap();
     let jwks_base = serve(CachedValidator::new(jwks.clone())).await;
     let introspect_base = serve(wrong_secret.clone()).await;
-    let http = hyper_client();
+    let http = client_without_reuse();
 
     let jwt = provider
         .client_credentials_token(Some(RESOURCE_RS256), "read")
@@ -730,7 +702,7 @@ async fn tokens_and_secrets_stay_out_of_logs_debug_and_errors() {
     assert_unavailable(&get_bearer(&http, &jwks_base, &rotated).await);
     assert_unavailable(&get_bearer(&http, &introspect_base, &opaque).await);
 
-    let mut seen = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let mut seen = capture.text();
     assert!(
         seen.contains("fetching the JWKS failed"),
         "the capture works: {seen}"

@@ -6,12 +6,7 @@
 //! so it sees events from every thread, the server's tasks included. A negative control first
 //! proves the capture works: a handler that does `tracing::trace!(token = …)` is caught.
 
-mod common;
-
-use std::{
-    io,
-    sync::{Arc, Mutex},
-};
+mod support;
 
 use axum::{Router, routing::get};
 use http::{HeaderMap, Method, Request};
@@ -23,38 +18,9 @@ use tower_bearer::{
     token::{BearerExtractor, BearerToken},
     validate::{ValidateBearerLayer, ValidateToken},
 };
-use tracing_subscriber::fmt::{MakeWriter, format::FmtSpan};
+use tracing_subscriber::fmt::format::FmtSpan;
 
-use common::*;
-
-/// Everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn take(&self) -> String {
-        String::from_utf8_lossy(&std::mem::take(&mut *self.0.lock().unwrap())).into_owned()
-    }
-}
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use support::{http::*, keys::*, logs::Capture, routes::*, tokens::*};
 
 /// The strings that must never show up for `token`: the token itself, and each of its
 /// dot-separated parts long enough not to match by chance (signature, payload).

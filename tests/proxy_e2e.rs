@@ -17,7 +17,6 @@ mod app;
 mod support;
 
 use std::{
-    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -34,8 +33,10 @@ use http::{Method, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Value, json};
 use support::{
-    Alg, OidcConfig, OidcProvider, RESOURCE_RS256, Resource,
-    http::{self as h, HyperClient, TestResponse, basic_auth, hyper_client, post_form, send},
+    http::{
+        self as h, Browser, Reply, TestClient, basic_auth, client_without_reuse, post_form, send,
+    },
+    oidc::{Alg, OidcConfig, OidcProvider, RESOURCE_RS256, Resource, sign_in},
 };
 use tokio::net::TcpListener;
 use tower_bearer::{
@@ -62,7 +63,7 @@ const ACME_SECRET: &str = "acme-proxy-secret";
 async fn acme_api(authorization_server: &OidcProvider) -> (String, Arc<Mutex<Vec<u16>>>) {
     let validator = JwksValidator::<StandardClaims>::builder(
         authorization_server.jwks_uri(),
-        HttpClient::new(hyper_client()),
+        HttpClient::new(client_without_reuse()),
     )
     .policy(
         ClaimsPolicy::new()
@@ -112,7 +113,7 @@ struct World {
     authorization_server: OidcProvider,
     api_calls: Arc<Mutex<Vec<u16>>>,
     store: MemoryStore,
-    client: HyperClient,
+    client: TestClient,
     /// Alice's token at the proxy, from the proxy's identity provider.
     caller: String,
     _idp: OidcProvider,
@@ -141,10 +142,7 @@ async fn world() -> World {
     )
     .await;
     let (api, api_calls) = acme_api(&authorization_server).await;
-    let closed = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed = h::closed_port().await.port();
     let config = format!(
         r#"
         public_url = "{proxy}"
@@ -195,14 +193,14 @@ async fn world() -> World {
         authorization_server,
         api_calls,
         store,
-        client: hyper_client(),
+        client: client_without_reuse(),
         caller,
         _idp: idp,
     }
 }
 
 impl World {
-    async fn call(&self, path: &str) -> TestResponse {
+    async fn call(&self, path: &str) -> Reply {
         let url = format!("{}{path}", self.proxy);
         h::get_bearer(&self.client, &url, &self.caller).await
     }
@@ -225,7 +223,7 @@ impl World {
     /// consent at the authorization server as `login`, come back to the callback. Returns the
     /// callback's response; with `keep_binding` false, the callback comes without the cookie the
     /// proxy set when the flow started, as if from another browser.
-    async fn connect(&self, login: &str, return_to: &str, keep_binding: bool) -> TestResponse {
+    async fn connect(&self, login: &str, return_to: &str, keep_binding: bool) -> Reply {
         let mut browser = Browser::default();
         let start = format!(
             "{}/connect/acme?return_to={}",
@@ -241,14 +239,14 @@ impl World {
         for param in ["code_challenge_method=S256", "state=", "code_challenge="] {
             assert!(authorize.contains(param), "{param} in {authorize}");
         }
-        let callback = browser
-            .sign_in(
-                &self.client,
-                self.authorization_server.issuer(),
-                authorize,
-                login,
-            )
-            .await;
+        let callback = sign_in(
+            &mut browser,
+            &self.client,
+            self.authorization_server.issuer(),
+            authorize,
+            login,
+        )
+        .await;
         assert!(callback.starts_with(&format!("{}/connect/acme/callback?", self.proxy)));
         if !keep_binding {
             browser.cookies.remove("tb_connect");
@@ -256,90 +254,6 @@ impl World {
         browser
             .go(&self.client, Method::GET, &callback, None, None)
             .await
-    }
-}
-
-/// A cookie-keeping client that does not follow redirects.
-#[derive(Default)]
-struct Browser {
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    async fn go(
-        &mut self,
-        client: &HyperClient,
-        method: Method,
-        url: &str,
-        form: Option<String>,
-        bearer: Option<&str>,
-    ) -> TestResponse {
-        let mut request = http::Request::builder().method(method).uri(url);
-        if !self.cookies.is_empty() {
-            let cookies: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            request = request.header(header::COOKIE, cookies.join("; "));
-        }
-        if let Some(token) = bearer {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        if form.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        }
-        let body = Full::new(Bytes::from(form.unwrap_or_default()));
-        let response = send(client, request.body(body).unwrap()).await;
-        for set in response.headers.get_all(header::SET_COOKIE) {
-            let pair = set.to_str().unwrap().split(';').next().unwrap();
-            if let Some((name, value)) = pair.split_once('=') {
-                if value.is_empty() {
-                    self.cookies.remove(name);
-                } else {
-                    self.cookies.insert(name.to_owned(), value.to_owned());
-                }
-            }
-        }
-        response
-    }
-
-    /// oidc-provider's dev interactions: the login form, then the consent form. Returns the URL
-    /// the authorization server finally redirects to (the proxy's callback).
-    async fn sign_in(
-        &mut self,
-        client: &HyperClient,
-        issuer: &str,
-        mut url: String,
-        login: &str,
-    ) -> String {
-        for _ in 0..8 {
-            let response = if url.contains("/interaction/") {
-                let page = self.go(client, Method::GET, &url, None, None).await;
-                let page = String::from_utf8_lossy(&page.body).into_owned();
-                let form = if page.contains("name=\"prompt\" value=\"login\"") {
-                    h::form(&[("prompt", "login"), ("login", login), ("password", "x")])
-                } else {
-                    h::form(&[("prompt", "consent")])
-                };
-                self.go(client, Method::POST, &url, Some(form), None).await
-            } else {
-                self.go(client, Method::GET, &url, None, None).await
-            };
-            let location = response
-                .location()
-                .unwrap_or_else(|| panic!("the sign-in stalled at {url}: {response:?}"))
-                .to_owned();
-            if !location.starts_with(issuer) && !location.starts_with('/') {
-                return location;
-            }
-            url = if location.starts_with('/') {
-                format!("{issuer}{location}")
-            } else {
-                location
-            };
-        }
-        panic!("the sign-in did not finish");
     }
 }
 

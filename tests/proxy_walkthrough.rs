@@ -8,16 +8,15 @@
 mod app;
 mod support;
 
-use std::{
-    collections::BTreeMap,
-    io::Write,
-    sync::{Arc, Mutex},
-};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http::{Method, StatusCode, Uri, header};
 use http_body_util::Full;
-use support::http::{HyperClient, TestResponse, hyper_client, send};
+use support::{
+    http::{Reply, TestClient, client_without_reuse, send},
+    logs::Capture,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_printed_expectation_holds() {
@@ -31,7 +30,7 @@ async fn every_printed_expectation_holds() {
         script.steps.len() >= 6,
         "the walkthrough shows 401, 200, a refresh, 403 scope, 403 after revocation and re-linking:\n{walkthrough}"
     );
-    let client = hyper_client();
+    let client = client_without_reuse();
     for step in &script.steps {
         let response = step.command.run(&client).await;
         for expectation in &step.expect {
@@ -39,8 +38,7 @@ async fn every_printed_expectation_holds() {
         }
     }
 
-    let logs = logs.lock().unwrap().clone();
-    let logs = String::from_utf8_lossy(&logs);
+    let logs = logs.text();
     assert!(
         logs.contains("answered"),
         "the access log is captured: {logs}"
@@ -158,7 +156,7 @@ impl Curl {
 
     /// Sends the request as curl would, following redirects with `-L`: headers given with `-H`
     /// only to the first host and port, cookies by path, `303` as a `GET`.
-    async fn run(&self, client: &HyperClient) -> TestResponse {
+    async fn run(&self, client: &TestClient) -> Reply {
         let first: Uri = self.url.parse().unwrap();
         let mut url = first.clone();
         let mut method = self.method.clone();
@@ -313,7 +311,7 @@ impl Expect {
         }
     }
 
-    fn check(&self, response: &TestResponse, command: &str) {
+    fn check(&self, response: &Reply, command: &str) {
         let body = String::from_utf8_lossy(&response.body);
         let context = || {
             format!(
@@ -344,25 +342,13 @@ impl Expect {
 }
 
 /// Routes every log line, at every level, into a buffer.
-fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
-    #[derive(Clone)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer(Arc::default());
-    let writer = buffer.clone();
+fn capture_logs() -> Capture {
+    let capture = Capture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
-        .with_writer(move || writer.clone())
+        .with_writer(capture.clone())
         .finish();
     tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
-    buffer.0
+    capture
 }

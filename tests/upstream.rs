@@ -1,8 +1,7 @@
 //! The outbound contract (rows U1–U9) over real HTTP: a test provider API and token endpoint, a
 //! gateway that calls them through `RefreshAndRetry` + `ClassifyUpstream`, and a caller.
 
-#[path = "upstream/fixtures.rs"]
-mod fixtures;
+mod support;
 
 use std::{
     fmt,
@@ -15,9 +14,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use fixtures::*;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
+use support::{http::Reply, upstream::*};
 use tokio::sync::Barrier;
 use tower::ServiceExt;
 use tower_bearer::{
@@ -37,7 +36,18 @@ fn link_header() -> String {
     format!(r#"<{CONNECT}>; rel="{CONNECT_RELATION}""#)
 }
 
-fn assert_problem(answer: &Answer, slug: &str) {
+/// `proxy-status` when the link needs re-authorization and the provider was not asked (marked,
+/// missing, or its refresh refused).
+const REAUTH_DENIED: &str =
+    r#"gw; error=http_request_denied; next-hop="acme"; details="upstream_reauth_required""#;
+/// `proxy-status` when the provider's 401 means the link needs re-authorization.
+const REAUTH_AFTER_401: &str =
+    r#"gw; received-status=401; next-hop="acme"; details="upstream_reauth_required""#;
+/// `proxy-status` when the token endpoint could not refresh the link.
+const REFRESH_UNAVAILABLE: &str =
+    r#"gw; error=destination_unavailable; details="upstream_refresh_unavailable""#;
+
+fn assert_problem(answer: &Reply, slug: &str) {
     assert_eq!(
         answer.header("content-type"),
         Some("application/problem+json")
@@ -48,11 +58,38 @@ fn assert_problem(answer: &Answer, slug: &str) {
     assert_eq!(json["provider"], PROVIDER);
 }
 
+/// A failure's body: a problem document of type `slug`, or nothing in `HeadersOnly` mode.
+fn assert_body(answer: &Reply, body_mode: BodyMode, slug: &str) {
+    if body_mode == BodyMode::HeadersOnly {
+        assert!(answer.body.is_empty());
+    } else {
+        assert_problem(answer, slug);
+    }
+}
+
+/// Row U4 for a caller whose own token is fine: 403 without a challenge, `proxy-status` naming
+/// re-authorization, a `Link` to the connect flow.
+fn assert_reauth_required(answer: &Reply, proxy_status: &str) {
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.header("www-authenticate"),
+        None,
+        "the caller's own token is fine"
+    );
+    assert_eq!(answer.header("proxy-status"), Some(proxy_status));
+    assert_eq!(answer.header("link"), Some(link_header().as_str()));
+}
+
+/// The link holds these access and refresh tokens.
+fn assert_tokens(link: &UpstreamToken, access: &str, refresh: &str) {
+    assert_eq!(link.access_token().expose_secret(), access);
+    assert_eq!(link.refresh_token().unwrap().expose_secret(), refresh);
+}
+
 /// The stored link still holds `at-0` / `rt-0`, unmarked.
 fn assert_link_intact(world: &World) {
-    let link = world.store.get(&key()).unwrap();
-    assert_eq!(link.access_token().expose_secret(), "at-0");
-    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-0");
+    let link = world.link();
+    assert_tokens(&link, "at-0", "rt-0");
     assert!(!link.needs_reauthorization());
 }
 
@@ -62,8 +99,7 @@ fn assert_link_intact(world: &World) {
 #[tokio::test]
 async fn u1_not_auth_related_passes_through_without_hop_by_hop_headers() {
     let world = world(Options::default()).await;
-    world.store.insert(key(), UpstreamToken::new("good"));
-    world.api.accept("good");
+    world.link_accepted(UpstreamToken::new("good"));
 
     let answer = world.get("/hop").await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -94,7 +130,7 @@ async fn u1_not_auth_related_passes_through_without_hop_by_hop_headers() {
 #[tokio::test]
 async fn u2_rejected_token_is_refreshed_once_and_the_request_retried_with_its_body() {
     let world = world(Options::default()).await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
 
     let answer = world
         .call(
@@ -109,9 +145,8 @@ async fn u2_rejected_token_is_refreshed_once_and_the_request_retried_with_its_bo
     assert_eq!(world.api.tokens_seen(), ["at-0", "at-1"]);
     assert_eq!(world.token_endpoint.calls(), 1);
 
-    let link = world.store.get(&key()).unwrap();
-    assert_eq!(link.access_token().expose_secret(), "at-1");
-    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-1");
+    let link = world.link();
+    assert_tokens(&link, "at-1", "rt-1");
     assert_eq!(link.scopes(), ["files.read"]);
 
     // The grant: client_secret_basic, scope and resource (RFC 8707).
@@ -136,7 +171,7 @@ async fn u2_403_with_bearer_invalid_token_and_client_secret_post() {
         ..Options::default()
     })
     .await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
 
     let answer = world.get("/invalid-403").await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -150,7 +185,7 @@ async fn u2_403_with_bearer_invalid_token_and_client_secret_post() {
 #[tokio::test]
 async fn u2_power_bi_token_expired_in_the_body_is_refreshed_and_retried_transparently() {
     let world = world(Options::default()).await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
 
     let answer = world.get("/powerbi").await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -164,14 +199,9 @@ async fn u2_power_bi_body_is_handed_on_intact_when_not_refreshable() {
     // Without a refresh token the 403 cannot be fixed; the classifier still read the body, and a
     // direct client call sees the class.
     let world = world(Options::default()).await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
     world.api.reject_all.store(true, Ordering::SeqCst);
-    let mut request = Request::builder()
-        .uri(format!("http://{}/powerbi", world.api_addr))
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    request.extensions_mut().insert(key());
-    let error = world.client.clone().oneshot(request).await.unwrap_err();
+    let error = world.call_api("/powerbi").await.unwrap_err();
     assert!(matches!(
         error,
         UpstreamError::ReauthRequired {
@@ -185,13 +215,7 @@ async fn u2_power_bi_body_is_handed_on_intact_when_not_refreshable() {
 #[tokio::test]
 async fn u3_token_expiring_within_the_skew_is_refreshed_before_the_call() {
     let world = world(Options::default()).await;
-    world.api.accept("at-0");
-    world.store.insert(
-        key(),
-        UpstreamToken::new("at-0")
-            .with_refresh_token("rt-0")
-            .with_expires_in(Duration::from_secs(30)),
-    );
+    world.link_accepted(expiring_link());
 
     let answer = world.get("/data").await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -210,13 +234,7 @@ async fn u3_token_expiring_within_the_skew_is_refreshed_before_the_call() {
 #[tokio::test]
 async fn u3_failed_refresh_ahead_of_expiry_uses_the_still_valid_token() {
     let world = world(Options::default()).await;
-    world.api.accept("at-0");
-    world.store.insert(
-        key(),
-        UpstreamToken::new("at-0")
-            .with_refresh_token("rt-0")
-            .with_expires_in(Duration::from_secs(30)),
-    );
+    world.link_accepted(expiring_link());
     world.token_endpoint.set_mode(Mode::Unavailable);
 
     let answer = world.get("/data").await;
@@ -225,7 +243,7 @@ async fn u3_failed_refresh_ahead_of_expiry_uses_the_still_valid_token() {
     // Not asked again on every request while it is down.
     world.get("/data").await;
     assert_eq!(world.token_endpoint.calls(), 1);
-    let link = world.store.get(&key()).unwrap();
+    let link = world.link();
     assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-0");
 }
 
@@ -240,7 +258,7 @@ async fn storm_1000_concurrent_rejected_requests_cause_exactly_one_refresh() {
         ..Options::default()
     })
     .await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
     // Hold every rejection until all N requests were rejected: they all carried `at-0`.
     *world.api.hold.lock().unwrap() = Some(Arc::new(Barrier::new(N)));
     *world.token_endpoint.delay.lock().unwrap() = Duration::from_millis(50);
@@ -248,14 +266,10 @@ async fn storm_1000_concurrent_rejected_requests_cause_exactly_one_refresh() {
     let tasks: Vec<_> = (0..N)
         .map(|i| {
             let client = world.client.clone();
-            let uri = format!("http://{}/item/{i}", world.api_addr);
+            let mut request = world.api_request(&format!("/item/{i}"));
+            *request.method_mut() = Method::PUT;
+            *request.body_mut() = Full::new(Bytes::from(format!("body-{i}")));
             tokio::spawn(async move {
-                let mut request = Request::builder()
-                    .method(Method::PUT)
-                    .uri(uri)
-                    .body(Full::new(Bytes::from(format!("body-{i}"))))
-                    .unwrap();
-                request.extensions_mut().insert(key());
                 let response = client.oneshot(request).await.map_err(|e| e.to_string())?;
                 let status = response.status();
                 let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -278,7 +292,7 @@ async fn storm_1000_concurrent_rejected_requests_cause_exactly_one_refresh() {
 #[tokio::test]
 async fn rotation_the_second_refresh_uses_the_first_refreshs_refresh_token() {
     let world = world(Options::default()).await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
 
     assert_eq!(world.get("/data").await.status, StatusCode::OK);
     // The provider revokes `at-1`: the next request refreshes again, with `rt-1`.
@@ -290,9 +304,8 @@ async fn rotation_the_second_refresh_uses_the_first_refreshs_refresh_token() {
         ["rt-0", "rt-1"]
     );
     assert!(!world.token_endpoint.revoked.load(Ordering::SeqCst));
-    let link = world.store.get(&key()).unwrap();
-    assert_eq!(link.access_token().expose_secret(), "at-2");
-    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-2");
+    let link = world.link();
+    assert_tokens(&link, "at-2", "rt-2");
     assert_eq!(world.api.tokens_seen(), ["at-0", "at-1", "at-1", "at-2"]);
 }
 
@@ -303,11 +316,9 @@ async fn without_rotation_the_old_refresh_token_is_kept() {
         ..Options::default()
     })
     .await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
     assert_eq!(world.get("/data").await.status, StatusCode::OK);
-    let link = world.store.get(&key()).unwrap();
-    assert_eq!(link.access_token().expose_secret(), "at-1");
-    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-0");
+    assert_tokens(&world.link(), "at-1", "rt-0");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,77 +326,41 @@ async fn without_rotation_the_old_refresh_token_is_kept() {
 
 #[tokio::test]
 async fn u4_rejected_without_refresh_token() {
-    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
-        let world = world(Options {
-            body_mode,
-            ..Options::default()
-        })
-        .await;
-        world.store.insert(key(), UpstreamToken::new("at-0"));
+    for body_mode in BODY_MODES {
+        let world = world(Options::rendering(body_mode)).await;
+        world.link_with(UpstreamToken::new("at-0"));
 
         let answer = world.get("/data").await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN);
-        assert_eq!(
-            answer.header("www-authenticate"),
-            None,
-            "the caller's own token is fine"
-        );
-        assert_eq!(
-            answer.header("proxy-status"),
-            Some(r#"gw; received-status=401; next-hop="acme"; details="upstream_reauth_required""#)
-        );
-        assert_eq!(answer.header("link"), Some(link_header().as_str()));
-        match body_mode {
-            BodyMode::HeadersOnly => {
-                assert!(answer.body.is_empty());
-                assert_eq!(answer.header("content-type"), None);
-            }
-            _ => assert_problem(&answer, "upstream-reauth-required"),
+        assert_reauth_required(&answer, REAUTH_AFTER_401);
+        assert_body(&answer, body_mode, "upstream-reauth-required");
+        if body_mode == BodyMode::HeadersOnly {
+            assert_eq!(answer.header("content-type"), None);
         }
-        assert!(world.store.get(&key()).unwrap().needs_reauthorization());
+        assert!(world.link().needs_reauthorization());
         assert_eq!(world.token_endpoint.calls(), 0);
 
         // Marked: the next request fails without calling anyone.
         let again = world.get("/data").await;
         assert_eq!(again.status, StatusCode::FORBIDDEN);
-        assert_eq!(
-            again.header("proxy-status"),
-            Some(
-                r#"gw; error=http_request_denied; next-hop="acme"; details="upstream_reauth_required""#
-            )
-        );
+        assert_eq!(again.header("proxy-status"), Some(REAUTH_DENIED));
         assert_eq!(world.api.tokens_seen().len(), 1);
     }
 }
 
 #[tokio::test]
 async fn u4_invalid_grant_marks_the_link_and_keeps_the_refresh_token() {
-    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
-        let world = world(Options {
-            body_mode,
-            ..Options::default()
-        })
-        .await;
-        world.store.insert(key(), stale_link());
+    for body_mode in BODY_MODES {
+        let world = world(Options::rendering(body_mode)).await;
+        world.link_with(stale_link());
         world.token_endpoint.set_mode(Mode::InvalidGrant);
 
         let answer = world.get("/data").await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN);
-        assert_eq!(answer.header("www-authenticate"), None);
-        assert_eq!(
-            answer.header("proxy-status"),
-            Some(
-                r#"gw; error=http_request_denied; next-hop="acme"; details="upstream_reauth_required""#
-            )
-        );
-        assert_eq!(answer.header("link"), Some(link_header().as_str()));
-        if body_mode == BodyMode::HeadersOnly {
-            assert!(answer.body.is_empty());
-        } else {
-            assert_problem(&answer, "upstream-reauth-required");
+        assert_reauth_required(&answer, REAUTH_DENIED);
+        assert_body(&answer, body_mode, "upstream-reauth-required");
+        if body_mode != BodyMode::HeadersOnly {
             assert_eq!(answer.json()["connect"], CONNECT);
         }
-        let link = world.store.get(&key()).unwrap();
+        let link = world.link();
         assert!(link.needs_reauthorization());
         assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-0");
     }
@@ -394,22 +369,19 @@ async fn u4_invalid_grant_marks_the_link_and_keeps_the_refresh_token() {
 #[tokio::test]
 async fn u4_fresh_token_rejected_too_is_never_retried_twice() {
     let world = world(Options::default()).await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
     world.api.reject_all.store(true, Ordering::SeqCst);
 
     let answer = world.get("/data").await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        answer.header("proxy-status"),
-        Some(r#"gw; received-status=401; next-hop="acme"; details="upstream_reauth_required""#)
-    );
+    assert_eq!(answer.header("proxy-status"), Some(REAUTH_AFTER_401));
     assert_eq!(
         world.api.tokens_seen(),
         ["at-0", "at-1"],
         "one retry, no loop"
     );
     assert_eq!(world.token_endpoint.calls(), 1);
-    let link = world.store.get(&key()).unwrap();
+    let link = world.link();
     assert!(link.needs_reauthorization());
     assert_eq!(
         link.refresh_token().unwrap().expose_secret(),
@@ -424,12 +396,7 @@ async fn u4_not_connected_and_browser_navigation() {
 
     let answer = world.get("/data").await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        answer.header("proxy-status"),
-        Some(
-            r#"gw; error=http_request_denied; next-hop="acme"; details="upstream_reauth_required""#
-        )
-    );
+    assert_eq!(answer.header("proxy-status"), Some(REAUTH_DENIED));
 
     // A browser navigating gets sent to the connect flow.
     let answer = world
@@ -462,12 +429,7 @@ async fn u4_over_grpc_is_permission_denied_with_proxy_status_metadata() {
         .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header("grpc-status"), Some("7"));
-    assert_eq!(
-        answer.header("proxy-status"),
-        Some(
-            r#"gw; error=http_request_denied; next-hop="acme"; details="upstream_reauth_required""#
-        )
-    );
+    assert_eq!(answer.header("proxy-status"), Some(REAUTH_DENIED));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -475,16 +437,9 @@ async fn u4_over_grpc_is_permission_denied_with_proxy_status_metadata() {
 
 #[tokio::test]
 async fn u5_insufficient_scope_is_not_refreshed() {
-    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
-        let world = world(Options {
-            body_mode,
-            ..Options::default()
-        })
-        .await;
-        world
-            .store
-            .insert(key(), UpstreamToken::new("good").with_refresh_token("rt-0"));
-        world.api.accept("good");
+    for body_mode in BODY_MODES {
+        let world = world(Options::rendering(body_mode)).await;
+        world.link_accepted(UpstreamToken::new("good").with_refresh_token("rt-0"));
 
         let answer = world.get("/scope").await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN);
@@ -493,29 +448,20 @@ async fn u5_insufficient_scope_is_not_refreshed() {
             answer.header("proxy-status"),
             Some(r#"gw; received-status=403; details="upstream_insufficient_scope""#)
         );
-        if body_mode == BodyMode::HeadersOnly {
-            assert!(answer.body.is_empty());
-        } else {
-            assert_problem(&answer, "upstream-insufficient-scope");
+        assert_body(&answer, body_mode, "upstream-insufficient-scope");
+        if body_mode != BodyMode::HeadersOnly {
             assert_eq!(answer.json()["scope"], "files.read files.write");
         }
         assert_eq!(world.token_endpoint.calls(), 0);
-        assert!(!world.store.get(&key()).unwrap().needs_reauthorization());
+        assert!(!world.link().needs_reauthorization());
     }
 }
 
 #[tokio::test]
 async fn u6_plain_403_passes_through_with_proxy_status_and_without_the_providers_challenge() {
-    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
-        let world = world(Options {
-            body_mode,
-            ..Options::default()
-        })
-        .await;
-        world
-            .store
-            .insert(key(), UpstreamToken::new("good").with_refresh_token("rt-0"));
-        world.api.accept("good");
+    for body_mode in BODY_MODES {
+        let world = world(Options::rendering(body_mode)).await;
+        world.link_accepted(UpstreamToken::new("good").with_refresh_token("rt-0"));
 
         let answer = world.get("/forbidden").await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN);
@@ -535,14 +481,14 @@ async fn u6_plain_403_passes_through_with_proxy_status_and_without_the_providers
 
 #[tokio::test]
 async fn u7_token_endpoint_outage_keeps_the_tokens_and_recovers() {
-    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
+    for body_mode in BODY_MODES {
         let world = world(Options {
             body_mode,
             grant_timeout: Duration::from_millis(300),
             ..Options::default()
         })
         .await;
-        world.store.insert(key(), stale_link());
+        world.link_with(stale_link());
 
         for (mode, retry_after) in [
             (Mode::Unavailable, "7"),
@@ -553,18 +499,9 @@ async fn u7_token_endpoint_outage_keeps_the_tokens_and_recovers() {
             let answer = world.get("/data").await;
             assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{mode:?}");
             assert_eq!(answer.header("www-authenticate"), None);
-            assert_eq!(
-                answer.header("proxy-status"),
-                Some(
-                    r#"gw; error=destination_unavailable; details="upstream_refresh_unavailable""#
-                )
-            );
+            assert_eq!(answer.header("proxy-status"), Some(REFRESH_UNAVAILABLE));
             assert_eq!(answer.header("retry-after"), Some(retry_after), "{mode:?}");
-            if body_mode == BodyMode::HeadersOnly {
-                assert!(answer.body.is_empty());
-            } else {
-                assert_problem(&answer, "upstream-refresh-unavailable");
-            }
+            assert_body(&answer, body_mode, "upstream-refresh-unavailable");
             assert_link_intact(&world);
         }
 
@@ -573,21 +510,15 @@ async fn u7_token_endpoint_outage_keeps_the_tokens_and_recovers() {
         let answer = world.get("/data").await;
         assert_eq!(answer.status, StatusCode::OK);
         assert_eq!(world.token_endpoint.refresh_tokens_presented(), ["rt-0"; 4]);
-        let link = world.store.get(&key()).unwrap();
-        assert_eq!(link.access_token().expose_secret(), "at-1");
-        assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-1");
+        assert_tokens(&world.link(), "at-1", "rt-1");
     }
 }
 
 #[tokio::test]
 async fn u8_invalid_client_is_our_configuration() {
-    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
-        let world = world(Options {
-            body_mode,
-            ..Options::default()
-        })
-        .await;
-        world.store.insert(key(), stale_link());
+    for body_mode in BODY_MODES {
+        let world = world(Options::rendering(body_mode)).await;
+        world.link_with(stale_link());
         world.token_endpoint.set_mode(Mode::InvalidClient);
 
         let answer = world.get("/data").await;
@@ -597,11 +528,7 @@ async fn u8_invalid_client_is_our_configuration() {
             answer.header("proxy-status"),
             Some("gw; error=proxy_configuration_error")
         );
-        if body_mode == BodyMode::HeadersOnly {
-            assert!(answer.body.is_empty());
-        } else {
-            assert_problem(&answer, "upstream-misconfigured");
-        }
+        assert_body(&answer, body_mode, "upstream-misconfigured");
         assert_link_intact(&world);
     }
 }
@@ -611,14 +538,9 @@ async fn u8_invalid_client_is_our_configuration() {
 
 #[tokio::test]
 async fn u9_unreachable_and_too_slow() {
-    for body_mode in [BodyMode::ProblemJson, BodyMode::HeadersOnly] {
-        let world = world(Options {
-            body_mode,
-            ..Options::default()
-        })
-        .await;
-        world.store.insert(key(), UpstreamToken::new("good"));
-        world.api.accept("good");
+    for body_mode in BODY_MODES {
+        let world = world(Options::rendering(body_mode)).await;
+        world.link_accepted(UpstreamToken::new("good"));
 
         let answer = world.get("/unreachable/data").await;
         assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
@@ -634,11 +556,7 @@ async fn u9_unreachable_and_too_slow() {
             answer.header("proxy-status"),
             Some("gw; error=http_response_timeout")
         );
-        if body_mode == BodyMode::HeadersOnly {
-            assert!(answer.body.is_empty());
-        } else {
-            assert_problem(&answer, "upstream-timeout");
-        }
+        assert_body(&answer, body_mode, "upstream-timeout");
     }
 }
 
@@ -652,7 +570,7 @@ async fn a_body_too_large_to_replay_is_not_retried_and_says_so() {
         ..Options::default()
     })
     .await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
 
     let body: &'static [u8] = &[b'x'; 1024];
     let answer = world
@@ -675,14 +593,9 @@ async fn a_body_too_large_to_replay_is_not_retried_and_says_so() {
 #[tokio::test]
 async fn errors_and_debug_output_never_contain_tokens() {
     let world = world(Options::default()).await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
     world.api.reject_all.store(true, Ordering::SeqCst);
-    let mut request = Request::builder()
-        .uri(format!("http://{}/data", world.api_addr))
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    request.extensions_mut().insert(key());
-    let error = world.client.clone().oneshot(request).await.unwrap_err();
+    let error = world.call_api("/data").await.unwrap_err();
     let text = format!(
         "{error} {error:?} {:?} {:?}",
         world.store.get(&key()),
@@ -696,19 +609,13 @@ async fn errors_and_debug_output_never_contain_tokens() {
 #[tokio::test]
 async fn requests_without_a_link_key_pass_through_untouched() {
     let world = world(Options::default()).await;
-    let request = Request::builder()
-        .uri(format!("http://{}/data", world.api_addr))
-        .body(Full::<Bytes>::default())
-        .unwrap();
+    let request = world.untagged_api_request("/data");
     let response = world.client.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(world.api.tokens_seen(), [""]);
 
     // A key naming another provider is a configuration error (row U8), not a silent pass.
-    let mut request = Request::builder()
-        .uri(format!("http://{}/data", world.api_addr))
-        .body(Full::<Bytes>::default())
-        .unwrap();
+    let mut request = world.api_request("/data");
     request.extensions_mut().insert(LinkKey::new(USER, "other"));
     let error = world.client.clone().oneshot(request).await.unwrap_err();
     assert!(matches!(error, UpstreamError::Misconfigured { .. }));
@@ -717,13 +624,8 @@ async fn requests_without_a_link_key_pass_through_untouched() {
 #[tokio::test]
 async fn the_classification_drives_tower_http_classifiers() {
     let world = world(Options::default()).await;
-    world.store.insert(key(), UpstreamToken::new("good"));
-    world.api.accept("good");
-    let mut request = Request::builder()
-        .uri(format!("http://{}/scope", world.api_addr))
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    request.extensions_mut().insert(key());
+    world.link_accepted(UpstreamToken::new("good"));
+    let request = world.api_request("/scope");
     // Through the classify layer alone (RefreshAndRetry would turn this into an error).
     let classify = world.client.get_ref().clone();
     let mut request =
@@ -754,16 +656,15 @@ async fn the_classification_drives_tower_http_classifiers() {
 #[tokio::test]
 async fn a_huge_expires_in_neither_panics_nor_loses_the_rotated_refresh_token() {
     let world = world(Options::default()).await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
     // 1e19 seconds: `now + expires_in` does not fit a `SystemTime`.
     *world.token_endpoint.expires_in.lock().unwrap() = "1e19".into();
 
     let answer = world.get("/data").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(world.api.tokens_seen(), ["at-0", "at-1"]);
-    let link = world.store.get(&key()).unwrap();
-    assert_eq!(link.access_token().expose_secret(), "at-1");
-    assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-1");
+    let link = world.link();
+    assert_tokens(&link, "at-1", "rt-1");
     assert_eq!(link.expires_at(), None, "unrepresentable: no known expiry");
     assert!(!link.needs_reauthorization());
 
@@ -836,15 +737,12 @@ async fn a_rotation_the_store_cannot_take_is_used_kept_and_written_back_never_re
     let store = FlakyStore::default();
     store.inner.insert(key(), stale_link());
     let client = world.client_over(store.clone());
+    let call = || client.clone().oneshot(world.api_request("/data"));
     store.down.store(true, Ordering::SeqCst);
 
     // Rejected, refreshed (rotated to rt-1), but the store is down: the fresh token is used
     // anyway.
-    let response = client
-        .clone()
-        .oneshot(world.api_request("/data"))
-        .await
-        .unwrap();
+    let response = call().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(store.failed_saves.load(Ordering::SeqCst) >= 1);
     assert_eq!(
@@ -860,22 +758,14 @@ async fn a_rotation_the_store_cannot_take_is_used_kept_and_written_back_never_re
     );
 
     // The next request uses the kept token, without refreshing.
-    let response = client
-        .clone()
-        .oneshot(world.api_request("/data"))
-        .await
-        .unwrap();
+    let response = call().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(world.token_endpoint.calls(), 1);
     assert_eq!(world.api.tokens_seen(), ["at-0", "at-1", "at-1"]);
 
     // The provider revokes at-1: the next refresh uses rt-1, never the revoked rt-0.
     world.api.valid.lock().unwrap().remove("at-1");
-    let response = client
-        .clone()
-        .oneshot(world.api_request("/data"))
-        .await
-        .unwrap();
+    let response = call().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         world.token_endpoint.refresh_tokens_presented(),
@@ -896,7 +786,7 @@ async fn a_rotation_the_store_cannot_take_is_used_kept_and_written_back_never_re
         assert!(Instant::now() < deadline, "never written back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let response = client.oneshot(world.api_request("/data")).await.unwrap();
+    let response = call().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(world.token_endpoint.calls(), 2);
 }
@@ -904,20 +794,12 @@ async fn a_rotation_the_store_cannot_take_is_used_kept_and_written_back_never_re
 #[tokio::test]
 async fn a_token_refreshed_ahead_of_expiry_and_then_rejected_is_not_refreshed_again() {
     let world = world(Options::default()).await;
-    world.store.insert(
-        key(),
-        UpstreamToken::new("at-0")
-            .with_refresh_token("rt-0")
-            .with_expires_in(Duration::from_secs(30)),
-    );
+    world.link_with(expiring_link());
     world.api.reject_all.store(true, Ordering::SeqCst);
 
     let answer = world.get("/data").await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        answer.header("proxy-status"),
-        Some(r#"gw; received-status=401; next-hop="acme"; details="upstream_reauth_required""#)
-    );
+    assert_eq!(answer.header("proxy-status"), Some(REAUTH_AFTER_401));
     assert_eq!(answer.header("www-authenticate"), None);
     assert_eq!(
         world.token_endpoint.calls(),
@@ -925,7 +807,7 @@ async fn a_token_refreshed_ahead_of_expiry_and_then_rejected_is_not_refreshed_ag
         "refreshed once per request"
     );
     assert_eq!(world.api.tokens_seen(), ["at-1"], "the fresh token, once");
-    let link = world.store.get(&key()).unwrap();
+    let link = world.link();
     assert!(link.needs_reauthorization());
     assert_eq!(link.refresh_token().unwrap().expose_secret(), "rt-1");
 }
@@ -933,8 +815,7 @@ async fn a_token_refreshed_ahead_of_expiry_and_then_rejected_is_not_refreshed_ag
 #[tokio::test]
 async fn passed_through_responses_never_carry_the_providers_challenge() {
     let world = world(Options::default()).await;
-    world.store.insert(key(), UpstreamToken::new("good"));
-    world.api.accept("good");
+    world.link_accepted(UpstreamToken::new("good"));
 
     let answer = world.get("/bad-request").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
@@ -952,12 +833,7 @@ async fn tokens_living_no_longer_than_the_skew_are_not_refreshed_on_every_reques
         ..Options::default()
     })
     .await;
-    world.store.insert(
-        key(),
-        UpstreamToken::new("at-0")
-            .with_refresh_token("rt-0")
-            .with_expires_in(Duration::from_secs(30)),
-    );
+    world.link_with(expiring_link());
 
     for _ in 0..3 {
         assert_eq!(world.get("/data").await.status, StatusCode::OK);
@@ -971,13 +847,10 @@ async fn tokens_living_no_longer_than_the_skew_are_not_refreshed_on_every_reques
     );
 }
 
-fn assert_refresh_unavailable(answer: &Answer) {
+fn assert_refresh_unavailable(answer: &Reply) {
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.header("www-authenticate"), None);
-    assert_eq!(
-        answer.header("proxy-status"),
-        Some(r#"gw; error=destination_unavailable; details="upstream_refresh_unavailable""#)
-    );
+    assert_eq!(answer.header("proxy-status"), Some(REFRESH_UNAVAILABLE));
     assert!(answer.header("retry-after").is_some());
 }
 
@@ -990,7 +863,7 @@ async fn a_refresh_that_never_ends_times_out_as_unavailable_and_keeps_the_tokens
         ..Options::default()
     })
     .await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
     world.token_endpoint.set_mode(Mode::Slow);
 
     let started = Instant::now();
@@ -1011,7 +884,7 @@ async fn a_store_lock_that_is_never_granted_times_out_as_unavailable() {
         ..Options::default()
     })
     .await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
     // Someone holds the link's lock and never lets go.
     let guard = world.store.lock(&key()).await.unwrap();
 
@@ -1035,7 +908,7 @@ async fn a_store_lock_that_is_never_granted_times_out_as_unavailable() {
 #[tokio::test]
 async fn a_link_removed_during_its_refresh_stays_removed() {
     let world = world(Options::default()).await;
-    world.store.insert(key(), stale_link());
+    world.link_with(stale_link());
     // The refresh waits at the token endpoint while the user disconnects.
     *world.token_endpoint.delay.lock().unwrap() = Duration::from_millis(300);
     let call = tokio::spawn({

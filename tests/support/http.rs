@@ -1,29 +1,66 @@
-//! A tiny HTTP/1.1 client for tests: hyper-util's legacy client, no connection reuse (providers
-//! are stopped and restarted under the tests' feet), whole bodies collected into `Bytes`.
+//! HTTP plumbing for the tests: one client type ([`TestClient`]), one way to serve an axum app
+//! ([`serve`]), one collected response ([`Reply`]), a request builder ([`Req`]), form helpers and
+//! a cookie-keeping [`Browser`].
 
-use std::time::Duration;
+use std::{collections::BTreeMap, fmt, net::SocketAddr, time::Duration};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode,
+    header::{self, AsHeaderName},
+};
 use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
 
-/// The client type the helpers use; also a `tower::Service<Request<Full<Bytes>>>`, so it can be
-/// handed to the crate's key sources as their HTTP client.
-pub type HyperClient = Client<HttpConnector, Full<Bytes>>;
+/// How long one request may take, body included, before the test fails.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A hyper-util client that opens a fresh connection per request.
-pub fn hyper_client() -> HyperClient {
+/// The tests' HTTP/1.1 client: hyper-util's legacy client over plain TCP. With the default body
+/// it is also a `tower::Service<Request<Full<Bytes>>>`, so it can be handed to the crate as its
+/// HTTP client (key sources, refresh grants).
+pub type TestClient<B = Full<Bytes>> = Client<HttpConnector, B>;
+
+/// A client that keeps connections alive between requests.
+pub fn client<B>() -> TestClient<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A client that opens a fresh connection per request: for servers that are stopped and
+/// restarted under the test's feet (the OpenID provider), where a kept connection would be dead.
+pub fn client_without_reuse() -> TestClient {
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .build_http()
 }
 
+/// Serves an axum `Router` on an ephemeral loopback port; returns its base URL
+/// (`http://127.0.0.1:PORT`). The server task ends with the test's runtime.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    format!("http://{addr}")
+}
+
+/// A loopback port nothing listens on.
+pub async fn closed_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
 /// A collected response.
 #[derive(Debug, Clone)]
-pub struct TestResponse {
+pub struct Reply {
     /// Status code.
     pub status: StatusCode,
     /// Headers.
@@ -32,7 +69,37 @@ pub struct TestResponse {
     pub body: Bytes,
 }
 
-impl TestResponse {
+impl Reply {
+    /// A header as text; `None` when absent. Panics if the header is repeated or not visible
+    /// ASCII.
+    pub fn header<K>(&self, name: K) -> Option<&str>
+    where
+        K: AsHeaderName + fmt::Display + Clone,
+    {
+        let mut all = self.headers.get_all(name.clone()).iter();
+        let first = all.next()?;
+        assert!(
+            all.next().is_none(),
+            "header {name} is repeated: {:?}",
+            self.headers
+        );
+        Some(
+            first
+                .to_str()
+                .unwrap_or_else(|_| panic!("header {name} is not visible ASCII: {first:?}")),
+        )
+    }
+
+    /// The `Location` header.
+    pub fn location(&self) -> Option<&str> {
+        self.header(header::LOCATION)
+    }
+
+    /// The body as UTF-8 text.
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+
     /// The body parsed as JSON (panics with the body in the message when it is not JSON).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
@@ -43,30 +110,17 @@ impl TestResponse {
             )
         })
     }
-
-    /// A header as a `&str` (`None` when absent or not visible ASCII).
-    pub fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The `Location` header.
-    pub fn location(&self) -> Option<&str> {
-        self.header(header::LOCATION)
-    }
 }
 
-/// Sends `req`, collects the body; panics on transport errors or after 20 s.
-pub async fn send(client: &HyperClient, req: Request<Full<Bytes>>) -> TestResponse {
+/// Sends `req`, collects the body; panics on transport errors or after [`REQUEST_TIMEOUT`].
+pub async fn send(client: &TestClient, req: Request<Full<Bytes>>) -> Reply {
     try_send(client, req)
         .await
-        .unwrap_or_else(|e| panic!("HTTP request failed: {e}"))
+        .unwrap_or_else(|e| panic!("HTTP request failed (did the server die?): {e}"))
 }
 
 /// Sends `req`, collects the body; transport errors and timeouts become `Err`.
-pub async fn try_send(
-    client: &HyperClient,
-    req: Request<Full<Bytes>>,
-) -> Result<TestResponse, String> {
+pub async fn try_send(client: &TestClient, req: Request<Full<Bytes>>) -> Result<Reply, String> {
     let uri = req.uri().clone();
     let fut = async {
         let res = client
@@ -79,15 +133,68 @@ pub async fn try_send(
             .await
             .map_err(|e| format!("{uri}: body: {e}"))?
             .to_bytes();
-        Ok(TestResponse {
+        Ok(Reply {
             status: parts.status,
             headers: parts.headers,
             body,
         })
     };
-    tokio::time::timeout(Duration::from_secs(20), fut)
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
         .await
         .map_err(|_| format!("{uri}: timed out"))?
+}
+
+/// A request under construction, sent relative to a base URL.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+impl Req {
+    pub fn get(path: impl Into<String>) -> Self {
+        Self {
+            method: Method::GET,
+            path: path.into(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Appends a header (a repeated name is sent repeatedly).
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers.push((
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_bytes(value.as_ref()).unwrap(),
+        ));
+        self
+    }
+
+    /// `Authorization: Bearer <token>`.
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sends it to `{base}{path}`.
+    pub async fn send(&self, client: &TestClient, base: &str) -> Reply {
+        let mut builder = request(self.method.clone(), &format!("{base}{}", self.path));
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        send(client, builder.body(Full::new(self.body.clone())).unwrap()).await
+    }
 }
 
 /// A request builder preset with method and URI.
@@ -96,7 +203,7 @@ pub fn request(method: Method, uri: &str) -> http::request::Builder {
 }
 
 /// `GET uri` with the given headers.
-pub async fn get(client: &HyperClient, uri: &str, headers: &[(&str, &str)]) -> TestResponse {
+pub async fn get(client: &TestClient, uri: &str, headers: &[(&str, &str)]) -> Reply {
     let mut b = request(Method::GET, uri);
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -105,7 +212,7 @@ pub async fn get(client: &HyperClient, uri: &str, headers: &[(&str, &str)]) -> T
 }
 
 /// `GET uri` with `Authorization: Bearer <token>`.
-pub async fn get_bearer(client: &HyperClient, uri: &str, token: &str) -> TestResponse {
+pub async fn get_bearer(client: &TestClient, uri: &str, token: &str) -> Reply {
     get(
         client,
         uri,
@@ -133,6 +240,13 @@ pub fn form_encode(s: &str) -> String {
         .replace("%20", "+")
 }
 
+/// `application/x-www-form-urlencoded` decoding of one value.
+pub fn form_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// A form body from pairs.
 pub fn form(pairs: &[(&str, &str)]) -> String {
     pairs
@@ -142,13 +256,24 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// The pairs of a form body (or a query string), decoded.
+pub fn parse_form(body: &str) -> Vec<(String, String)> {
+    body.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(k), form_decode(v))
+        })
+        .collect()
+}
+
 /// `POST uri` with a form body and extra headers.
 pub async fn post_form(
-    client: &HyperClient,
+    client: &TestClient,
     uri: &str,
-    headers: &[(http::HeaderName, HeaderValue)],
+    headers: &[(HeaderName, HeaderValue)],
     pairs: &[(&str, &str)],
-) -> TestResponse {
+) -> Reply {
     let mut b = request(Method::POST, uri)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     for (k, v) in headers {
@@ -160,23 +285,57 @@ pub async fn post_form(
 /// One query parameter of a URL (decoded), e.g. the `code` of a redirect.
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1.split('#').next()?;
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
+    parse_form(query)
+        .into_iter()
+        .find_map(|(k, v)| (k == name).then_some(v))
 }
 
-/// Serves an axum `Router` (or any compatible service) on an ephemeral loopback port; returns
-/// its base URL (`http://127.0.0.1:PORT`). The server task ends with the test's runtime.
-pub async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    format!("http://{addr}")
+/// A cookie-keeping client that does not follow redirects.
+#[derive(Debug, Default)]
+pub struct Browser {
+    /// Cookies by name (an empty value deletes one).
+    pub cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    /// Sends a request with the cookies kept so far, an optional form body and an optional
+    /// bearer token; keeps the cookies the answer sets.
+    pub async fn go(
+        &mut self,
+        client: &TestClient,
+        method: Method,
+        url: &str,
+        form: Option<String>,
+        bearer: Option<&str>,
+    ) -> Reply {
+        let mut request = request(method, url);
+        if !self.cookies.is_empty() {
+            let cookies: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            request = request.header(header::COOKIE, cookies.join("; "));
+        }
+        if let Some(token) = bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if form.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let body = Full::new(Bytes::from(form.unwrap_or_default()));
+        let response = send(client, request.body(body).unwrap()).await;
+        for set in response.headers.get_all(header::SET_COOKIE) {
+            let pair = set.to_str().unwrap().split(';').next().unwrap();
+            if let Some((name, value)) = pair.split_once('=') {
+                let (name, value) = (name.trim(), value.trim());
+                if value.is_empty() {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        response
+    }
 }

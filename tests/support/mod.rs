@@ -1,15 +1,25 @@
-//! Shared helpers for the integration tests: a real OpenID provider (`oidc`) and a tiny HTTP
-//! client/server kit (`http`). Include with `mod support;` from a file in `tests/`.
+//! The integration tests' kit. Each test crate includes it with `mod support;` and uses the
+//! submodules it needs:
 //!
-//! The provider needs node (>= 20) and the pinned packages: `npm ci --prefix tests/oidc`.
+//! - `http`: the one HTTP client type (`TestClient`), `serve` for an axum app, the collected
+//!   response (`Reply`), a request builder (`Req`), forms, and a cookie-keeping `Browser`;
+//! - `keys`: the fixed test keys (`tests/keys/`) and the validator that knows them;
+//! - `tokens`: claims and token minting, well-formed or broken on purpose;
+//! - `routes`: the inbound test application (routes with scope, step-up and hidden rules);
+//! - `logs`: an in-memory writer for `tracing` subscribers (`Capture`);
+//! - `oidc`: a real OpenID provider (node's `oidc-provider`) for key sources and flows;
+//! - `upstream`: doubles of a third-party provider's API and token endpoint, and a gateway over
+//!   the outbound layers (`World`).
+//!
+//! The OpenID provider needs node (>= 20) and the pinned packages: `npm ci --prefix tests/oidc`.
 
-// Each test crate uses a different subset of these helpers.
-#![allow(dead_code, unused_imports)]
+// Each test crate uses a different subset of the kit.
+#![allow(dead_code)]
 
 pub mod http;
+pub mod keys;
+pub mod logs;
 pub mod oidc;
-
-pub use oidc::{
-    Alg, CLIENT_ID, CLIENT_SECRET, OidcConfig, OidcProvider, REDIRECT_URI, RESOURCE_ES256,
-    RESOURCE_OPAQUE, RESOURCE_RS256, Resource, Tokens,
-};
+pub mod routes;
+pub mod tokens;
+pub mod upstream;

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
-use super::http::{self as h, HyperClient, TestResponse};
+use super::http::{self as h, Browser, Reply, TestClient};
 
 /// The default confidential client's id (client_credentials, authorization_code, refresh_token).
 pub const CLIENT_ID: &str = "tower-bearer-test";
@@ -250,7 +250,7 @@ pub struct OidcProvider {
     config: OidcConfig,
     ready: Ready,
     running: Option<Running>,
-    client: HyperClient,
+    client: TestClient,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -276,7 +276,7 @@ impl OidcProvider {
             config,
             ready,
             running: Some(running),
-            client: h::hyper_client(),
+            client: h::client_without_reuse(),
         }
     }
 
@@ -358,7 +358,7 @@ impl OidcProvider {
     }
 
     /// A raw token-endpoint request authenticated as the default client.
-    pub async fn token_request(&self, form: &[(&str, &str)]) -> TestResponse {
+    pub async fn token_request(&self, form: &[(&str, &str)]) -> Reply {
         h::post_form(&self.client, &self.token_endpoint(), &self.basic(), form).await
     }
 
@@ -379,7 +379,7 @@ impl OidcProvider {
 
     /// Exchanges a refresh token (the default client). Returns the raw answer: 200 with new
     /// tokens, or 400 `invalid_grant` for a spent (rotated) one.
-    pub async fn refresh(&self, refresh_token: &str) -> TestResponse {
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
         self.token_request(&[
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
@@ -417,7 +417,6 @@ impl OidcProvider {
         scope: &str,
         resource: Option<&str>,
     ) -> Tokens {
-        let mut jar = CookieJar::default();
         let mut q = vec![
             ("client_id", CLIENT_ID),
             ("response_type", "code"),
@@ -429,72 +428,78 @@ impl OidcProvider {
         if let Some(r) = resource {
             q.push(("resource", r));
         }
-        let mut url = format!("{}/auth?{}", self.ready.issuer, h::form(&q));
-        // GET /auth → interaction(login) → POST → /auth/uid → interaction(consent) → POST →
-        // /auth/uid → redirect_uri?code=…
-        for _ in 0..8 {
-            let res = if url.contains("/interaction/") {
-                let res = self.browser(&mut jar, Method::GET, &url, None).await;
-                assert_eq!(res.status, StatusCode::OK, "interaction page: {res:?}");
-                let page = String::from_utf8_lossy(&res.body);
-                let body = if page.contains("name=\"prompt\" value=\"login\"") {
-                    h::form(&[("prompt", "login"), ("login", login), ("password", "x")])
-                } else {
-                    h::form(&[("prompt", "consent")])
-                };
-                self.browser(&mut jar, Method::POST, &url, Some(body)).await
-            } else {
-                self.browser(&mut jar, Method::GET, &url, None).await
-            };
-            let loc = res
-                .location()
-                .unwrap_or_else(|| panic!("authorization flow stalled at {url}: {res:?}"))
-                .to_owned();
-            if loc.starts_with(REDIRECT_URI) {
-                let code = h::query_param(&loc, "code")
-                    .unwrap_or_else(|| panic!("no code in redirect {loc}"));
-                return tokens(
-                    self.token_request(&[
-                        ("grant_type", "authorization_code"),
-                        ("code", &code),
-                        ("redirect_uri", REDIRECT_URI),
-                    ])
-                    .await,
-                );
-            }
-            url = if loc.starts_with('/') {
-                format!("{}{loc}", self.ready.issuer)
-            } else {
-                loc
-            };
-        }
-        panic!("authorization flow did not finish");
-    }
-
-    async fn browser(
-        &self,
-        jar: &mut CookieJar,
-        method: Method,
-        url: &str,
-        form: Option<String>,
-    ) -> TestResponse {
-        let mut b = h::request(method, url);
-        if let Some(c) = jar.header() {
-            b = b.header(header::COOKIE, c);
-        }
-        if form.is_some() {
-            b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        }
-        let req = b.body(http_body_util::Full::new(bytes::Bytes::from(
-            form.unwrap_or_default(),
-        )));
-        let res = h::send(&self.client, req.unwrap()).await;
-        jar.store(&res);
-        res
+        let url = format!("{}/auth?{}", self.ready.issuer, h::form(&q));
+        let redirect = sign_in(
+            &mut Browser::default(),
+            &self.client,
+            &self.ready.issuer,
+            url,
+            login,
+        )
+        .await;
+        assert!(
+            redirect.starts_with(REDIRECT_URI),
+            "the authorization flow ended at {redirect}"
+        );
+        let code = h::query_param(&redirect, "code")
+            .unwrap_or_else(|| panic!("no code in redirect {redirect}"));
+        tokens(
+            self.token_request(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT_URI),
+            ])
+            .await,
+        )
     }
 }
 
-fn tokens(res: TestResponse) -> Tokens {
+/// Runs oidc-provider's dev interactions from `url` (an authorization request at `issuer`) as a
+/// browser: the login form as user `login`, then the consent form. Returns the URL the provider
+/// finally redirects to, outside itself (the client's redirect URI, with the code).
+pub async fn sign_in(
+    browser: &mut Browser,
+    client: &TestClient,
+    issuer: &str,
+    mut url: String,
+    login: &str,
+) -> String {
+    // GET /auth → interaction(login) → POST → /auth/uid → interaction(consent) → POST →
+    // /auth/uid → redirect_uri?code=…
+    for _ in 0..8 {
+        let response = if url.contains("/interaction/") {
+            let page = browser.go(client, Method::GET, &url, None, None).await;
+            assert_eq!(page.status, StatusCode::OK, "interaction page: {page:?}");
+            let form = if String::from_utf8_lossy(&page.body)
+                .contains("name=\"prompt\" value=\"login\"")
+            {
+                h::form(&[("prompt", "login"), ("login", login), ("password", "x")])
+            } else {
+                h::form(&[("prompt", "consent")])
+            };
+            browser
+                .go(client, Method::POST, &url, Some(form), None)
+                .await
+        } else {
+            browser.go(client, Method::GET, &url, None, None).await
+        };
+        let location = response
+            .location()
+            .unwrap_or_else(|| panic!("the sign-in stalled at {url}: {response:?}"))
+            .to_owned();
+        if !location.starts_with(issuer) && !location.starts_with('/') {
+            return location;
+        }
+        url = if location.starts_with('/') {
+            format!("{issuer}{location}")
+        } else {
+            location
+        };
+    }
+    panic!("the sign-in did not finish");
+}
+
+fn tokens(res: Reply) -> Tokens {
     assert_eq!(
         res.status,
         StatusCode::OK,
@@ -502,30 +507,6 @@ fn tokens(res: TestResponse) -> Tokens {
         String::from_utf8_lossy(&res.body)
     );
     serde_json::from_slice(&res.body).expect("token response")
-}
-
-#[derive(Default)]
-struct CookieJar(BTreeMap<String, String>);
-
-impl CookieJar {
-    fn store(&mut self, res: &TestResponse) {
-        for v in res.headers.get_all(header::SET_COOKIE) {
-            let Ok(v) = v.to_str() else { continue };
-            let pair = v.split(';').next().unwrap_or("");
-            if let Some((k, val)) = pair.split_once('=') {
-                self.0.insert(k.trim().to_owned(), val.trim().to_owned());
-            }
-        }
-    }
-    fn header(&self) -> Option<String> {
-        (!self.0.is_empty()).then(|| {
-            self.0
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-    }
 }
 
 /// Node start-ups at once: tests run in parallel on a small machine, and a provider starting

@@ -1,12 +1,10 @@
-//! A test provider (API + token endpoint) and a gateway that calls it through the outbound
-//! layers, all over real HTTP on 127.0.0.1.
-
-#![allow(dead_code)]
+//! Doubles of a third-party provider (its API and its token endpoint) and a gateway that calls
+//! it through the outbound layers, all over real HTTP on 127.0.0.1: the [`World`] of
+//! `tests/upstream.rs`.
 
 use std::{
     collections::HashSet,
     future::Future,
-    net::SocketAddr,
     pin::Pin,
     sync::{
         Arc, Mutex,
@@ -18,15 +16,11 @@ use std::{
 
 use axum::{Router, body::Body, extract::State, response::Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
-use tokio::{net::TcpListener, sync::Barrier};
-use tower::ServiceExt;
+use tokio::sync::Barrier;
+use tower::{BoxError, ServiceExt};
 use tower_bearer::{
     emit::{BodyMode, EmitLayer, Emitter, pending_response},
     upstream::{
@@ -37,40 +31,16 @@ use tower_bearer::{
     },
 };
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type HttpClient<B> = Client<HttpConnector, B>;
+use super::http::{Reply, Req, TestClient, client, closed_port, parse_form, serve};
+
 pub type UpstreamClient = ClientOver<MemoryStore>;
 /// The outbound layers over any token store.
 pub type ClientOver<St> =
-    RefreshAndRetry<ClassifyUpstream<Timed, Standard>, St, RefreshGrant<HttpClient<Full<Bytes>>>>;
+    RefreshAndRetry<ClassifyUpstream<Timed, Standard>, St, RefreshGrant<TestClient>>;
 
 pub const PROVIDER: &str = "acme";
 pub const CONNECT: &str = "https://gw.example/connect/acme";
 pub const USER: &str = "alice";
-
-pub fn http_client<B>() -> HttpClient<B>
-where
-    B: http_body::Body + Send + 'static + Unpin,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(64)
-        .build_http()
-}
-
-async fn serve(router: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
-}
-
-/// A port nothing listens on.
-pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
 
 // ---------------------------------------------------------------------------------------------
 // The provider's API
@@ -246,29 +216,14 @@ impl TokenEndpoint {
     }
 }
 
-fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
 async fn token(State(endpoint): State<Arc<TokenEndpoint>>, request: Request<Body>) -> Response {
     endpoint.calls.fetch_add(1, Ordering::SeqCst);
     let auth = request
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap().to_owned());
-    let form = parse_form(&request.into_body().collect().await.unwrap().to_bytes());
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    let form = parse_form(&String::from_utf8_lossy(&body));
     endpoint.requests.lock().unwrap().push((form.clone(), auth));
     let delay = *endpoint.delay.lock().unwrap();
     tokio::time::sleep(delay).await;
@@ -339,7 +294,7 @@ async fn token(State(endpoint): State<Arc<TokenEndpoint>>, request: Request<Body
 /// hyper-util's client with a per-request timeout (like `tower::timeout`).
 #[derive(Clone)]
 pub struct Timed {
-    client: HttpClient<RetryBody<Full<Bytes>>>,
+    client: TestClient<RetryBody<Full<Bytes>>>,
     timeout: Duration,
 }
 
@@ -394,15 +349,36 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The defaults, failures rendered in `body_mode`.
+    pub fn rendering(body_mode: BodyMode) -> Self {
+        Self {
+            body_mode,
+            ..Self::default()
+        }
+    }
+}
+
+/// Both ways the gateway can render its failures.
+pub const BODY_MODES: [BodyMode; 2] = [BodyMode::ProblemJson, BodyMode::HeadersOnly];
+
+/// What the outbound layers answer for one request.
+pub type Outcome = Result<
+    <UpstreamClient as tower::Service<Request<Full<Bytes>>>>::Response,
+    <UpstreamClient as tower::Service<Request<Full<Bytes>>>>::Error,
+>;
+
 pub struct World {
     pub api: Arc<Api>,
     pub token_endpoint: Arc<TokenEndpoint>,
-    pub api_addr: SocketAddr,
-    pub gateway: SocketAddr,
+    /// The provider API's base URL.
+    pub api_url: String,
+    /// The gateway's base URL.
+    pub gateway: String,
     pub store: MemoryStore,
     pub client: UpstreamClient,
-    pub caller: HttpClient<Full<Bytes>>,
-    grant: RefreshGrant<HttpClient<Full<Bytes>>>,
+    pub caller: TestClient,
+    grant: RefreshGrant<TestClient>,
     emitter: Emitter,
     options: Options,
 }
@@ -410,8 +386,8 @@ pub struct World {
 #[derive(Clone)]
 struct App {
     client: UpstreamClient,
-    api: SocketAddr,
-    dead: SocketAddr,
+    api: String,
+    dead: String,
 }
 
 async fn proxy(State(app): State<App>, request: Request<Body>) -> Response {
@@ -428,8 +404,8 @@ async fn proxy(State(app): State<App>, request: Request<Body>) -> Response {
         .unwrap_or("/")
         .to_owned();
     let target = match path.strip_prefix("/unreachable") {
-        Some(rest) => format!("http://{}{rest}", app.dead),
-        None => format!("http://{}{path}", app.api),
+        Some(rest) => format!("{}{rest}", app.dead),
+        None => format!("{}{path}", app.api),
     };
     let (parts, body) = request.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
@@ -455,7 +431,7 @@ async fn proxy(State(app): State<App>, request: Request<Body>) -> Response {
 
 pub async fn world(options: Options) -> World {
     let api = Arc::new(Api::default());
-    let api_addr = serve(Router::new().fallback(self::api).with_state(api.clone())).await;
+    let api_url = serve(Router::new().fallback(self::api).with_state(api.clone())).await;
     let token_endpoint = Arc::new(TokenEndpoint {
         mode: Mutex::new(Mode::Normal),
         calls: AtomicUsize::new(0),
@@ -468,7 +444,7 @@ pub async fn world(options: Options) -> World {
         requests: Mutex::new(Vec::new()),
         api: api.clone(),
     });
-    let token_addr = serve(
+    let token_url = serve(
         Router::new()
             .fallback(self::token)
             .with_state(token_endpoint.clone()),
@@ -480,8 +456,8 @@ pub async fn world(options: Options) -> World {
         .body_mode(options.body_mode);
     let store = MemoryStore::new();
     let grant = RefreshGrant::new(
-        http_client::<Full<Bytes>>(),
-        format!("http://{token_addr}/oauth/token").parse().unwrap(),
+        client(),
+        format!("{token_url}/oauth/token").parse().unwrap(),
         "gw-client",
     )
     .scope("files.read")
@@ -492,11 +468,12 @@ pub async fn world(options: Options) -> World {
     } else {
         grant.client_secret_basic("gw-secret")
     };
-    let client: UpstreamClient = client_over(store.clone(), grant.clone(), &emitter, &options);
+    let upstream_client: UpstreamClient =
+        client_over(store.clone(), grant.clone(), &emitter, &options);
     let app = App {
-        client: client.clone(),
-        api: api_addr,
-        dead: closed_port().await,
+        client: upstream_client.clone(),
+        api: api_url.clone(),
+        dead: format!("http://{}", closed_port().await),
     };
     let gateway = serve(
         Router::new()
@@ -508,11 +485,11 @@ pub async fn world(options: Options) -> World {
     World {
         api,
         token_endpoint,
-        api_addr,
+        api_url,
         gateway,
         store,
-        client,
-        caller: http_client(),
+        client: upstream_client,
+        caller: client(),
         grant,
         emitter,
         options,
@@ -521,7 +498,7 @@ pub async fn world(options: Options) -> World {
 
 fn client_over<St: TokenStore>(
     store: St,
-    grant: RefreshGrant<HttpClient<Full<Bytes>>>,
+    grant: RefreshGrant<TestClient>,
     emitter: &Emitter,
     options: &Options,
 ) -> ClientOver<St> {
@@ -539,7 +516,7 @@ fn client_over<St: TokenStore>(
             ),
         )
         .service(Timed {
-            client: http_client(),
+            client: client(),
             timeout: options.upstream_timeout,
         })
 }
@@ -556,20 +533,11 @@ pub fn stale_link() -> UpstreamToken {
         .with_scopes(["files.read"])
 }
 
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
+/// `at-0` / `rt-0`, expiring in 30 s: within the default refresh skew (60 s).
+pub fn expiring_link() -> UpstreamToken {
+    UpstreamToken::new("at-0")
+        .with_refresh_token("rt-0")
+        .with_expires_in(Duration::from_secs(30))
 }
 
 impl World {
@@ -579,44 +547,59 @@ impl World {
         client_over(store, self.grant.clone(), &self.emitter, &self.options)
     }
 
+    /// Stores `token` as the user's link.
+    pub fn link_with(&self, token: UpstreamToken) {
+        self.store.insert(key(), token);
+    }
+
+    /// Stores `token` as the user's link, its access token one the API accepts.
+    pub fn link_accepted(&self, token: UpstreamToken) {
+        self.api.accept(token.access_token().expose_secret());
+        self.link_with(token);
+    }
+
+    /// The user's stored link (panics when there is none).
+    pub fn link(&self) -> UpstreamToken {
+        self.store.get(&key()).expect("the user's link")
+    }
+
+    /// A request to the provider's API at `path`, without a link key.
+    pub fn untagged_api_request(&self, path: &str) -> Request<Full<Bytes>> {
+        Request::builder()
+            .uri(format!("{}{path}", self.api_url))
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    }
+
     /// A request to the provider's API at `path`, tagged with the link key.
     pub fn api_request(&self, path: &str) -> Request<Full<Bytes>> {
-        let mut request = Request::builder()
-            .uri(format!("http://{}{path}", self.api_addr))
-            .body(Full::<Bytes>::default())
-            .unwrap();
+        let mut request = self.untagged_api_request(path);
         request.extensions_mut().insert(key());
         request
     }
 
+    /// `GET path` at the provider's API through the outbound layers, as the user.
+    pub async fn call_api(&self, path: &str) -> Outcome {
+        self.client.clone().oneshot(self.api_request(path)).await
+    }
+
+    /// A request to the gateway.
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
         body: &'static [u8],
-    ) -> Answer {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.gateway))
-            .body(Full::new(Bytes::from_static(body)))
-            .unwrap();
+    ) -> Reply {
+        let mut request = Req::get(path).method(method).body(Bytes::from_static(body));
         for (name, value) in headers {
-            request.headers_mut().append(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
+            request = request.header(name, value);
         }
-        let response = self.caller.request(request).await.unwrap();
-        let (parts, body) = response.into_parts();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
+        request.send(&self.caller, &self.gateway).await
     }
 
-    pub async fn get(&self, path: &str) -> Answer {
+    /// `GET path` at the gateway, accepting JSON.
+    pub async fn get(&self, path: &str) -> Reply {
         self.call(Method::GET, path, &[("accept", "application/json")], b"")
             .await
     }
