@@ -21,6 +21,8 @@
 #[path = "grpc/demo.v1.rs"]
 #[allow(clippy::all, missing_docs)]
 mod demo;
+#[path = "grpc/gateway.rs"]
+mod gateway;
 
 use std::{
     net::SocketAddr,
@@ -35,10 +37,11 @@ use bytes::Bytes;
 use demo::{
     ProfileReply, ProfileRequest, WhoamiReply, WhoamiRequest,
     gateway_client::GatewayClient,
-    gateway_server::{Gateway, GatewayServer},
+    gateway_server::GatewayServer,
     provider_client::ProviderClient,
     provider_server::{Provider, ProviderServer},
 };
+use gateway::GatewayApi;
 use http_body_util::Full;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -55,7 +58,7 @@ use tower::Layer as _;
 use tower_bearer::{
     authorize::{AuthorizeLayer, Requirements},
     emit::Emitter,
-    grpc::{self, GrpcUpstream, GrpcUpstreamLayer},
+    grpc::{GrpcUpstream, GrpcUpstreamLayer},
     upstream::{LinkKey, MemoryStore, RefreshAndRetryLayer, UpstreamToken, grant::RefreshGrant},
     validate::{ClaimsPolicy, JwtValidator, StandardClaims, ValidateBearerLayer, VerificationKey},
 };
@@ -176,34 +179,6 @@ async fn main() -> Result<(), BoxError> {
             .await,
     );
     Ok(())
-}
-
-/// The gateway's API.
-struct GatewayApi {
-    provider: ProviderClient<Upstream>,
-}
-
-#[tonic::async_trait]
-impl Gateway for GatewayApi {
-    async fn profile(
-        &self,
-        request: Request<ProfileRequest>,
-    ) -> Result<Response<ProfileReply>, Status> {
-        // The claims ValidateBearerLayer validated.
-        let claims = grpc::claims::<StandardClaims>(&request)
-            .ok_or_else(|| Status::internal("not behind ValidateBearerLayer"))?;
-        let subject = claims.sub.clone().unwrap_or_default();
-        // Which user's link to use: the outbound layers attach that user's upstream token.
-        let mut call = Request::new(WhoamiRequest {});
-        call.extensions_mut()
-            .insert(LinkKey::new(subject.clone(), PROVIDER));
-        // Upstream failures arrive already rendered (code + proxy-status): forward them.
-        let reply = self.provider.clone().whoami(call).await?;
-        Ok(Response::new(ProfileReply {
-            subject,
-            upstream_account: reply.into_inner().account,
-        }))
-    }
 }
 
 fn request(token: Option<&str>) -> Request<ProfileRequest> {

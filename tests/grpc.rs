@@ -11,6 +11,8 @@
 #[path = "../examples/grpc/demo.v1.rs"]
 #[allow(clippy::all, missing_docs)]
 mod demo;
+#[path = "../examples/grpc/gateway.rs"]
+mod gateway;
 mod support;
 
 use std::{
@@ -28,10 +30,11 @@ use bytes::Bytes;
 use demo::{
     EchoMessage, ProfileReply, ProfileRequest, WhoamiReply, WhoamiRequest,
     gateway_client::GatewayClient,
-    gateway_server::{Gateway, GatewayServer},
+    gateway_server::GatewayServer,
     provider_client::ProviderClient,
     provider_server::{Provider, ProviderServer},
 };
+use gateway::GatewayApi;
 use http::HeaderMap;
 use http_body::Frame;
 use http_body_util::Either;
@@ -49,7 +52,7 @@ use tower_bearer::{
     authorize::{AuthorizeLayer, Requirements, RuleExt as _},
     emit::Emitter,
     failure::AuthError,
-    grpc::{self, GrpcUpstream, GrpcUpstreamLayer},
+    grpc::{GrpcUpstream, GrpcUpstreamLayer},
     token::BearerToken,
     upstream::{LinkKey, MemoryStore, RefreshAndRetryLayer, UpstreamToken, grant::RefreshGrant},
     validate::{
@@ -338,33 +341,9 @@ async fn start_token_endpoint() -> (String, TokenEndpoint) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The gateway: a tonic server behind the inbound layers, calling the provider
+// The gateway: a tonic server behind the inbound layers, calling the provider (its API is the
+// example's, `examples/grpc/gateway.rs`)
 // ---------------------------------------------------------------------------------------------
-
-struct GatewayApi {
-    provider: ProviderClient<Upstream>,
-}
-
-#[tonic::async_trait]
-impl Gateway for GatewayApi {
-    async fn profile(
-        &self,
-        request: Request<ProfileRequest>,
-    ) -> Result<Response<ProfileReply>, Status> {
-        let claims = grpc::claims::<StandardClaims>(&request)
-            .ok_or_else(|| Status::internal("no claims"))?;
-        let subject = claims.sub.clone().unwrap_or_default();
-        let mut call = Request::new(WhoamiRequest {});
-        call.extensions_mut()
-            .insert(LinkKey::new(subject.clone(), PROVIDER));
-        // Upstream failures come back as rendered statuses: forward them as they are.
-        let reply = self.provider.clone().whoami(call).await?;
-        Ok(Response::new(ProfileReply {
-            subject,
-            upstream_account: reply.into_inner().account,
-        }))
-    }
-}
 
 struct Fixture {
     gateway: GatewayClient<Channel>,
