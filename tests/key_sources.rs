@@ -14,7 +14,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
     },
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use axum::{Extension, Router, routing::get};
@@ -124,6 +124,9 @@ where
 }
 
 /// A discovery-based JWKS validator for the provider's JWT resources, requiring `at+jwt`.
+///
+/// Its refetch interval runs on `std::time::Instant` (see `src/validate/jwks.rs`), not on
+/// tokio's clock: the tests that wait for it wait for real.
 fn jwks_validator(
     provider: &OidcProvider,
     client: HttpClient,
@@ -168,6 +171,18 @@ fn assert_unavailable(res: &Reply) {
 
 fn kid_of(token: &str) -> String {
     decoded_part(token, 0)["kid"].as_str().unwrap().to_owned()
+}
+
+/// Waits until `token` is expired for a validator without leeway: past the whole second of its
+/// `exp`, which jsonwebtoken still accepts. A real wait: the provider stamps `iat`/`exp` and the
+/// crate checks them (and ends cache entries) by the system clock, which tokio's paused clock
+/// does not move.
+async fn sleep_past_exp(token: &str) {
+    let exp = decoded_part(token, 1)["exp"].as_u64().expect("exp");
+    let expired = UNIX_EPOCH + Duration::from_secs(exp + 1) + Duration::from_millis(100);
+    if let Ok(wait) = expired.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// A token with the payload of `token` but a header naming `kid`, and a bogus signature.
@@ -240,7 +255,7 @@ async fn an_expired_provider_token_is_invalid_token() {
         get_bearer(&http, &base, &token).await.status,
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    sleep_past_exp(&token).await;
     assert_invalid_token(&get_bearer(&http, &base, &token).await);
 }
 
@@ -619,9 +634,8 @@ async fn the_cache_answers_repeats_but_never_past_exp() {
     assert_invalid_token(&get_bearer(&http, &base, &bad).await);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 
-    // The entry dies with the token, though max_ttl is 5 minutes (jsonwebtoken itself accepts
-    // a token during the second of its `exp`, hence 3 s for a 2 s token).
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // The entry dies with the token, though max_ttl is 5 minutes.
+    sleep_past_exp(&token).await;
     assert_invalid_token(&get_bearer(&http, &base, &token).await);
 }
 
