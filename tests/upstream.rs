@@ -854,6 +854,19 @@ fn assert_refresh_unavailable(answer: &Reply) {
     assert!(answer.header("retry-after").is_some());
 }
 
+/// `GET /data` ends within 3 s (the layer's refresh timeout is 300 ms) as
+/// [`assert_refresh_unavailable`].
+async fn assert_refresh_unavailable_within_3s(world: &World) {
+    let started = Instant::now();
+    let answer = world.get("/data").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_refresh_unavailable(&answer);
+}
+
 #[tokio::test]
 async fn a_refresh_that_never_ends_times_out_as_unavailable_and_keeps_the_tokens() {
     // The token endpoint takes 5 s, the grant would wait 30 s: the layer's limit ends it.
@@ -866,14 +879,7 @@ async fn a_refresh_that_never_ends_times_out_as_unavailable_and_keeps_the_tokens
     world.link_with(stale_link());
     world.token_endpoint.set_mode(Mode::Slow);
 
-    let started = Instant::now();
-    let answer = world.get("/data").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_refresh_unavailable(&answer);
+    assert_refresh_unavailable_within_3s(&world).await;
     assert_link_intact(&world);
 }
 
@@ -888,14 +894,7 @@ async fn a_store_lock_that_is_never_granted_times_out_as_unavailable() {
     // Someone holds the link's lock and never lets go.
     let guard = world.store.lock(&key()).await.unwrap();
 
-    let started = Instant::now();
-    let answer = world.get("/data").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_refresh_unavailable(&answer);
+    assert_refresh_unavailable_within_3s(&world).await;
     assert_eq!(world.token_endpoint.calls(), 0);
     assert_link_intact(&world);
 
