@@ -59,6 +59,20 @@ impl Key {
         }
     }
 
+    /// The key that verifies its signatures, without a `kid` (the validator does not know
+    /// [`Key::Foreign`]: panics for it).
+    pub fn verification_key(self) -> VerificationKey {
+        let algorithms = [self.algorithm()];
+        match self {
+            Key::Hs => VerificationKey::hmac(HMAC_SECRET, &algorithms),
+            Key::Rs => VerificationKey::rsa_pem(RSA_PUBLIC, &algorithms),
+            Key::Es => VerificationKey::ec_pem(EC_PUBLIC, &algorithms),
+            Key::Ed => VerificationKey::ed_pem(ED_PUBLIC, &algorithms),
+            Key::Foreign => panic!("the tests have no public key for the foreign key"),
+        }
+        .unwrap()
+    }
+
     /// The header the key signs with: its algorithm, its `kid`, `typ: at+jwt`.
     pub fn header(self) -> Header {
         let mut header = Header::new(self.algorithm());
@@ -71,27 +85,11 @@ impl Key {
 /// The validator every test server uses: all four key families, each under its `kid`, and
 /// [`policy`].
 pub fn validator() -> JwtValidator<StandardClaims> {
-    JwtValidator::<StandardClaims>::builder()
-        .key(
-            VerificationKey::hmac(HMAC_SECRET, &[Algorithm::HS256])
-                .unwrap()
-                .with_kid("hs"),
-        )
-        .key(
-            VerificationKey::rsa_pem(RSA_PUBLIC, &[Algorithm::RS256])
-                .unwrap()
-                .with_kid("rs"),
-        )
-        .key(
-            VerificationKey::ec_pem(EC_PUBLIC, &[Algorithm::ES256])
-                .unwrap()
-                .with_kid("es"),
-        )
-        .key(
-            VerificationKey::ed_pem(ED_PUBLIC, &[Algorithm::EdDSA])
-                .unwrap()
-                .with_kid("ed"),
-        )
+    [Key::Hs, Key::Rs, Key::Es, Key::Ed]
+        .into_iter()
+        .fold(JwtValidator::<StandardClaims>::builder(), |builder, key| {
+            builder.key(key.verification_key().with_kid(key.kid()))
+        })
         .policy(policy())
         .build()
         .unwrap()
@@ -100,7 +98,7 @@ pub fn validator() -> JwtValidator<StandardClaims> {
 /// A validator with the RSA public key only (the classic algorithm-confusion target).
 pub fn rsa_only_validator() -> JwtValidator<StandardClaims> {
     JwtValidator::<StandardClaims>::builder()
-        .key(VerificationKey::rsa_pem(RSA_PUBLIC, &[Algorithm::RS256]).unwrap())
+        .key(Key::Rs.verification_key())
         .policy(policy())
         .build()
         .unwrap()

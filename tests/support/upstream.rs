@@ -73,6 +73,15 @@ impl Api {
     }
 }
 
+/// A response with these headers and body.
+fn response(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Response {
+    let mut builder = Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Body::from(body.into())).unwrap()
+}
+
 async fn api(State(api): State<Arc<Api>>, request: Request<Body>) -> Response {
     let path = request.uri().path().to_owned();
     let token = request
@@ -86,13 +95,6 @@ async fn api(State(api): State<Arc<Api>>, request: Request<Body>) -> Response {
     let valid =
         !api.reject_all.load(Ordering::SeqCst) && api.valid.lock().unwrap().contains(&token);
     let body = request.into_body().collect().await.unwrap().to_bytes();
-    let response = |status: u16, headers: &[(&str, &str)], body: Bytes| {
-        let mut builder = Response::builder().status(status);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        builder.body(Body::from(body)).unwrap()
-    };
     match (path.as_str(), valid) {
         ("/slow", _) => {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -228,31 +230,25 @@ async fn token(State(endpoint): State<Arc<TokenEndpoint>>, request: Request<Body
     let delay = *endpoint.delay.lock().unwrap();
     tokio::time::sleep(delay).await;
     let json = |status: u16, body: String| {
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .header("cache-control", "no-store")
-            .body(Body::from(body))
-            .unwrap()
+        response(
+            status,
+            &[
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+            ],
+            body,
+        )
     };
     let mode = *endpoint.mode.lock().unwrap();
     match mode {
         Mode::Unavailable => {
-            return Response::builder()
-                .status(503)
-                .header("retry-after", "7")
-                .body(Body::from("down for maintenance"))
-                .unwrap();
+            return response(503, &[("retry-after", "7")], "down for maintenance");
         }
         Mode::Slow => {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
         Mode::Garbage => {
-            return Response::builder()
-                .status(200)
-                .header("content-type", "text/html")
-                .body(Body::from("<html>oops</html>"))
-                .unwrap();
+            return response(200, &[("content-type", "text/html")], "<html>oops</html>");
         }
         Mode::InvalidGrant => return json(400, r#"{"error":"invalid_grant"}"#.into()),
         Mode::InvalidClient => return json(401, r#"{"error":"invalid_client"}"#.into()),
