@@ -80,6 +80,14 @@ fn assert_reauth_required(answer: &Reply, proxy_status: &str) {
     assert_eq!(answer.header("link"), Some(link_header().as_str()));
 }
 
+/// The provider's own answer, passed on without its challenge: its plain-text `body`, no refresh.
+fn assert_providers_own_answer(world: &World, answer: &Reply, body: &str) {
+    assert_eq!(answer.header("www-authenticate"), None);
+    assert_eq!(answer.header("content-type"), Some("text/plain"));
+    assert_eq!(answer.body, body, "the provider's own body");
+    assert_eq!(world.token_endpoint.calls(), 0);
+}
+
 /// The link holds these access and refresh tokens.
 fn assert_tokens(link: &UpstreamToken, access: &str, refresh: &str) {
     assert_eq!(link.access_token().expose_secret(), access);
@@ -469,10 +477,7 @@ async fn u6_plain_403_passes_through_with_proxy_status_and_without_the_providers
             answer.header("proxy-status"),
             Some("gw; received-status=403")
         );
-        assert_eq!(answer.header("www-authenticate"), None);
-        assert_eq!(answer.header("content-type"), Some("text/plain"));
-        assert_eq!(answer.body, "nope", "the provider's own body");
-        assert_eq!(world.token_endpoint.calls(), 0);
+        assert_providers_own_answer(&world, &answer, "nope");
     }
 }
 
@@ -819,10 +824,7 @@ async fn passed_through_responses_never_carry_the_providers_challenge() {
 
     let answer = world.get("/bad-request").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert_eq!(answer.header("www-authenticate"), None);
-    assert_eq!(answer.header("content-type"), Some("text/plain"));
-    assert_eq!(answer.body, "bad request", "the provider's own body");
-    assert_eq!(world.token_endpoint.calls(), 0);
+    assert_providers_own_answer(&world, &answer, "bad request");
 }
 
 #[tokio::test]
