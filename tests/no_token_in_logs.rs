@@ -228,7 +228,10 @@ async fn tokens_never_appear_in_logs_debug_or_responses() {
     ];
     let all_tokens: Vec<String> = cases.iter().map(|(_, _, token, _)| token.clone()).collect();
 
-    let verbose = Emitter::new("api").disclosure(Disclosure::Verbose);
+    // The test service answers gRPC callers too (the `grpc` variant).
+    let verbose = Emitter::new("api")
+        .with_grpc(true)
+        .disclosure(Disclosure::Verbose);
     let base = serve(app(verbose.clone())).await;
     let query_base = serve(app_with_extractor(
         verbose.clone(),

@@ -447,8 +447,10 @@ pub async fn world(options: Options) -> World {
     )
     .await;
 
+    // The gateway answers gRPC callers too (U4 over gRPC).
     let emitter = Emitter::new("gw")
         .proxy_name("gw")
+        .with_grpc(true)
         .body_mode(options.body_mode);
     let store = MemoryStore::new();
     let grant = RefreshGrant::new(
