@@ -375,7 +375,6 @@ pub struct World {
     pub client: UpstreamClient,
     pub caller: TestClient,
     grant: RefreshGrant<TestClient>,
-    emitter: Emitter,
     options: Options,
 }
 
@@ -466,8 +465,7 @@ pub async fn world(options: Options) -> World {
     } else {
         grant.client_secret_basic("gw-secret")
     };
-    let upstream_client: UpstreamClient =
-        client_over(store.clone(), grant.clone(), &emitter, &options);
+    let upstream_client: UpstreamClient = client_over(store.clone(), grant.clone(), &options);
     let app = App {
         client: upstream_client.clone(),
         api: api_url.clone(),
@@ -476,7 +474,7 @@ pub async fn world(options: Options) -> World {
     let gateway = serve(
         Router::new()
             .fallback(proxy)
-            .layer(EmitLayer::new(emitter.clone()))
+            .layer(EmitLayer::new(emitter))
             .with_state(app),
     )
     .await;
@@ -489,7 +487,6 @@ pub async fn world(options: Options) -> World {
         client: upstream_client,
         caller: client(),
         grant,
-        emitter,
         options,
     }
 }
@@ -497,7 +494,6 @@ pub async fn world(options: Options) -> World {
 fn client_over<St: TokenStore>(
     store: St,
     grant: RefreshGrant<TestClient>,
-    emitter: &Emitter,
     options: &Options,
 ) -> ClientOver<St> {
     tower::ServiceBuilder::new()
@@ -542,7 +538,7 @@ impl World {
     /// The outbound layers of this world (same provider, token endpoint and options) over
     /// another token store.
     pub fn client_over<St: TokenStore>(&self, store: St) -> ClientOver<St> {
-        client_over(store, self.grant.clone(), &self.emitter, &self.options)
+        client_over(store, self.grant.clone(), &self.options)
     }
 
     /// Stores `token` as the user's link.
