@@ -659,10 +659,12 @@ async fn revoked_upstream_grant_is_permission_denied_with_proxy_status() {
 
     let status = assert_failure(profile(&f, &[&caller]).await, Code::PermissionDenied);
 
+    // The provider answered the call itself (UNAUTHENTICATED, HTTP's 401): `received-status`,
+    // not `http_request_denied`, which would mean it was never forwarded (RFC 9209).
     let proxy_status = metadata(&status, "proxy-status").expect("proxy-status metadata");
     assert_eq!(
         proxy_status,
-        r#"gw; error=http_request_denied; next-hop="provider"; details="upstream_reauth_required""#
+        r#"gw; received-status=401; next-hop="provider"; details="upstream_reauth_required""#
     );
     assert_eq!(metadata(&status, "www-authenticate"), None);
     assert!(

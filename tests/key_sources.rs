@@ -544,11 +544,15 @@ async fn several_issuers_each_with_their_own_keys() {
         parts[1] = b64(claims.to_string().as_bytes());
         parts.join(".")
     };
+    // Its kid is unknown to B: one refetch (a key rotated in right after B's scheduled fetch
+    // would be found by it), then none within the interval.
+    assert_invalid_token(&get_bearer(&http, &base, &relabelled).await);
+    assert_eq!((counts.discovery(), counts.jwks()), (2, 3));
     assert_invalid_token(&get_bearer(&http, &base, &relabelled).await);
     assert_eq!(
         (counts.discovery(), counts.jwks()),
-        (2, 2),
-        "no fetch for refused tokens within the interval"
+        (2, 3),
+        "no second fetch for an unknown kid within the interval"
     );
 }
 

@@ -363,7 +363,7 @@ async fn u4_invalid_grant_marks_the_link_and_keeps_the_refresh_token() {
         world.token_endpoint.set_mode(Mode::InvalidGrant);
 
         let answer = world.get("/data").await;
-        assert_reauth_required(&answer, REAUTH_DENIED);
+        assert_reauth_required(&answer, REAUTH_AFTER_401);
         assert_body(&answer, body_mode, "upstream-reauth-required");
         if body_mode != BodyMode::HeadersOnly {
             assert_eq!(answer.json()["connect"], CONNECT);

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     BoxError,
-    emit::{Emitter, RequestContext},
+    emit::{Emitter, RequestContext, passed_on::PassedOn},
     upstream::{
         UpstreamClass, UpstreamError,
         classify::{ClassifyUpstream, UpstreamClassifier, classify_challenges},
@@ -224,7 +224,13 @@ where
         Box::pin(async move {
             let request = probe(request, limit).await;
             Ok(match inner.call(request).await {
-                Ok(response) => response.map(tonic::body::Body::new),
+                Ok(mut response) => {
+                    // No enclosing emitter sees this answer: the tonic client reads it.
+                    if let Some(&passed_on) = response.extensions().get::<PassedOn>() {
+                        emitter.seal_passed_on(passed_on, response.headers_mut());
+                    }
+                    response.map(tonic::body::Body::new)
+                }
                 Err(error) => render(&emitter, &error, &context),
             })
         })

@@ -45,7 +45,7 @@ pub fn render(demo: &Demo<'_>) -> String {
     let post = |url: String| format!("curl -si -X POST '{url}'");
     let metadata = format!("{proxy}/.well-known/oauth-protected-resource");
     let reauth = format!(
-        "proxy-status: tower-bearer-proxy; error=http_request_denied; next-hop=\"{PROVIDER}\"; details=\"upstream_reauth_required\""
+        "proxy-status: tower-bearer-proxy; received-status=401; next-hop=\"{PROVIDER}\"; details=\"upstream_reauth_required\""
     );
     let steps = [
         Step {

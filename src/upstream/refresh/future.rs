@@ -695,6 +695,11 @@ impl<St, R> Shared<St, R> {
             None => classify_challenges(response.status(), response.headers()),
         };
         match class {
+            // A gRPC provider rejects with HTTP 200 and a `grpc-status`: as a status received,
+            // that is its HTTP counterpart, 401.
+            UpstreamClass::TokenRejected if response.status().is_success() => {
+                Classified::Rejected(StatusCode::UNAUTHORIZED)
+            }
             UpstreamClass::TokenRejected => Classified::Rejected(response.status()),
             UpstreamClass::InsufficientScope { scopes } => {
                 Classified::Done(Err(UpstreamError::InsufficientScope {
