@@ -38,7 +38,7 @@ use hyper_util::{
 use tokio::{net::TcpListener, runtime::Runtime};
 use tower_bearer::{
     emit::Disclosure,
-    upstream::store::{LinkKey, MemoryStore, UpstreamToken},
+    upstream::store::{Link, LinkKey, MemoryStore},
 };
 
 /// How long the provider takes to answer.
@@ -77,7 +77,7 @@ fn setup() -> Bench {
         let store = MemoryStore::new();
         store.insert(
             LinkKey::new("bench-user", "bench"),
-            UpstreamToken::new(UPSTREAM_TOKEN)
+            Link::new(UPSTREAM_TOKEN)
                 .with_refresh_token("unused")
                 .with_expires_in(Duration::from_secs(24 * 3600)),
         );

@@ -29,9 +29,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_bearer::upstream::{
-    ClassifyUpstreamLayer, LinkKey, MemoryStore, UpstreamToken,
+    classify::ClassifyUpstreamLayer,
     grant::{TokenResponse, refresher_fn},
     refresh::{RefreshAndRetryLayer, RetryBody},
+    store::Link,
+    store::LinkKey,
+    store::MemoryStore,
 };
 
 const PAYLOAD: &[u8] = br#"{"query":"select 1"}"#;
@@ -40,8 +43,8 @@ fn key() -> LinkKey {
     LinkKey::new("user-1", "acme")
 }
 
-fn valid_link() -> UpstreamToken {
-    UpstreamToken::new("good")
+fn valid_link() -> Link {
+    Link::new("good")
         .with_refresh_token("rt")
         .with_expires_in(Duration::from_secs(24 * 3600))
 }
@@ -252,7 +255,7 @@ fn refresh_storm(c: &mut Criterion) {
             runtime.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    store.insert(key(), UpstreamToken::new("stale").with_refresh_token("rt"));
+                    store.insert(key(), Link::new("stale").with_refresh_token("rt"));
                     storms += 1;
                     let start = Instant::now();
                     let mut tasks = tokio::task::JoinSet::new();

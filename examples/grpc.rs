@@ -59,7 +59,10 @@ use tower_bearer::{
     authorize::{AuthorizeLayer, Requirements},
     emit::Emitter,
     grpc::{GrpcUpstream, GrpcUpstreamLayer},
-    upstream::{LinkKey, MemoryStore, RefreshAndRetryLayer, UpstreamToken, grant::RefreshGrant},
+    upstream::{
+        grant::RefreshGrant, refresh::RefreshAndRetryLayer, store::Link, store::LinkKey,
+        store::MemoryStore,
+    },
     validate::{ClaimsPolicy, JwtValidator, StandardClaims, ValidateBearerLayer, VerificationKey},
 };
 
@@ -80,7 +83,7 @@ async fn main() -> Result<(), BoxError> {
     let token_endpoint = start_token_endpoint(token_calls.clone()).await?;
     let provider = start_provider().await?;
     let emitter = Emitter::new("demo-gateway")
-        .proxy_name("demo-gateway")
+        .with_proxy_name("demo-gateway")
         .with_grpc(true);
 
     // The users' links to the provider (a real deployment stores them in a shared store).
@@ -88,14 +91,14 @@ async fn main() -> Result<(), BoxError> {
     // Alice's access token is one the provider no longer accepts; her refresh token works.
     store.insert(
         LinkKey::new("alice", PROVIDER),
-        UpstreamToken::new("stale-access-token")
+        Link::new("stale-access-token")
             .with_refresh_token("alice-refresh-token")
             .with_expires_in(Duration::from_secs(3600)),
     );
     // Bob revoked the gateway's access at the provider: his refresh token is dead.
     store.insert(
         LinkKey::new("bob", PROVIDER),
-        UpstreamToken::new("stale-access-token")
+        Link::new("stale-access-token")
             .with_refresh_token("revoked-refresh-token")
             .with_expires_in(Duration::from_secs(3600)),
     );

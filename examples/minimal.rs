@@ -10,8 +10,8 @@ use axum::{Router, routing::get};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
 use tower_bearer::{
     authorize::{AuthorizeLayer, Requirements, RuleExt},
+    axum::Authenticated,
     emit::{Disclosure, Emitter},
-    extract::Authenticated,
     metadata::ProtectedResourceMetadata,
     validate::{ClaimsPolicy, JwtValidator, StandardClaims, ValidateBearerLayer, VerificationKey},
 };
@@ -33,8 +33,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .policy(ClaimsPolicy::new().issuer(ISSUER).audience(AUDIENCE))
         .build()?;
     let emitter = Emitter::new(AUDIENCE)
-        .disclosure(Disclosure::Verbose)
-        .resource_metadata(metadata.url());
+        .with_disclosure(Disclosure::Verbose)
+        .with_resource_metadata(metadata.url());
 
     let app = Router::new()
         .route(

@@ -170,7 +170,7 @@ impl HttpClient {
     }
 
     /// Limits the size of response bodies.
-    pub fn max_body_size(mut self, bytes: usize) -> Self {
+    pub fn body_limit(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
     }

@@ -66,13 +66,13 @@ compile_error!(
 mod macros;
 
 pub mod authorize;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 pub mod body;
 pub mod challenge;
 mod crypto;
 pub mod emit;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub mod extract;
 pub mod failure;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]

@@ -54,7 +54,10 @@ use tower_bearer::{
     failure::AuthError,
     grpc::{GrpcUpstream, GrpcUpstreamLayer},
     token::BearerToken,
-    upstream::{LinkKey, MemoryStore, RefreshAndRetryLayer, UpstreamToken, grant::RefreshGrant},
+    upstream::{
+        grant::RefreshGrant, refresh::RefreshAndRetryLayer, store::Link, store::LinkKey,
+        store::MemoryStore,
+    },
     validate::{
         ClaimsPolicy, JwtValidator, StandardClaims, ValidateBearerLayer, ValidateToken, Verdict,
     },
@@ -356,7 +359,7 @@ struct Fixture {
 }
 
 fn emitter() -> Emitter {
-    Emitter::new(REALM).proxy_name("gw").with_grpc(true)
+    Emitter::new(REALM).with_proxy_name("gw").with_grpc(true)
 }
 
 fn upstream(provider: SocketAddr, token_endpoint: &str, store: &MemoryStore) -> Upstream {
@@ -420,7 +423,7 @@ fn alice() -> LinkKey {
 fn link(fixture: &Fixture, access: &str, refresh: &str) {
     fixture.store.insert(
         alice(),
-        UpstreamToken::new(access)
+        Link::new(access)
             .with_refresh_token(refresh)
             .with_expires_in(Duration::from_secs(3600)),
     );
@@ -567,7 +570,7 @@ async fn inbound_layers_wrap_single_services() {
     let (provider, _seen) = start_provider(false).await;
     let (token_endpoint, _calls) = start_token_endpoint().await;
     let store = MemoryStore::new();
-    store.insert(alice(), UpstreamToken::new("at-fresh-0"));
+    store.insert(alice(), Link::new("at-fresh-0"));
     let gateway = GatewayServer::new(GatewayApi {
         provider: ProviderClient::new(upstream(provider, &token_endpoint, &store)),
     });
@@ -789,7 +792,7 @@ async fn unreachable_provider_is_unavailable_with_proxy_status() {
     let (token_url, _endpoint) = start_token_endpoint().await;
     let closed = closed_port().await;
     let store = MemoryStore::new();
-    store.insert(alice(), UpstreamToken::new("at-fresh-0"));
+    store.insert(alice(), Link::new("at-fresh-0"));
     let mut client = ProviderClient::new(upstream(closed, &token_url, &store));
     let mut request = Request::new(WhoamiRequest {});
     request.extensions_mut().insert(alice());

@@ -68,16 +68,16 @@ impl Cfg {
         // The test service answers gRPC callers too (`Variant::Grpc`).
         let mut emitter = Emitter::new(REALM)
             .with_grpc(true)
-            .disclosure(if self.verbose {
+            .with_disclosure(if self.verbose {
                 Disclosure::Verbose
             } else {
                 Disclosure::Minimal
             });
         if self.metadata {
-            emitter = emitter.resource_metadata(METADATA_URL);
+            emitter = emitter.with_resource_metadata(METADATA_URL);
         }
         if self.headers_only {
-            emitter = emitter.body_mode(BodyMode::HeadersOnly);
+            emitter = emitter.with_body_mode(BodyMode::HeadersOnly);
         }
         emitter
     }
@@ -869,8 +869,8 @@ async fn exact_challenges_spelled_out() {
     let client = client();
     let minimal = serve(app(Emitter::new(REALM))).await;
     let verbose = serve(app(Emitter::new(REALM)
-        .disclosure(Disclosure::Verbose)
-        .resource_metadata(METADATA_URL)))
+        .with_disclosure(Disclosure::Verbose)
+        .with_resource_metadata(METADATA_URL)))
     .await;
     let rs = token(Key::Rs, &valid_claims());
     let expired = token(Key::Rs, &claims_with(json!({ "exp": now() - 3600 })));
@@ -1013,7 +1013,7 @@ async fn exact_challenges_spelled_out() {
 async fn challenge_params_are_escaped() {
     let client = client();
     let base = serve(app(Emitter::new(r#"my "quoted" \realm"#)
-        .resource_metadata(r#"https://api.example/meta?q="x""#)))
+        .with_resource_metadata(r#"https://api.example/meta?q="x""#)))
     .await;
     let r = Req::get("/read").send(&client, &base).await;
     assert_eq!(r.status, 401);
@@ -1233,8 +1233,8 @@ async fn hidden_route_is_indistinguishable_from_a_missing_one() {
     let client = client();
     for emitter in [
         Emitter::new(REALM),
-        Emitter::new(REALM).disclosure(Disclosure::Verbose),
-        Emitter::new(REALM).body_mode(BodyMode::HeadersOnly),
+        Emitter::new(REALM).with_disclosure(Disclosure::Verbose),
+        Emitter::new(REALM).with_body_mode(BodyMode::HeadersOnly),
     ] {
         let base = serve(app(emitter)).await;
         let rs = token(Key::Rs, &valid_claims());
@@ -1260,7 +1260,7 @@ async fn hidden_route_is_indistinguishable_from_a_missing_one() {
 #[tokio::test]
 async fn server_keeps_serving_under_concurrent_failures() {
     let client = client();
-    let base = serve(app(Emitter::new(REALM).disclosure(Disclosure::Verbose))).await;
+    let base = serve(app(Emitter::new(REALM).with_disclosure(Disclosure::Verbose))).await;
     let good = token(Key::Ed, &valid_claims());
     let mut tasks = Vec::new();
     for i in 0..64 {

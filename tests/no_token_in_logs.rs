@@ -231,7 +231,7 @@ async fn tokens_never_appear_in_logs_debug_or_responses() {
     // The test service answers gRPC callers too (the `grpc` variant).
     let verbose = Emitter::new("api")
         .with_grpc(true)
-        .disclosure(Disclosure::Verbose);
+        .with_disclosure(Disclosure::Verbose);
     let base = serve(app(verbose.clone())).await;
     let query_base = serve(app_with_extractor(
         verbose.clone(),
@@ -371,7 +371,7 @@ fn describe(error: &AuthError) -> String {
     let pending = pending_response::<String>(error.clone());
     let pending = pending.extensions().get::<PendingFailure>().unwrap();
     let rendered = Emitter::new("api")
-        .disclosure(Disclosure::Verbose)
+        .with_disclosure(Disclosure::Verbose)
         .render(error, &RequestContext::of(&Request::new(())));
     format!(
         "{error} {error:?} {error:#?} {pending:?} {} {:?} {}\n",

@@ -41,10 +41,10 @@ use support::{
 use tokio::net::TcpListener;
 use tower_bearer::{
     authorize::{AuthorizeLayer, Requirements},
+    axum::Authenticated,
     emit::{CONNECT_RELATION, Emitter},
-    extract::Authenticated,
     http_client::HttpClient,
-    upstream::store::{LinkKey, MemoryStore, UpstreamToken},
+    upstream::store::{Link, LinkKey, MemoryStore},
     validate::{ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearerLayer},
 };
 
@@ -205,7 +205,7 @@ impl World {
         h::get_bearer(&self.client, &url, &self.caller).await
     }
 
-    fn link(&self) -> UpstreamToken {
+    fn link(&self) -> Link {
         self.store
             .get(&LinkKey::new("alice", "acme"))
             .expect("alice's link")
@@ -418,7 +418,7 @@ async fn link_call_refresh_revoke_relink() {
     );
     world
         .store
-        .insert(LinkKey::new("alice", "down"), UpstreamToken::new("unused"));
+        .insert(LinkKey::new("alice", "down"), Link::new("unused"));
     let down = world.call("/api/down/anything").await;
     assert_eq!(down.status, StatusCode::BAD_GATEWAY, "{down:?}");
     assert_eq!(

@@ -22,10 +22,14 @@ use tower::ServiceExt;
 use tower_bearer::{
     emit::{BodyMode, CONNECT_RELATION},
     upstream::{
-        LinkKey, MemoryStore, ReauthReason, TokenStore, UpstreamClass, UpstreamError,
-        UpstreamToken,
+        ReauthReason, UpstreamError,
+        classify::UpstreamClass,
         classify::{Standard, UpstreamFailureClass},
+        store::Link,
+        store::LinkKey,
         store::MemoryGuard,
+        store::MemoryStore,
+        store::TokenStore,
     },
 };
 use tower_http::classify::{ClassifiedResponse, ClassifyResponse};
@@ -89,7 +93,7 @@ fn assert_providers_own_answer(world: &World, answer: &Reply, body: &str) {
 }
 
 /// The link holds these access and refresh tokens.
-fn assert_tokens(link: &UpstreamToken, access: &str, refresh: &str) {
+fn assert_tokens(link: &Link, access: &str, refresh: &str) {
     assert_eq!(link.access_token().expose_secret(), access);
     assert_eq!(link.refresh_token().unwrap().expose_secret(), refresh);
 }
@@ -107,7 +111,7 @@ fn assert_link_intact(world: &World) {
 #[tokio::test]
 async fn u1_not_auth_related_passes_through_without_hop_by_hop_headers() {
     let world = world(Options::default()).await;
-    world.link_accepted(UpstreamToken::new("good"));
+    world.link_accepted(Link::new("good"));
 
     let answer = world.get("/hop").await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -336,7 +340,7 @@ async fn without_rotation_the_old_refresh_token_is_kept() {
 async fn u4_rejected_without_refresh_token() {
     for body_mode in BODY_MODES {
         let world = world(Options::rendering(body_mode)).await;
-        world.link_with(UpstreamToken::new("at-0"));
+        world.link_with(Link::new("at-0"));
 
         let answer = world.get("/data").await;
         assert_reauth_required(&answer, REAUTH_AFTER_401);
@@ -447,7 +451,7 @@ async fn u4_over_grpc_is_permission_denied_with_proxy_status_metadata() {
 async fn u5_insufficient_scope_is_not_refreshed() {
     for body_mode in BODY_MODES {
         let world = world(Options::rendering(body_mode)).await;
-        world.link_accepted(UpstreamToken::new("good").with_refresh_token("rt-0"));
+        world.link_accepted(Link::new("good").with_refresh_token("rt-0"));
 
         let answer = world.get("/scope").await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN);
@@ -469,7 +473,7 @@ async fn u5_insufficient_scope_is_not_refreshed() {
 async fn u6_plain_403_passes_through_with_proxy_status_and_without_the_providers_challenge() {
     for body_mode in BODY_MODES {
         let world = world(Options::rendering(body_mode)).await;
-        world.link_accepted(UpstreamToken::new("good").with_refresh_token("rt-0"));
+        world.link_accepted(Link::new("good").with_refresh_token("rt-0"));
 
         let answer = world.get("/forbidden").await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN);
@@ -545,7 +549,7 @@ async fn u8_invalid_client_is_our_configuration() {
 async fn u9_unreachable_and_too_slow() {
     for body_mode in BODY_MODES {
         let world = world(Options::rendering(body_mode)).await;
-        world.link_accepted(UpstreamToken::new("good"));
+        world.link_accepted(Link::new("good"));
 
         let answer = world.get("/unreachable/data").await;
         assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
@@ -629,7 +633,7 @@ async fn requests_without_a_link_key_pass_through_untouched() {
 #[tokio::test]
 async fn the_classification_drives_tower_http_classifiers() {
     let world = world(Options::default()).await;
-    world.link_accepted(UpstreamToken::new("good"));
+    world.link_accepted(Link::new("good"));
     let request = world.api_request("/scope");
     // Through the classify layer alone (RefreshAndRetry would turn this into an error).
     let classify = world.client.get_ref().clone();
@@ -699,7 +703,7 @@ impl std::error::Error for StoreDown {}
 
 impl TokenStore for FlakyStore {
     type Error = StoreDown;
-    type Load = Ready<Result<Option<UpstreamToken>, StoreDown>>;
+    type Load = Ready<Result<Option<Link>, StoreDown>>;
     type Guard = MemoryGuard;
 
     fn load(&self, key: &LinkKey) -> Self::Load {
@@ -717,7 +721,7 @@ impl TokenStore for FlakyStore {
     fn save(
         &self,
         key: &LinkKey,
-        token: UpstreamToken,
+        token: Link,
     ) -> impl Future<Output = Result<(), StoreDown>> + Send {
         let down = self.down.load(Ordering::SeqCst);
         if down {
@@ -820,7 +824,7 @@ async fn a_token_refreshed_ahead_of_expiry_and_then_rejected_is_not_refreshed_ag
 #[tokio::test]
 async fn passed_through_responses_never_carry_the_providers_challenge() {
     let world = world(Options::default()).await;
-    world.link_accepted(UpstreamToken::new("good"));
+    world.link_accepted(Link::new("good"));
 
     let answer = world.get("/bad-request").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);

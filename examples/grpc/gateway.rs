@@ -3,7 +3,7 @@
 //! define `demo` (the generated code), `PROVIDER` and `Upstream`.
 
 use tonic::{Request, Response, Status};
-use tower_bearer::{grpc, upstream::LinkKey, validate::StandardClaims};
+use tower_bearer::{grpc, upstream::store::LinkKey, validate::StandardClaims};
 
 use super::demo::{
     ProfileReply, ProfileRequest, WhoamiRequest, gateway_server::Gateway,

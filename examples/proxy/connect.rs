@@ -19,7 +19,7 @@ use axum::{
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header, uri::PathAndQuery};
 use serde::Deserialize;
-use tower_bearer::{extract::Authenticated, upstream::store::LinkKey, validate::StandardClaims};
+use tower_bearer::{axum::Authenticated, upstream::store::LinkKey, validate::StandardClaims};
 
 use super::{
     exchange::{encode, exchange},

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use tower::ServiceExt as _;
-use tower_bearer::upstream::store::UpstreamToken;
+use tower_bearer::upstream::store::Link;
 
 use super::{config::ClientAuth, providers::Provider, providers::TokenClient};
 
@@ -47,7 +47,7 @@ pub async fn exchange(
     code: &str,
     verifier: &str,
     timeout: Duration,
-) -> Result<UpstreamToken, ExchangeError> {
+) -> Result<Link, ExchangeError> {
     let settings = &provider.settings;
     let mut form = vec![
         ("grant_type", "authorization_code"),
@@ -128,7 +128,7 @@ pub async fn exchange(
     {
         return Err(ExchangeError::Unparseable(status));
     }
-    let mut link = UpstreamToken::new(answer.access_token);
+    let mut link = Link::new(answer.access_token);
     if let Some(seconds) = answer.expires_in {
         link = link.with_expires_in(Duration::from_secs(seconds));
     }

@@ -19,8 +19,8 @@ use percent_encoding::percent_decode_str;
 use tokio::time::{Instant, timeout_at};
 use tower::ServiceExt as _;
 use tower_bearer::{
+    axum::Authenticated,
     emit::pending_response,
-    extract::Authenticated,
     upstream::{UpstreamError, store::LinkKey},
     validate::StandardClaims,
 };

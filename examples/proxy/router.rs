@@ -75,9 +75,9 @@ pub async fn build(settings: Settings, store: MemoryStore) -> Result<Router, Box
         .name("tower-bearer example proxy");
     // One emitter renders every failure, the caller's own and the providers'.
     let emitter = Emitter::new(settings.realm.clone())
-        .proxy_name(settings.proxy_name.clone())
-        .disclosure(settings.disclosure)
-        .resource_metadata(metadata.url());
+        .with_proxy_name(settings.proxy_name.clone())
+        .with_disclosure(settings.disclosure)
+        .with_resource_metadata(metadata.url());
     let validator = validator(&settings, &token_client).await?;
     let requirements = settings
         .auth

@@ -116,32 +116,33 @@ impl Emitter {
         }
     }
 
-    /// Sets the disclosure level.
-    pub fn disclosure(mut self, disclosure: Disclosure) -> Self {
+    /// Sets the disclosure level ([`Disclosure::Minimal`] unless set).
+    pub fn with_disclosure(mut self, disclosure: Disclosure) -> Self {
         Arc::make_mut(&mut self.config).disclosure = disclosure;
         self
     }
 
     /// Adds `resource_metadata="<url>"` (RFC 9728 §5.1) to every challenge.
-    pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
+    pub fn with_resource_metadata(mut self, url: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.config).resource_metadata = Some(url.into());
         self
     }
 
-    /// Sets the body mode.
-    pub fn body_mode(mut self, mode: BodyMode) -> Self {
+    /// Sets the body mode ([`BodyMode::ProblemJson`] unless set).
+    pub fn with_body_mode(mut self, mode: BodyMode) -> Self {
         Arc::make_mut(&mut self.config).body_mode = mode;
         self
     }
 
-    /// Names this service in `Proxy-Status` (RFC 9209).
-    pub fn proxy_name(mut self, name: impl Into<String>) -> Self {
+    /// Names this service in `Proxy-Status` (RFC 9209); `tower-bearer` unless set.
+    pub fn with_proxy_name(mut self, name: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.config).proxy_name = name.into();
         self
     }
 
-    /// Sets the prefix of problem `type` URIs; the kind's slug (e.g. `invalid-token`) is appended.
-    pub fn problem_base(mut self, base: impl Into<String>) -> Self {
+    /// Sets the prefix of problem `type` URIs; the kind's slug (e.g. `invalid-token`) is
+    /// appended ([`DEFAULT_PROBLEM_BASE`] unless set).
+    pub fn with_problem_base(mut self, base: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.config).problem_base = base.into();
         self
     }
@@ -154,24 +155,39 @@ impl Emitter {
         self
     }
 
-    /// Whether gRPC callers get gRPC answers.
-    pub fn grpc(&self) -> bool {
-        self.config.grpc
-    }
-
     /// The realm.
     pub fn realm(&self) -> &str {
         &self.config.realm
     }
 
-    /// The proxy name used in `Proxy-Status`.
-    pub fn proxy(&self) -> &str {
+    /// The disclosure level.
+    pub fn disclosure(&self) -> Disclosure {
+        self.config.disclosure
+    }
+
+    /// The `resource_metadata` URL, if set.
+    pub fn resource_metadata(&self) -> Option<&str> {
+        self.config.resource_metadata.as_deref()
+    }
+
+    /// The body mode.
+    pub fn body_mode(&self) -> BodyMode {
+        self.config.body_mode
+    }
+
+    /// The name this service goes by in `Proxy-Status`.
+    pub fn proxy_name(&self) -> &str {
         &self.config.proxy_name
     }
 
-    /// The disclosure level.
-    pub fn disclosure_level(&self) -> Disclosure {
-        self.config.disclosure
+    /// The prefix of problem `type` URIs.
+    pub fn problem_base(&self) -> &str {
+        &self.config.problem_base
+    }
+
+    /// Whether gRPC callers get gRPC answers.
+    pub fn grpc(&self) -> bool {
+        self.config.grpc
     }
 
     /// The bare challenge: `Bearer realm="R"`, plus `resource_metadata` when configured.

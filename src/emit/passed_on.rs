@@ -39,7 +39,7 @@ pub fn mark<B>(response: &mut Response<B>, forbidden: bool) {
 impl Emitter {
     /// Seals a response marked [`PassedOn`] for the caller; see the [module docs](self).
     pub(crate) fn seal_passed_on(&self, passed_on: PassedOn, headers: &mut HeaderMap) {
-        let proxy = self.proxy();
+        let proxy = self.proxy_name();
         retain_members(headers, PROXY_STATUS, |member| !names_proxy(member, proxy));
         retain_members(headers, header::LINK, |link| !has_connect_relation(link));
         if passed_on.forbidden {
@@ -147,7 +147,7 @@ mod tests {
         let passed_on = *response.extensions().get::<PassedOn>().unwrap();
         let mut headers = response.headers().clone();
         Emitter::new("api")
-            .proxy_name("gw")
+            .with_proxy_name("gw")
             .seal_passed_on(passed_on, &mut headers);
         headers
     }

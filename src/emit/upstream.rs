@@ -37,7 +37,7 @@ impl Sealed for UpstreamError {
     }
 
     fn rendering(&self, emitter: &Emitter, request: &RequestContext) -> Rendering {
-        let proxy = ProxyStatus::new(emitter.proxy());
+        let proxy = ProxyStatus::new(emitter.proxy_name());
         let provider = self.provider().to_owned();
         // The caller's own token is fine: never a Bearer challenge, let alone an error code.
         let rendering = Rendering::new(self.status(), self.to_string())

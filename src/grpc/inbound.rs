@@ -29,12 +29,12 @@ where
 }
 
 /// Renders `failure` — the caller's own ([`AuthError`](crate::failure::AuthError)) or an
-/// upstream one ([`UpstreamError`]) — as the [`tonic::Status`] a gRPC caller gets from the
+/// upstream one ([`UpstreamError`](crate::upstream::UpstreamError)) — as the [`tonic::Status`] a gRPC caller gets from the
 /// `emitter`: the code, the message, and the `www-authenticate`, `proxy-status`, `retry-after`
 /// and `link` metadata.
 ///
 /// For a handler whose failure does not come from a layer, e.g. an HTTP upstream called through
-/// [`RefreshAndRetry`] from a tonic handler: `return Err(grpc::status(&emitter, &error))`.
+/// [`RefreshAndRetry`](crate::upstream::refresh::RefreshAndRetry) from a tonic handler: `return Err(grpc::status(&emitter, &error))`.
 pub fn status<F: Failure + ?Sized>(emitter: &Emitter, failure: &F) -> tonic::Status {
     let mut response = emitter.render_grpc(failure, &RequestContext::default());
     response.headers_mut().remove(CONTENT_TYPE);

@@ -6,8 +6,8 @@
 //! [`ValidateBearerLayer`](crate::validate::ValidateBearerLayer) and
 //! [`AuthorizeLayer`](crate::authorize::AuthorizeLayer) go on a `tonic::transport::Server` with
 //! `.layer(...)` like any tower layer, or around one service (they implement tonic's
-//! [`NamedService`] when the service they wrap does, so `add_service` takes them). For a request
-//! whose `content-type` starts with `application/grpc`, the [`Emitter`] answers every failure
+//! [`NamedService`](tonic::server::NamedService) when the service they wrap does, so `add_service` takes them). For a request
+//! whose `content-type` starts with `application/grpc`, the [`Emitter`](crate::emit::Emitter) answers every failure
 //! trailers-only (HTTP 200, `grpc-status`, percent-encoded `grpc-message`) and keeps
 //! `www-authenticate`, `proxy-status`, `retry-after` and `link` as metadata:
 //!
@@ -26,7 +26,7 @@
 //!
 //! [`GrpcUpstreamLayer`] wraps the client's transport (a `tonic::transport::Channel`) with the
 //! outbound layers of [`upstream`](crate::upstream): the request is tagged with a
-//! [`LinkKey`](crate::upstream::LinkKey) extension (tonic carries a `tonic::Request`'s
+//! [`LinkKey`](crate::upstream::store::LinkKey) extension (tonic carries a `tonic::Request`'s
 //! extensions into the HTTP request), the user's upstream token is attached, and the answers are
 //! classified by [`GrpcClassifier`]:
 //!
@@ -39,7 +39,7 @@
 //! | anything else | passed on |
 //!
 //! Upstream failures never reach the tonic client as transport errors: they come back as the
-//! trailers-only answers the [`Emitter`] renders, so the handler that forwards the client's
+//! trailers-only answers the [`Emitter`](crate::emit::Emitter) renders, so the handler that forwards the client's
 //! [`tonic::Status`] with `?` hands its own caller the right code with `proxy-status` metadata —
 //! a revoked grant is `PERMISSION_DENIED` with
 //! `proxy-status: <proxy>; error=http_request_denied; next-hop="<provider>"; details="upstream_reauth_required"`
@@ -70,7 +70,7 @@
 //!     emit::Emitter,
 //!     failure::AuthError,
 //!     grpc::{self, GrpcClassifier},
-//!     upstream::{UpstreamClass, classify::UpstreamClassifier},
+//!     upstream::{classify::UpstreamClass, classify::UpstreamClassifier},
 //! };
 //!
 //! // The caller's token lacks a scope: PERMISSION_DENIED, the challenge as metadata.
@@ -102,12 +102,12 @@
 //!     authorize::{AuthorizeLayer, Requirements},
 //!     emit::Emitter,
 //!     grpc::GrpcUpstreamLayer,
-//!     upstream::{MemoryStore, RefreshAndRetryLayer, grant::{TokenResponse, refresher_fn}},
+//!     upstream::{store::MemoryStore, refresh::RefreshAndRetryLayer, grant::{TokenResponse, refresher_fn}},
 //!     validate::{JwtValidator, StandardClaims, ValidateBearerLayer, VerificationKey},
 //! };
 //!
 //! # async fn wire(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
-//! let emitter = Emitter::new("my-api").proxy_name("my-gateway").with_grpc(true);
+//! let emitter = Emitter::new("my-api").with_proxy_name("my-gateway").with_grpc(true);
 //!
 //! // Outbound: a tonic client to the provider, with the user's upstream tokens.
 //! let refresher = refresher_fn(|_refresh_token| async { Ok(TokenResponse::new("…")) });

@@ -25,7 +25,8 @@ use crate::{
     BoxError,
     emit::{Emitter, RequestContext, passed_on::PassedOn},
     upstream::{
-        UpstreamClass, UpstreamError,
+        UpstreamError,
+        classify::UpstreamClass,
         classify::{ClassifyUpstream, UpstreamClassifier, classify_challenges},
         grant::Refresher,
         refresh::{DEFAULT_REPLAY_LIMIT, RefreshAndRetry, RefreshAndRetryLayer},
@@ -40,7 +41,7 @@ pub fn grpc_code(headers: &HeaderMap) -> Option<tonic::Code> {
         .map(|value| tonic::Code::from_bytes(value.as_bytes()))
 }
 
-/// What a gRPC answer means for the upstream token (see the [module docs](self)): by its
+/// What a gRPC answer means for the upstream token (see the [module docs](crate::grpc)): by its
 /// `grpc-status` and `www-authenticate` metadata when it has a status in `headers`, else by its
 /// HTTP status and challenges (a `401` from a gateway in front of the gRPC service).
 pub fn classify_grpc(status: StatusCode, headers: &HeaderMap) -> UpstreamClass {
@@ -54,7 +55,7 @@ pub fn classify_grpc(status: StatusCode, headers: &HeaderMap) -> UpstreamClass {
 }
 
 /// [`Layer`] that puts a tonic client's transport behind the outbound layers; see the
-/// [module docs](self).
+/// [module docs](crate::grpc).
 ///
 /// It assembles, around the transport `S` (a `tonic::transport::Channel`, or anything that is a
 /// `Service<http::Request<tonic::body::Body>>`):

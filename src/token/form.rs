@@ -108,7 +108,7 @@ impl FormTokenLayer {
     }
 
     /// Reads bodies of up to `limit` bytes; larger ones pass unread.
-    pub const fn limit(mut self, limit: u64) -> Self {
+    pub const fn body_limit(mut self, limit: u64) -> Self {
         self.limit = limit;
         self
     }

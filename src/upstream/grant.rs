@@ -58,11 +58,11 @@ use serde::Deserialize as _;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::store::{TokenSecret, UpstreamToken};
+use super::store::{Link, TokenSecret};
 use crate::BoxError;
 
 /// The default limit on a token endpoint's answer.
-pub const DEFAULT_MAX_RESPONSE: usize = 64 * 1024;
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
 /// The longest `Retry-After` taken from a token endpoint (a day); longer ones are cut to it.
 const MAX_RETRY_AFTER_SECS: u64 = 24 * 60 * 60;
@@ -151,7 +151,7 @@ struct GrantConfig {
     scope: Option<String>,
     resources: Vec<String>,
     timeout: Duration,
-    max_response: usize,
+    body_limit: usize,
 }
 
 impl<C> fmt::Debug for RefreshGrant<C> {
@@ -183,7 +183,7 @@ impl<C> RefreshGrant<C> {
                 scope: None,
                 resources: Vec::new(),
                 timeout: DEFAULT_TIMEOUT,
-                max_response: DEFAULT_MAX_RESPONSE,
+                body_limit: DEFAULT_BODY_LIMIT,
             }),
         }
     }
@@ -226,10 +226,10 @@ impl<C> RefreshGrant<C> {
         self.with_config(|c| c.timeout = timeout)
     }
 
-    /// The largest answer read ([`DEFAULT_MAX_RESPONSE`] unless set); a longer one is treated as
+    /// The largest answer read ([`DEFAULT_BODY_LIMIT`] unless set); a longer one is treated as
     /// unparseable.
-    pub fn max_response(self, bytes: usize) -> Self {
-        self.with_config(|c| c.max_response = bytes)
+    pub fn body_limit(self, bytes: usize) -> Self {
+        self.with_config(|c| c.body_limit = bytes)
     }
 
     /// The client authentication method.
@@ -312,7 +312,7 @@ where
         let request = self.request(refresh_token);
         let client = self.client.clone();
         let timeout = self.config.timeout;
-        let max_response = self.config.max_response;
+        let body_limit = self.config.body_limit;
         async move {
             let exchange = async move {
                 let response = client
@@ -320,7 +320,7 @@ where
                     .await
                     .map_err(|e| GrantError::Unreachable(Arc::from(e.into())))?;
                 let (parts, body) = response.into_parts();
-                let body = Limited::new(body, max_response)
+                let body = Limited::new(body, body_limit)
                     .collect()
                     .await
                     .map(|collected| collected.to_bytes());
@@ -547,8 +547,8 @@ impl TokenResponse {
     /// An `expires_in` too large to represent (the token endpoint's input is not trusted)
     /// leaves the expiry unknown, as if none had been given: never a panic, which would lose a
     /// rotated refresh token.
-    pub fn apply_to(&self, previous: &UpstreamToken, now: SystemTime) -> UpstreamToken {
-        let mut next = UpstreamToken::new(self.access_token.clone()).with_issued_at(now);
+    pub fn apply_to(&self, previous: &Link, now: SystemTime) -> Link {
+        let mut next = Link::new(self.access_token.clone()).with_issued_at(now);
         next.generation = previous.generation;
         if let Some(expires_at) = self
             .expires_in
@@ -707,9 +707,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.expires_in(), Some(Duration::from_secs(60)));
-        let previous = UpstreamToken::new("old")
-            .with_refresh_token("r0")
-            .with_scopes(["x"]);
+        let previous = Link::new("old").with_refresh_token("r0").with_scopes(["x"]);
         let now = SystemTime::now();
         let next = ok.apply_to(&previous, now);
         assert_eq!(next.refresh_token().unwrap().expose_secret(), "r");
@@ -789,7 +787,7 @@ mod tests {
 
     #[test]
     fn huge_expires_in_never_panics() {
-        let previous = UpstreamToken::new("old").with_refresh_token("r0");
+        let previous = Link::new("old").with_refresh_token("r0");
         let now = SystemTime::now();
         for expires_in in [
             "1e19",
@@ -819,9 +817,7 @@ mod tests {
         let huge = TokenResponse::new("a").with_expires_in(Duration::MAX);
         assert_eq!(huge.apply_to(&previous, now).expires_at(), None);
         assert_eq!(
-            UpstreamToken::new("a")
-                .with_expires_in(Duration::MAX)
-                .expires_at(),
+            Link::new("a").with_expires_in(Duration::MAX).expires_at(),
             None
         );
     }

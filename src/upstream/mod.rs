@@ -1,6 +1,6 @@
 //! Outbound: calling a third-party API with the user's upstream OAuth2 token.
 //!
-//! The handler builds the upstream request, tags it with the user × provider [`LinkKey`], and
+//! The handler builds the upstream request, tags it with the user × provider [`LinkKey`](store::LinkKey), and
 //! sends it through two layers over its own HTTP client:
 //!
 //! ```text
@@ -13,7 +13,7 @@
 //!   scope, plain forbidden, or not about the token — including vendor rules.
 //! - [`refresh`]: attach the token, refresh it ahead of expiry or after a rejection (once,
 //!   single-flight per link, rotation-safe), retry once.
-//! - [`store`]: the links, behind a [`TokenStore`] designed for several replicas.
+//! - [`store`]: the links, behind a [`TokenStore`](store::TokenStore) designed for several replicas.
 //! - [`grant`]: the RFC 6749 §6 refresh grant, with its failures classified (RFC 6749 §5.2).
 //!
 //! Failures are [`UpstreamError`]s. The [`Emitter`](crate::emit::Emitter) renders them so that
@@ -41,16 +41,10 @@ pub mod store;
 
 use http::{HeaderMap, HeaderName, header};
 
-pub use self::{
-    classify::{ClassifyUpstream, ClassifyUpstreamLayer, UpstreamClass},
-    error::{NotReplayable, ReauthReason, UpstreamError},
-    grant::{GrantError, RefreshGrant},
-    refresh::{RefreshAndRetry, RefreshAndRetryLayer},
-    store::{LinkKey, MemoryStore, TokenSecret, TokenStore, UpstreamToken},
-};
+pub use self::error::{NotReplayable, ReauthReason, UpstreamError};
 
 /// Removes hop-by-hop fields (RFC 9110 §7.6.1): those a `Connection` field names, and the
-/// usual ones. [`RefreshAndRetry`] does this to the provider's responses; a proxy does it to the
+/// usual ones. [`RefreshAndRetry`](refresh::RefreshAndRetry) does this to the provider's responses; a proxy does it to the
 /// caller's request before sending it on.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     const HOP_BY_HOP: [HeaderName; 8] = [

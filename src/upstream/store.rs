@@ -101,7 +101,7 @@ impl LinkKey {
 ///
 /// Its `Debug` output shows expiry, scopes and the re-authorization mark, never a token.
 #[derive(Clone, Debug)]
-pub struct UpstreamToken {
+pub struct Link {
     access_token: TokenSecret,
     expires_at: Option<SystemTime>,
     /// When the access token was issued, when known: caps the refresh skew at half the
@@ -116,7 +116,7 @@ pub struct UpstreamToken {
     pub(crate) generation: u64,
 }
 
-impl UpstreamToken {
+impl Link {
     /// A link holding `access_token`, with no known expiry, no refresh token and no scopes.
     pub fn new(access_token: impl Into<TokenSecret>) -> Self {
         Self {
@@ -249,7 +249,7 @@ pub trait TokenStore: Clone + Send + Sync + 'static {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// The future of [`load`](Self::load).
-    type Load: Future<Output = Result<Option<UpstreamToken>, Self::Error>> + Send + 'static;
+    type Load: Future<Output = Result<Option<Link>, Self::Error>> + Send + 'static;
 
     /// Proof of holding the per-key lock.
     type Guard: Send + 'static;
@@ -264,7 +264,7 @@ pub trait TokenStore: Clone + Send + Sync + 'static {
     fn save(
         &self,
         key: &LinkKey,
-        token: UpstreamToken,
+        token: Link,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Releases the per-key lock. The default drops the guard.
@@ -279,14 +279,14 @@ pub trait TokenStore: Clone + Send + Sync + 'static {
 /// Cheap to clone; clones share the links.
 ///
 /// ```
-/// use tower_bearer::upstream::store::{LinkKey, MemoryStore, UpstreamToken};
+/// use tower_bearer::upstream::store::{LinkKey, MemoryStore, Link};
 /// use std::time::Duration;
 ///
 /// let store = MemoryStore::new();
 /// let key = LinkKey::new("user-1", "github");
 /// store.insert(
 ///     key.clone(),
-///     UpstreamToken::new("at-secret")
+///     Link::new("at-secret")
 ///         .with_refresh_token("rt-secret")
 ///         .with_expires_in(Duration::from_secs(3600)),
 /// );
@@ -305,7 +305,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Slot {
-    token: Option<UpstreamToken>,
+    token: Option<Link>,
     /// Changes when the link is inserted, replaced or removed (not when a refresh writes it
     /// back); never reused.
     generation: u64,
@@ -319,7 +319,7 @@ impl MemoryStore {
     }
 
     /// Stores a link (for example at the end of the connect flow).
-    pub fn insert(&self, key: LinkKey, token: UpstreamToken) {
+    pub fn insert(&self, key: LinkKey, token: Link) {
         let generation = self.next_generation();
         self.with_links(|links| {
             let slot = links.entry(key).or_default();
@@ -329,7 +329,7 @@ impl MemoryStore {
     }
 
     /// The stored state of a link.
-    pub fn get(&self, key: &LinkKey) -> Option<UpstreamToken> {
+    pub fn get(&self, key: &LinkKey) -> Option<Link> {
         self.with_links(|links| {
             links.get(key).and_then(|slot| {
                 let mut token = slot.token.clone()?;
@@ -341,7 +341,7 @@ impl MemoryStore {
 
     /// Removes a link (for example when the user disconnects it). A refresh of it in flight
     /// does not bring it back.
-    pub fn remove(&self, key: &LinkKey) -> Option<UpstreamToken> {
+    pub fn remove(&self, key: &LinkKey) -> Option<Link> {
         let generation = self.next_generation();
         self.with_links(|links| {
             let slot = links.get_mut(key)?;
@@ -385,7 +385,7 @@ impl fmt::Debug for MemoryGuard {
 
 impl TokenStore for MemoryStore {
     type Error = Infallible;
-    type Load = Ready<Result<Option<UpstreamToken>, Infallible>>;
+    type Load = Ready<Result<Option<Link>, Infallible>>;
     type Guard = MemoryGuard;
 
     fn load(&self, key: &LinkKey) -> Self::Load {
@@ -402,7 +402,7 @@ impl TokenStore for MemoryStore {
     fn save(
         &self,
         key: &LinkKey,
-        token: UpstreamToken,
+        token: Link,
     ) -> impl Future<Output = Result<(), Infallible>> + Send {
         self.with_links(|links| match links.get_mut(key) {
             Some(slot) if slot.token.is_some() && slot.generation == token.generation => {
@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let token = UpstreamToken::new("at-secret").with_refresh_token("rt-secret");
+        let token = Link::new("at-secret").with_refresh_token("rt-secret");
         let debug = format!("{token:?}");
         assert!(!debug.contains("secret"), "{debug}");
         assert!(debug.contains("<redacted>"));
@@ -438,12 +438,12 @@ mod tests {
     #[test]
     fn expiry_window() {
         let now = SystemTime::now();
-        let token = UpstreamToken::new("a").with_expires_at(now + Duration::from_secs(30));
+        let token = Link::new("a").with_expires_at(now + Duration::from_secs(30));
         assert!(token.expires_within(Duration::from_secs(60), now));
         assert!(!token.expires_within(Duration::from_secs(10), now));
         assert!(!token.is_expired(now));
         assert!(token.is_expired(now + Duration::from_secs(31)));
-        assert!(!UpstreamToken::new("a").expires_within(Duration::MAX, now));
+        assert!(!Link::new("a").expires_within(Duration::MAX, now));
     }
 
     #[test]
@@ -451,7 +451,7 @@ mod tests {
         let now = SystemTime::now();
         let skew = Duration::from_secs(60);
         // Issued now, lives 30 s: with a 60 s skew it would always be "expiring".
-        let short = UpstreamToken::new("a")
+        let short = Link::new("a")
             .with_issued_at(now)
             .with_expires_at(now + Duration::from_secs(30));
         assert_eq!(short.effective_skew(skew), Duration::from_secs(15));
@@ -459,12 +459,12 @@ mod tests {
         assert!(!short.refresh_due(skew, now + Duration::from_secs(14)));
         assert!(short.refresh_due(skew, now + Duration::from_secs(16)));
         // A long-lived token keeps the configured skew.
-        let long = UpstreamToken::new("a")
+        let long = Link::new("a")
             .with_issued_at(now)
             .with_expires_at(now + Duration::from_secs(3600));
         assert_eq!(long.effective_skew(skew), skew);
         // Issue time unknown: the configured skew.
-        let unknown = UpstreamToken::new("a").with_expires_at(now + Duration::from_secs(30));
+        let unknown = Link::new("a").with_expires_at(now + Duration::from_secs(30));
         assert!(unknown.refresh_due(skew, now));
     }
 
@@ -472,13 +472,13 @@ mod tests {
     async fn a_removed_link_is_not_resurrected_by_a_refresh_in_flight() {
         let store = MemoryStore::new();
         let key = LinkKey::new("u", "p");
-        store.insert(key.clone(), UpstreamToken::new("a").with_refresh_token("r"));
+        store.insert(key.clone(), Link::new("a").with_refresh_token("r"));
         let guard = store.lock(&key).await.unwrap();
         let loaded = store.load(&key).await.unwrap().unwrap();
         // The user disconnects while the refresh holds the lock…
         assert!(store.remove(&key).is_some());
         // …and connects again: the new link is refreshed under the same lock.
-        store.insert(key.clone(), UpstreamToken::new("b"));
+        store.insert(key.clone(), Link::new("b"));
         let second = tokio::time::timeout(Duration::from_millis(20), store.lock(&key)).await;
         assert!(second.is_err(), "a second lock for the same link");
         // The refresh's write of the old link is dropped.
@@ -495,7 +495,7 @@ mod tests {
         assert!(store.get(&key).is_none());
         store.unlock(guard).await;
         // A write of a link loaded from this store goes through, and twice in a row.
-        store.insert(key.clone(), UpstreamToken::new("c"));
+        store.insert(key.clone(), Link::new("c"));
         let loaded = store.load(&key).await.unwrap().unwrap();
         store
             .save(&key, loaded.clone().with_refresh_token("r2"))

@@ -24,10 +24,13 @@ use tower::{BoxError, ServiceExt};
 use tower_bearer::{
     emit::{BodyMode, EmitLayer, Emitter, pending_response},
     upstream::{
-        LinkKey, MemoryStore, TokenStore, UpstreamToken,
         classify::{ClassifyUpstream, JsonErrorCode, Standard},
         grant::RefreshGrant,
         refresh::{DEFAULT_REFRESH_TIMEOUT, RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
+        store::Link,
+        store::LinkKey,
+        store::MemoryStore,
+        store::TokenStore,
     },
 };
 
@@ -448,9 +451,9 @@ pub async fn world(options: Options) -> World {
 
     // The gateway answers gRPC callers too (U4 over gRPC).
     let emitter = Emitter::new("gw")
-        .proxy_name("gw")
+        .with_proxy_name("gw")
         .with_grpc(true)
-        .body_mode(options.body_mode);
+        .with_body_mode(options.body_mode);
     let store = MemoryStore::new();
     let grant = RefreshGrant::new(
         client(),
@@ -505,7 +508,7 @@ fn client_over<St: TokenStore>(
                 .refresh_timeout(options.refresh_timeout),
         )
         .layer(
-            tower_bearer::upstream::ClassifyUpstreamLayer::with_classifier(
+            tower_bearer::upstream::classify::ClassifyUpstreamLayer::with_classifier(
                 Standard::new().rule(JsonErrorCode::power_bi()),
             ),
         )
@@ -520,16 +523,16 @@ pub fn key() -> LinkKey {
 }
 
 /// `at-0` / `rt-0`, valid for an hour, but not accepted by the API: the first call is rejected.
-pub fn stale_link() -> UpstreamToken {
-    UpstreamToken::new("at-0")
+pub fn stale_link() -> Link {
+    Link::new("at-0")
         .with_refresh_token("rt-0")
         .with_expires_in(Duration::from_secs(3600))
         .with_scopes(["files.read"])
 }
 
 /// `at-0` / `rt-0`, expiring in 30 s: within the default refresh skew (60 s).
-pub fn expiring_link() -> UpstreamToken {
-    UpstreamToken::new("at-0")
+pub fn expiring_link() -> Link {
+    Link::new("at-0")
         .with_refresh_token("rt-0")
         .with_expires_in(Duration::from_secs(30))
 }
@@ -542,18 +545,18 @@ impl World {
     }
 
     /// Stores `token` as the user's link.
-    pub fn link_with(&self, token: UpstreamToken) {
+    pub fn link_with(&self, token: Link) {
         self.store.insert(key(), token);
     }
 
     /// Stores `token` as the user's link, its access token one the API accepts.
-    pub fn link_accepted(&self, token: UpstreamToken) {
+    pub fn link_accepted(&self, token: Link) {
         self.api.accept(token.access_token().expose_secret());
         self.link_with(token);
     }
 
     /// The user's stored link (panics when there is none).
-    pub fn link(&self) -> UpstreamToken {
+    pub fn link(&self) -> Link {
         self.store.get(&key()).expect("the user's link")
     }
 

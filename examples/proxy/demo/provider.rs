@@ -32,7 +32,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tower_bearer::upstream::{classify::JsonErrorCode, store::TokenSecret, store::UpstreamToken};
+use tower_bearer::upstream::{classify::JsonErrorCode, store::Link, store::TokenSecret};
 
 use super::{
     super::{
@@ -149,11 +149,11 @@ impl Provider {
     }
 
     /// A grant for `account`, as if it had gone through the connect flow: the link to store.
-    pub fn grant(&self, account: &str) -> UpstreamToken {
+    pub fn grant(&self, account: &str) -> Link {
         let mut tokens = self.shared.tokens();
         let grant = tokens.new_grant(account, vec![SCOPE.to_owned()]);
         let (access, refresh) = tokens.issue(grant);
-        UpstreamToken::new(access)
+        Link::new(access)
             .with_refresh_token(refresh)
             .with_expires_in(ACCESS_TOKEN_LIFETIME)
             .with_scopes([SCOPE])

@@ -5,25 +5,25 @@ use std::fmt;
 
 use http::{HeaderMap, StatusCode};
 
-use super::{Rule, UpstreamClass, UpstreamClassifier, rules::Rules};
+use super::{UpstreamClass, UpstreamClassifier, VendorRule, rules::VendorRules};
 use crate::grpc::classify_grpc;
 
-/// The [`UpstreamClassifier`] for gRPC providers: vendor [`Rule`]s in order, then
+/// The [`UpstreamClassifier`] for gRPC providers: vendor [`VendorRule`]s in order, then
 /// [`classify_grpc`]. Use it with [`ClassifyUpstream`](super::ClassifyUpstream) (which
 /// [`GrpcUpstreamLayer`](crate::grpc::GrpcUpstreamLayer) does).
 ///
-/// Rules see the HTTP status, which is `200` for any gRPC answer, and the headers, which hold
+/// VendorRules see the HTTP status, which is `200` for any gRPC answer, and the headers, which hold
 /// the `grpc-status`, `grpc-message` and metadata; they are never shown a body.
 ///
 /// ```
 /// use http::{HeaderMap, StatusCode};
 /// use tower_bearer::{
 ///     grpc::GrpcClassifier,
-///     upstream::{UpstreamClass, classify::{UpstreamClassifier, rule_fn}},
+///     upstream::{classify::UpstreamClass, classify::{UpstreamClassifier, vendor_rule_fn}},
 /// };
 ///
 /// // A provider that answers an expired token with PERMISSION_DENIED "token expired".
-/// let classifier = GrpcClassifier::new().rule(rule_fn(|_status, headers| {
+/// let classifier = GrpcClassifier::new().rule(vendor_rule_fn(|_status, headers| {
 ///     let expired = headers.get("grpc-status").is_some_and(|s| s == "7")
 ///         && headers.get("grpc-message").is_some_and(|m| m == "token%20expired");
 ///     expired.then_some(UpstreamClass::TokenRejected)
@@ -35,7 +35,7 @@ use crate::grpc::classify_grpc;
 /// ```
 #[derive(Clone, Default)]
 pub struct GrpcClassifier {
-    rules: Rules,
+    rules: VendorRules,
 }
 
 impl GrpcClassifier {
@@ -45,7 +45,7 @@ impl GrpcClassifier {
     }
 
     /// Adds a vendor rule after those already added.
-    pub fn rule(mut self, rule: impl Rule) -> Self {
+    pub fn rule(mut self, rule: impl VendorRule) -> Self {
         self.rules.push(rule);
         self
     }

@@ -16,8 +16,8 @@
 //!
 //! Every challenge in every `WWW-Authenticate` field is read, in any case spelling.
 //!
-//! Providers that don't follow RFC 6750 get [`Rule`]s, tried before the standard table: header
-//! rules ([`rule_fn`]) and body rules ([`body_rule_fn`], [`JsonErrorCode`]). Power BI, for one,
+//! Providers that don't follow RFC 6750 get [`VendorRule`]s, tried before the standard table: header
+//! rules ([`vendor_rule_fn`]) and body rules ([`body_rule_fn`], [`JsonErrorCode`]). Power BI, for one,
 //! answers an expired token with `403` and `{"error":{"code":"TokenExpired"}}`:
 //! [`JsonErrorCode::power_bi`]. Only `401` and `403` bodies are ever read, only when a rule asks
 //! for them, and only up to a small limit ([`DEFAULT_PEEK_LIMIT`]); the body is handed on intact
@@ -70,12 +70,12 @@ mod service;
 mod trace;
 
 pub use self::{
-    rules::{BodyRuleFn, JsonErrorCode, Rule, RuleFn, body_rule_fn, rule_fn},
+    rules::{BodyRuleFn, JsonErrorCode, VendorRule, VendorRuleFn, body_rule_fn, vendor_rule_fn},
     service::{ClassifyUpstream, ClassifyUpstreamLayer, ResponseFuture},
     trace::UpstreamFailureClass,
 };
 
-use self::rules::Rules;
+use self::rules::VendorRules;
 
 /// How many bytes of a `401`/`403` body a body rule may read, unless configured.
 pub const DEFAULT_PEEK_LIMIT: usize = 8 * 1024;
@@ -159,19 +159,19 @@ pub fn classify_challenges(status: StatusCode, headers: &HeaderMap) -> UpstreamC
     }
 }
 
-/// The default classifier: vendor [`Rule`]s in order, then the standard table.
+/// The default classifier: vendor [`VendorRule`]s in order, then the standard table.
 ///
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Standard {
-    rules: Rules,
+    rules: VendorRules,
     body_limit: usize,
 }
 
 impl Default for Standard {
     fn default() -> Self {
         Self {
-            rules: Rules::default(),
+            rules: VendorRules::default(),
             body_limit: DEFAULT_PEEK_LIMIT,
         }
     }
@@ -193,7 +193,7 @@ impl Standard {
     }
 
     /// Adds a vendor rule after those already added.
-    pub fn rule(mut self, rule: impl Rule) -> Self {
+    pub fn rule(mut self, rule: impl VendorRule) -> Self {
         self.rules.push(rule);
         self
     }

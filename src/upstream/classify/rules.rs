@@ -1,4 +1,4 @@
-//! Vendor rules, tried before a classifier's standard table: the [`Rule`] trait, closure rules
+//! Vendor rules, tried before a classifier's standard table: the [`VendorRule`] trait, closure rules
 //! and [`JsonErrorCode`] for JSON error bodies.
 
 use std::{borrow::Cow, fmt, sync::Arc};
@@ -8,7 +8,7 @@ use http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
 use super::{UpstreamClass, is_auth_status};
 
 /// A vendor rule, tried before the standard table. The first rule with a verdict wins.
-pub trait Rule: Send + Sync + 'static {
+pub trait VendorRule: Send + Sync + 'static {
     /// Whether this rule needs the body of this `401`/`403`. The default: no.
     fn wants_body(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         let _ = (status, headers);
@@ -30,11 +30,11 @@ pub trait Rule: Send + Sync + 'static {
 ///
 /// Cheap to clone: the rules are shared.
 #[derive(Clone, Default)]
-pub(crate) struct Rules(Arc<[Arc<dyn Rule>]>);
+pub(crate) struct VendorRules(Arc<[Arc<dyn VendorRule>]>);
 
-impl Rules {
+impl VendorRules {
     /// Adds `rule` after those already added.
-    pub(crate) fn push(&mut self, rule: impl Rule) {
+    pub(crate) fn push(&mut self, rule: impl VendorRule) {
         // Rebuilt rather than kept as a `Vec`: rules are added at start-up, cloned per request.
         let mut rules = self.0.to_vec();
         rules.push(Arc::new(rule));
@@ -64,31 +64,31 @@ impl Rules {
     }
 }
 
-/// A [`Rule`] from a closure over status and headers, see [`rule_fn`].
+/// A [`VendorRule`] from a closure over status and headers, see [`vendor_rule_fn`].
 #[derive(Clone, Copy)]
-pub struct RuleFn<F> {
+pub struct VendorRuleFn<F> {
     f: F,
 }
 
-/// A header [`Rule`]: `Fn(StatusCode, &HeaderMap) -> Option<UpstreamClass>`.
+/// A header [`VendorRule`]: `Fn(StatusCode, &HeaderMap) -> Option<UpstreamClass>`.
 ///
 /// ```
 /// use http::StatusCode;
-/// use tower_bearer::upstream::classify::{Standard, UpstreamClass, rule_fn};
+/// use tower_bearer::upstream::classify::{Standard, UpstreamClass, vendor_rule_fn};
 ///
 /// // A provider that reports expired tokens as `419`.
-/// let classifier = Standard::new().rule(rule_fn(|status, _headers| {
+/// let classifier = Standard::new().rule(vendor_rule_fn(|status, _headers| {
 ///     (status.as_u16() == 419).then_some(UpstreamClass::TokenRejected)
 /// }));
 /// ```
-pub fn rule_fn<F>(f: F) -> RuleFn<F>
+pub fn vendor_rule_fn<F>(f: F) -> VendorRuleFn<F>
 where
     F: Fn(StatusCode, &HeaderMap) -> Option<UpstreamClass> + Send + Sync + 'static,
 {
-    RuleFn { f }
+    VendorRuleFn { f }
 }
 
-impl<F> Rule for RuleFn<F>
+impl<F> VendorRule for VendorRuleFn<F>
 where
     F: Fn(StatusCode, &HeaderMap) -> Option<UpstreamClass> + Send + Sync + 'static,
 {
@@ -102,21 +102,21 @@ where
     }
 }
 
-impl<F> fmt::Debug for RuleFn<F> {
+impl<F> fmt::Debug for VendorRuleFn<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RuleFn")
+        f.debug_struct("VendorRuleFn")
             .field("f", &std::any::type_name::<F>())
             .finish()
     }
 }
 
-/// A [`Rule`] from a closure over a `401`/`403` and its body, see [`body_rule_fn`].
+/// A [`VendorRule`] from a closure over a `401`/`403` and its body, see [`body_rule_fn`].
 #[derive(Clone, Copy)]
 pub struct BodyRuleFn<F> {
     f: F,
 }
 
-/// A body [`Rule`]: `Fn(StatusCode, &HeaderMap, &[u8]) -> Option<UpstreamClass>`, asked only
+/// A body [`VendorRule`]: `Fn(StatusCode, &HeaderMap, &[u8]) -> Option<UpstreamClass>`, asked only
 /// for `401` and `403` responses whose whole body fit the limit.
 pub fn body_rule_fn<F>(f: F) -> BodyRuleFn<F>
 where
@@ -125,7 +125,7 @@ where
     BodyRuleFn { f }
 }
 
-impl<F> Rule for BodyRuleFn<F>
+impl<F> VendorRule for BodyRuleFn<F>
 where
     F: Fn(StatusCode, &HeaderMap, &[u8]) -> Option<UpstreamClass> + Send + Sync + 'static,
 {
@@ -152,7 +152,7 @@ impl<F> fmt::Debug for BodyRuleFn<F> {
     }
 }
 
-/// A body [`Rule`]: a JSON body whose value at a JSON pointer (RFC 6901) is a given string.
+/// A body [`VendorRule`]: a JSON body whose value at a JSON pointer (RFC 6901) is a given string.
 ///
 /// ```
 /// use http::StatusCode;
@@ -201,7 +201,7 @@ impl JsonErrorCode {
     }
 }
 
-impl Rule for JsonErrorCode {
+impl VendorRule for JsonErrorCode {
     fn wants_body(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         status == self.status
             && headers.get(CONTENT_TYPE).is_none_or(|ct| {

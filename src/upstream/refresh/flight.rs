@@ -49,7 +49,7 @@ use tokio::sync::watch;
 use super::{ANSWER_GRACE, Shared};
 use crate::upstream::{
     grant::{GrantError, Refresher},
-    store::{LinkKey, TokenSecret, TokenStore, UpstreamToken},
+    store::{Link, LinkKey, TokenSecret, TokenStore},
 };
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -89,7 +89,7 @@ impl RefreshFailure {
     }
 }
 
-pub(crate) type Outcome = Result<UpstreamToken, RefreshFailure>;
+pub(crate) type Outcome = Result<Link, RefreshFailure>;
 
 /// The refreshes in flight, by key; the keys whose refresh ahead of expiry failed recently;
 /// and the refreshed links the store did not take.
@@ -106,7 +106,7 @@ pub(crate) struct Flights {
 struct Unsaved {
     base_access: TokenSecret,
     base_refresh: Option<TokenSecret>,
-    token: UpstreamToken,
+    token: Link,
 }
 
 impl Flights {
@@ -148,11 +148,7 @@ impl Flights {
     /// The refreshed link kept in memory for `key` when `stored` is still the record it was
     /// refreshed from (the store did not take the refresh); `None` otherwise, forgetting a kept
     /// link the store has moved on from.
-    pub(crate) fn newer_than(
-        &self,
-        key: &LinkKey,
-        stored: &UpstreamToken,
-    ) -> Option<UpstreamToken> {
+    pub(crate) fn newer_than(&self, key: &LinkKey, stored: &Link) -> Option<Link> {
         if self.unsaved_len.load(Ordering::Acquire) == 0 {
             return None;
         }
@@ -173,7 +169,7 @@ impl Flights {
     }
 
     /// Keeps `token`, refreshed from `base`, which the store did not take.
-    fn keep_unsaved(&self, key: &LinkKey, base: &UpstreamToken, token: UpstreamToken) {
+    fn keep_unsaved(&self, key: &LinkKey, base: &Link, token: Link) {
         self.with_unsaved(|unsaved| {
             unsaved.insert(
                 key.clone(),
@@ -317,11 +313,11 @@ async fn under_lock<St, R, T, Fut>(
     shared: &Shared<St, R>,
     key: &LinkKey,
     deadline: tokio::time::Instant,
-    decide: impl FnOnce(UpstreamToken) -> Fut,
+    decide: impl FnOnce(Link) -> Fut,
 ) -> Result<(T, bool), RefreshFailure>
 where
     St: TokenStore,
-    Fut: Future<Output = (Option<UpstreamToken>, T)>,
+    Fut: Future<Output = (Option<Link>, T)>,
 {
     let store = &shared.store;
     let guard = match bounded(deadline, store.lock(key)).await {
@@ -368,9 +364,9 @@ where
 async fn save<St: TokenStore, R>(
     shared: &Shared<St, R>,
     key: &LinkKey,
-    stored: &UpstreamToken,
-    current: &UpstreamToken,
-    next: UpstreamToken,
+    stored: &Link,
+    current: &Link,
+    next: Link,
 ) -> bool {
     match save_retrying(shared, key, &next).await {
         Ok(()) => {
@@ -394,7 +390,7 @@ async fn save<St: TokenStore, R>(
 async fn save_retrying<St: TokenStore, R>(
     shared: &Shared<St, R>,
     key: &LinkKey,
-    token: &UpstreamToken,
+    token: &Link,
 ) -> Result<(), Arc<dyn std::error::Error + Send + Sync>> {
     let mut delay = Duration::from_millis(50);
     let mut attempt = 1;
@@ -510,7 +506,7 @@ where
 
 /// The link marked as needing re-authorization, everything else (the refresh token included)
 /// kept as it is.
-fn mark(current: UpstreamToken) -> UpstreamToken {
+fn mark(current: Link) -> Link {
     current.with_needs_reauthorization(true)
 }
 
@@ -624,7 +620,7 @@ mod tests {
 
     impl TokenStore for TestStore {
         type Error = Down;
-        type Load = Ready<Result<Option<UpstreamToken>, Down>>;
+        type Load = Ready<Result<Option<Link>, Down>>;
         type Guard = MemoryGuard;
 
         fn load(&self, key: &LinkKey) -> Self::Load {
@@ -643,7 +639,7 @@ mod tests {
         fn save(
             &self,
             key: &LinkKey,
-            token: UpstreamToken,
+            token: Link,
         ) -> impl Future<Output = Result<(), Down>> + Send {
             let write = (!self.down.load(Ordering::SeqCst)).then(|| self.inner.save(key, token));
             async move {
@@ -719,7 +715,7 @@ mod tests {
         let store = TestStore::default();
         store
             .inner
-            .insert(key(), UpstreamToken::new("at-0").with_refresh_token("rt-0"));
+            .insert(key(), Link::new("at-0").with_refresh_token("rt-0"));
         store
     }
 

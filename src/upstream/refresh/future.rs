@@ -58,7 +58,7 @@ use crate::{
         classify::{UpstreamClass, classify_challenges},
         error::{NotReplayable, ReauthReason, UpstreamError},
         grant::Refresher,
-        store::{LinkKey, TokenSecret, TokenStore, UpstreamToken},
+        store::{Link, LinkKey, TokenSecret, TokenStore},
     },
 };
 
@@ -86,7 +86,7 @@ pin_project! {
         // Loading the link, reading the body meanwhile.
         Load { #[pin] load: L, key: LinkKey, head: Parts, body: BodyState<B> },
         // Link loaded; reading the rest of the body.
-        Buffer { key: LinkKey, token: UpstreamToken, head: Parts, buffering: Buffering<B> },
+        Buffer { key: LinkKey, token: Link, head: Parts, buffering: Buffering<B> },
         // Refreshing, ahead of expiry or after a rejection.
         Refresh { future: BoxFuture<Outcome>, key: LinkKey, trigger: Trigger<B> },
         // An attempt (the first, or the retry) waiting for the provider's answer.
@@ -134,10 +134,7 @@ where
 enum Trigger<B> {
     /// The token expires within the skew (row U3); `request` is yet to be sent. If the refresh
     /// fails for a passing reason, `token` is used while it is valid.
-    Proactive {
-        token: UpstreamToken,
-        request: Outgoing<B>,
-    },
+    Proactive { token: Link, request: Outgoing<B> },
     /// The provider rejected the token with `status` (row U2).
     Rejected { status: StatusCode, replay: Replay },
 }
@@ -378,7 +375,7 @@ fn link_loaded<S, St, R, B>(
     key: LinkKey,
     head: Parts,
     body: BodyState<B>,
-    loaded: Result<Option<UpstreamToken>, St::Error>,
+    loaded: Result<Option<Link>, St::Error>,
 ) -> StateOf<S, St::Load, B>
 where
     S: Service<Request<RetryBody<B>>>,
@@ -424,7 +421,7 @@ fn ready_to_send<S, St, R, L, B>(
     service: &mut S,
     shared: &Arc<Shared<St, R>>,
     key: LinkKey,
-    token: UpstreamToken,
+    token: Link,
     head: Parts,
     body: Result<ReadBody<B>, BoxError>,
 ) -> StateOf<S, L, B>
@@ -465,7 +462,7 @@ fn first_attempt<S, St, R, L, B>(
     service: &mut S,
     shared: &Shared<St, R>,
     key: LinkKey,
-    token: &UpstreamToken,
+    token: &Link,
     request: Outgoing<B>,
     refreshed: bool,
 ) -> StateOf<S, L, B>
@@ -598,7 +595,7 @@ where
 fn attempt<F, O, L, B, St, R>(
     shared: &Shared<St, R>,
     key: LinkKey,
-    token: &UpstreamToken,
+    token: &Link,
     mut request: Request<RetryBody<B>>,
     on_reject: OnReject,
     send: impl FnOnce(Request<RetryBody<B>>) -> Sending<F, O>,
@@ -617,7 +614,7 @@ fn attempt<F, O, L, B, St, R>(
 /// Sets `Authorization: Bearer <token>`, replacing whatever the request had.
 fn authorize<B, St, R>(
     request: &mut Request<B>,
-    token: &UpstreamToken,
+    token: &Link,
     shared: &Shared<St, R>,
 ) -> Result<(), UpstreamError> {
     let value = format!("Bearer {}", token.access_token().expose_secret());
@@ -803,7 +800,7 @@ mod tests {
             body::RetryBody,
             error::{NotReplayable, ReauthReason, UpstreamError},
             grant::{GrantError, Refresher, TokenResponse, refresher_fn},
-            store::{LinkKey, MemoryStore, TokenSecret, UpstreamToken},
+            store::{Link, LinkKey, MemoryStore, TokenSecret},
         },
     };
 
@@ -978,7 +975,7 @@ mod tests {
 
     fn stale_store() -> MemoryStore {
         let store = MemoryStore::new();
-        store.insert(key(), UpstreamToken::new("at-0").with_refresh_token("rt-0"));
+        store.insert(key(), Link::new("at-0").with_refresh_token("rt-0"));
         store
     }
 
@@ -1052,7 +1049,7 @@ mod tests {
             Ok::<_, Infallible>(response.body(Full::<Bytes>::default()).unwrap())
         });
         // The emitter that renders the caller's failures labels the passed-on 403.
-        let client = EmitLayer::new(Emitter::new("api").proxy_name("gw")).layer(
+        let client = EmitLayer::new(Emitter::new("api").with_proxy_name("gw")).layer(
             RefreshAndRetryLayer::new(PROVIDER, store.clone(), refresher_fn(|_| rotated()))
                 .layer(provider),
         );
@@ -1070,7 +1067,7 @@ mod tests {
         let store = MemoryStore::new();
         store.insert(
             key(),
-            UpstreamToken::new("at-0")
+            Link::new("at-0")
                 .with_refresh_token("rt-0")
                 .with_expires_in(Duration::from_secs(30)),
         );
@@ -1366,7 +1363,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_refresh_token_a_rejection_marks_the_link() {
         let store = MemoryStore::new();
-        store.insert(key(), UpstreamToken::new("at-0"));
+        store.insert(key(), Link::new("at-0"));
         let presented = Presented::default();
         let log = Log::default();
         let client = layer(&store, &presented, rotated).layer(provider("at-1", &log));

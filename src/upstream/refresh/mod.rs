@@ -6,7 +6,7 @@
 //! The handler tags the upstream request with a [`LinkKey`] extension (which user, which
 //! provider) and sends it through [`RefreshAndRetry`], which
 //!
-//! 1. loads the link from the [`TokenStore`](crate::upstream::TokenStore) and sets `Authorization: Bearer <token>` (replacing
+//! 1. loads the link from the [`TokenStore`](crate::upstream::store::TokenStore) and sets `Authorization: Bearer <token>` (replacing
 //!    any `Authorization` the request had, so the caller's own token never leaks upstream);
 //! 2. refreshes first when the token expires within the skew (row U3, 60 s by default, but
 //!    never more than half the token's lifetime when its issue time is known) — and if that
@@ -52,13 +52,13 @@
 //!     classify::ClassifyUpstreamLayer,
 //!     grant::{TokenResponse, refresher_fn},
 //!     refresh::RefreshAndRetryLayer,
-//!     store::{LinkKey, MemoryStore, UpstreamToken},
+//!     store::{LinkKey, MemoryStore, Link},
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let store = MemoryStore::new();
 //! let key = LinkKey::new("user-1", "example");
-//! store.insert(key.clone(), UpstreamToken::new("old").with_refresh_token("rt"));
+//! store.insert(key.clone(), Link::new("old").with_refresh_token("rt"));
 //!
 //! // The provider accepts only the token "new"…
 //! let provider = service_fn(|req: Request<_>| async move {
