@@ -82,6 +82,6 @@
 //!
 //! Status 400. The caller's request body failed while it was being read for a possible retry.
 //!
-//! ## token-store-unavailable
+//! ## link-store-unavailable
 //!
 //! Status 503. The store of users' upstream links is unreachable; nothing was changed. Retry later.

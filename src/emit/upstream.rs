@@ -138,10 +138,10 @@ impl Sealed for UpstreamError {
             Self::StoreUnavailable { .. } => {
                 let proxy = proxy
                     .error(ProxyErrorType::ProxyInternalError)
-                    .details("token_store_unavailable");
+                    .details("link_store_unavailable");
                 with_proxy_status(rendering, &proxy)
                     .retry_after(STORE_RETRY_AFTER)
-                    .problem("token-store-unavailable", "Token store unavailable")
+                    .problem("link-store-unavailable", "Link store unavailable")
             }
         }
     }
