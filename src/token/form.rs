@@ -309,4 +309,46 @@ mod tests {
             r#"Bearer realm="api", error="invalid_request""#
         );
     }
+
+    /// A body source that does not enforce its `Content-Length`: reading stops at the layer's
+    /// limit, and the request is refused rather than buffered without bound.
+    #[tokio::test]
+    async fn a_body_longer_than_its_length_claims_is_not_buffered_past_the_limit() {
+        struct Endless(usize);
+
+        impl Body for Endless {
+            type Data = Bytes;
+            type Error = Infallible;
+
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+                self.0 += 1;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&[b'a'; 64])))))
+            }
+        }
+
+        let validator = JwtValidator::<StandardClaims>::builder()
+            .key(VerificationKey::hmac(&[7; 32], &[Algorithm::HS256]).unwrap())
+            .build()
+            .unwrap();
+        let service = ServiceBuilder::new()
+            .layer(FormTokenLayer::new().body_limit(1024))
+            .layer(ValidateBearerLayer::new(validator, Emitter::new("api")))
+            .service(service_fn(|_req: Request<MaybeBuffered<Endless>>| async {
+                Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
+            }));
+        let request = Request::post("/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-length", "25")
+            .body(Endless(0))
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer realm="api", error="invalid_request""#
+        );
+    }
 }

@@ -34,7 +34,7 @@ use tower_bearer::{
     },
 };
 
-use super::http::{Reply, Req, TestClient, client, closed_port, parse_form, serve};
+use super::http::{Reply, Req, TestClient, client, closed_port, hang_up_port, parse_form, serve};
 
 pub type UpstreamClient = ClientOver<MemoryStore>;
 /// The outbound layers over any token store.
@@ -153,6 +153,26 @@ async fn api(State(api): State<Arc<Api>>, request: Request<Body>) -> Response {
             ],
             Bytes::from_static(b"bad request"),
         ),
+        // Signals only the gateway may send: its proxy name in `Proxy-Status`, a `Link` to its
+        // connect flow.
+        ("/forged", true) | ("/forged-403", true) => {
+            let connect = format!(
+                r#"<https://evil.example/connect>; rel="{}", <https://acme.example/page/2>; rel="next""#,
+                tower_bearer::emit::CONNECT_RELATION
+            );
+            response(
+                if path == "/forged" { 200 } else { 403 },
+                &[
+                    (
+                        "proxy-status",
+                        r#"cdn; error=http_request_error, gw; error=http_request_denied; details="upstream_reauth_required""#,
+                    ),
+                    ("proxy-status", r#""gw"; received-status=401"#),
+                    ("link", &connect),
+                ],
+                Bytes::from_static(b"forged"),
+            )
+        }
         ("/hop", true) => response(
             200,
             &[
@@ -386,6 +406,7 @@ struct App {
     client: UpstreamClient,
     api: String,
     dead: String,
+    hang_up: String,
 }
 
 async fn proxy(State(app): State<App>, request: Request<Body>) -> Response {
@@ -401,9 +422,12 @@ async fn proxy(State(app): State<App>, request: Request<Body>) -> Response {
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_owned();
-    let target = match path.strip_prefix("/unreachable") {
-        Some(rest) => format!("{}{rest}", app.dead),
-        None => format!("{}{path}", app.api),
+    let target = if let Some(rest) = path.strip_prefix("/unreachable") {
+        format!("{}{rest}", app.dead)
+    } else if let Some(rest) = path.strip_prefix("/hang-up") {
+        format!("{}{rest}", app.hang_up)
+    } else {
+        format!("{}{path}", app.api)
     };
     let (parts, body) = request.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
@@ -473,6 +497,7 @@ pub async fn world(options: Options) -> World {
         client: upstream_client.clone(),
         api: api_url.clone(),
         dead: format!("http://{}", closed_port().await),
+        hang_up: format!("http://{}", hang_up_port().await),
     };
     let gateway = serve(
         Router::new()
