@@ -39,7 +39,7 @@ use http::HeaderMap;
 use http_body::Frame;
 use http_body_util::Either;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use support::http::{TestClient, client, closed_port, serve};
+use support::http::{client, closed_port, serve};
 use tokio::net::TcpListener;
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{
@@ -70,7 +70,7 @@ const REALM: &str = "gateway";
 const PROVIDER: &str = "provider";
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-type Upstream = GrpcUpstream<Channel, MemoryStore, RefreshGrant<TestClient>>;
+type Upstream = GrpcUpstream<Channel, MemoryStore, RefreshGrant>;
 
 // ---------------------------------------------------------------------------------------------
 // Tokens
@@ -364,7 +364,7 @@ fn emitter() -> Emitter {
 
 fn upstream(provider: SocketAddr, token_endpoint: &str, store: &MemoryStore) -> Upstream {
     let grant = RefreshGrant::new(
-        client(),
+        tower_bearer::http_client::HttpClient::new(client()),
         format!("{token_endpoint}/token").parse().unwrap(),
         "gateway-client",
     )

@@ -38,8 +38,7 @@ use super::http::{Reply, Req, TestClient, client, closed_port, hang_up_port, par
 
 pub type UpstreamClient = ClientOver<MemoryStore>;
 /// The outbound layers over any token store.
-pub type ClientOver<St> =
-    RefreshAndRetry<ClassifyUpstream<Timed, Standard>, St, RefreshGrant<TestClient>>;
+pub type ClientOver<St> = RefreshAndRetry<ClassifyUpstream<Timed, Standard>, St, RefreshGrant>;
 
 pub const PROVIDER: &str = "acme";
 pub const CONNECT: &str = "https://gw.example/connect/acme";
@@ -397,7 +396,7 @@ pub struct World {
     pub store: MemoryStore,
     pub client: UpstreamClient,
     pub caller: TestClient,
-    grant: RefreshGrant<TestClient>,
+    grant: RefreshGrant,
     options: Options,
 }
 
@@ -480,7 +479,7 @@ pub async fn world(options: Options) -> World {
         .with_body_mode(options.body_mode);
     let store = MemoryStore::new();
     let grant = RefreshGrant::new(
-        client(),
+        tower_bearer::http_client::HttpClient::new(client()),
         format!("{token_url}/oauth/token").parse().unwrap(),
         "gw-client",
     )
@@ -521,7 +520,7 @@ pub async fn world(options: Options) -> World {
 
 fn client_over<St: TokenStore>(
     store: St,
-    grant: RefreshGrant<TestClient>,
+    grant: RefreshGrant,
     options: &Options,
 ) -> ClientOver<St> {
     tower::ServiceBuilder::new()
