@@ -123,7 +123,7 @@ async fn main() -> Result<(), BoxError> {
     let gateway = listener.local_addr()?;
     let server = Server::builder()
         .layer(ValidateBearerLayer::new(validator, emitter))
-        .layer(AuthorizeLayer::<StandardClaims, _>::new(
+        .layer(AuthorizeLayer::new(
             Requirements::new().scope("profile:read"),
         ))
         .add_service(GatewayServer::new(GatewayApi {

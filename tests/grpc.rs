@@ -394,13 +394,9 @@ async fn fixture(split: bool) -> Fixture {
     let address = listener.local_addr().unwrap();
     let server = Server::builder()
         .layer(ValidateBearerLayer::new(validator(), emitter()))
+        .add_service(AuthorizeLayer::new(Requirements::new().scope("profile:read")).layer(gateway))
         .add_service(
-            AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("profile:read"))
-                .layer(gateway),
-        )
-        .add_service(
-            AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("admin").hidden())
-                .layer(hidden),
+            AuthorizeLayer::new(Requirements::new().scope("admin").hidden()).layer(hidden),
         );
     tokio::spawn(server.serve_with_incoming(TcpIncoming::from(listener)));
     let channel = Endpoint::from_shared(format!("http://{address}"))
@@ -574,10 +570,8 @@ async fn inbound_layers_wrap_single_services() {
     let gateway = GatewayServer::new(GatewayApi {
         provider: ProviderClient::new(upstream(provider, &token_endpoint, &store)),
     });
-    let protected = ValidateBearerLayer::new(validator(), emitter()).layer(
-        AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("profile:read"))
-            .layer(gateway),
-    );
+    let protected = ValidateBearerLayer::new(validator(), emitter())
+        .layer(AuthorizeLayer::new(Requirements::new().scope("profile:read")).layer(gateway));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = Server::builder().add_service(protected);

@@ -1375,3 +1375,56 @@ async fn form_body_tokens() {
         assert_still_serving(&client, &base).await;
     }
 }
+
+/// Optional authentication: a request without bearer credentials reaches the handler without
+/// claims (`Option<Authenticated<C>>` is `None`); a token that is sent is validated as ever.
+#[tokio::test]
+async fn optional_authentication_lets_anonymous_requests_through_but_not_bad_tokens() {
+    use axum::{Router, routing::get};
+    use tower_bearer::axum::Authenticated;
+    use tower_bearer::validate::StandardClaims;
+
+    let client = client();
+    let who = |claims: Option<Authenticated<StandardClaims>>| async move {
+        claims.map_or("anonymous".to_owned(), |Authenticated(c)| {
+            c.sub.unwrap_or_default()
+        })
+    };
+    let app = Router::new()
+        .route("/who", get(who))
+        .layer(ValidateBearerLayer::new(validator(), Emitter::new(REALM)).optional());
+    let base = serve(app).await;
+    let rs = token(Key::Rs, &valid_claims());
+    let expired = token(Key::Rs, &claims_with(json!({ "exp": now() - 3600 })));
+
+    let anonymous = Req::get("/who").send(&client, &base).await;
+    assert_eq!(
+        (anonymous.status.as_u16(), anonymous.text()),
+        (200, "anonymous")
+    );
+    let other_scheme = Req::get("/who")
+        .header("authorization", "Basic YWxpY2U6c2VjcmV0")
+        .send(&client, &base)
+        .await;
+    assert_eq!(
+        (other_scheme.status.as_u16(), other_scheme.text()),
+        (200, "anonymous")
+    );
+    let alice = Req::get("/who").bearer(&rs).send(&client, &base).await;
+    assert_eq!((alice.status.as_u16(), alice.text()), (200, "alice"));
+    let bad = Req::get("/who").bearer(&expired).send(&client, &base).await;
+    assert_eq!(bad.status, 401);
+    assert_eq!(
+        bad.header("www-authenticate"),
+        Some(r#"Bearer realm="api.example", error="invalid_token""#)
+    );
+    let twice = Req::get(format!("/who?access_token={rs}"))
+        .bearer(&rs)
+        .send(&client, &base)
+        .await;
+    assert_eq!(twice.status, 400);
+    assert_eq!(
+        twice.header("www-authenticate"),
+        Some(r#"Bearer realm="api.example", error="invalid_request""#)
+    );
+}

@@ -104,9 +104,7 @@ async fn acme_api(authorization_server: &OidcProvider) -> (String, Arc<Mutex<Vec
                 "late"
             }),
         )
-        .route_layer(AuthorizeLayer::<StandardClaims, _>::new(
-            Requirements::new().scope("read"),
-        ))
+        .route_layer(AuthorizeLayer::new(Requirements::new().scope("read")))
         .layer(ValidateBearerLayer::new(validator, Emitter::new("acme")))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             let record = record.clone();
