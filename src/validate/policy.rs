@@ -75,7 +75,10 @@ impl ClaimsPolicy {
         &self.issuers
     }
 
-    /// The jsonwebtoken `Validation` for a key with these algorithms.
+    /// The jsonwebtoken `Validation` for a key with these algorithms, for calling
+    /// `jsonwebtoken::decode` directly. The crate's validators do not use it: they check the
+    /// same claims the same way, except that they read a fractional `exp` or `nbf` exactly where
+    /// jsonwebtoken rounds it to the nearest second.
     pub fn validation(&self, algorithms: &[Algorithm]) -> Validation {
         let mut validation =
             Validation::new(algorithms.first().copied().unwrap_or(Algorithm::RS256));
