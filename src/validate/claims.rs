@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::registered::NumericDate;
 
 /// What authorization rules read from validated claims. Every method has a default, so a claims
 /// type implements only what it carries.
@@ -39,8 +41,15 @@ impl TokenExpiry for StandardClaims {
 }
 
 impl TokenExpiry for serde_json::Value {
+    /// `exp` as any JSON number (RFC 7519 §2); a fractional one is floored, so that a cache
+    /// entry never outlives it.
     fn expires_at(&self) -> Option<u64> {
-        self.get("exp").and_then(serde_json::Value::as_u64)
+        let exp = self.get("exp")?;
+        exp.as_u64().or_else(|| {
+            exp.as_f64()
+                .and_then(NumericDate::from_f64)
+                .map(NumericDate::floor)
+        })
     }
 }
 
@@ -51,6 +60,11 @@ impl<T: TokenExpiry> TokenExpiry for Arc<T> {
 }
 
 /// The registered and commonly used access-token claims (RFC 7519, RFC 9068, RFC 8693).
+///
+/// The dates are whole seconds since the epoch. A token may carry any JSON number there
+/// (RFC 7519 §2, e.g. `1795790700.5` or `1.7957907E9`); a fraction is rounded toward the safe
+/// side: `exp`, `iat` and `auth_time` down (an expiry never later, a login never more recent),
+/// `nbf` up. The validators check `exp` and `nbf` on the exact values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StandardClaims {
     /// Issuer.
@@ -60,10 +74,13 @@ pub struct StandardClaims {
     /// Audience.
     pub aud: Option<OneOrMany>,
     /// Expiry, seconds since the epoch.
+    #[serde(default, deserialize_with = "numeric_date::floor")]
     pub exp: Option<u64>,
     /// Not before, seconds since the epoch.
+    #[serde(default, deserialize_with = "numeric_date::ceil")]
     pub nbf: Option<u64>,
     /// Issued at, seconds since the epoch.
+    #[serde(default, deserialize_with = "numeric_date::floor")]
     pub iat: Option<u64>,
     /// Token identifier.
     pub jti: Option<String>,
@@ -78,6 +95,7 @@ pub struct StandardClaims {
     /// Authentication methods.
     pub amr: Option<Vec<String>>,
     /// When the user authenticated, seconds since the epoch.
+    #[serde(default, deserialize_with = "numeric_date::floor")]
     pub auth_time: Option<u64>,
 }
 
@@ -115,5 +133,61 @@ impl AuthClaims for StandardClaims {
 
     fn auth_time(&self) -> Option<u64> {
         self.auth_time
+    }
+}
+
+/// Lenient readers of NumericDates into whole seconds, for [`StandardClaims`].
+mod numeric_date {
+    use std::fmt;
+
+    use serde::de::{self, Visitor};
+
+    use super::{Deserializer, NumericDate};
+
+    struct DateVisitor(fn(NumericDate) -> u64);
+
+    impl<'de> Visitor<'de> for DateVisitor {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a NumericDate (a non-negative JSON number)")
+        }
+
+        fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+            Ok(Some(value))
+        }
+
+        fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            NumericDate::from_f64(value)
+                .map(|date| Some((self.0)(date)))
+                .ok_or_else(|| E::invalid_value(de::Unexpected::Float(value), &self))
+        }
+
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    pub(super) fn floor<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u64>, D::Error> {
+        deserializer.deserialize_option(DateVisitor(NumericDate::floor))
+    }
+
+    pub(super) fn ceil<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u64>, D::Error> {
+        deserializer.deserialize_option(DateVisitor(NumericDate::ceil))
     }
 }

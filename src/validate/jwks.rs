@@ -391,21 +391,19 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<C, AuthError>> + Send>>;
 
     fn validate(&self, token: &BearerToken) -> Verdict<C, Self::Future> {
-        let kid = match peek::header(token.as_str()) {
-            Ok(peeked) => peeked.kid,
+        // The header is read once, here: `crit` is judged and the `kid` found in one pass.
+        let jws = match peek::parse(token.as_str()) {
+            Ok(jws) => jws,
             Err(rejection) => return Verdict::Decided(Err(AuthError::InvalidToken(rejection))),
         };
         let snapshot = self.shared.snapshot();
         if let Some(s) = &snapshot
             && s.fresh_until > Instant::now()
-            && s.knows(kid.as_deref())
+            && s.knows(jws.header.kid.as_deref())
         {
-            return Verdict::Decided(
-                s.keys
-                    .verify(token.as_str())
-                    .map_err(AuthError::InvalidToken),
-            );
+            return Verdict::Decided(s.keys.verify_jws(&jws).map_err(AuthError::InvalidToken));
         }
+        let kid = jws.header.kid;
         let shared = self.shared.clone();
         let token = token.clone();
         Verdict::Pending(Box::pin(async move {

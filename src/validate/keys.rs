@@ -4,13 +4,13 @@
 use std::{fmt, str::FromStr};
 
 use jsonwebtoken::{
-    Algorithm, AlgorithmFamily, DecodingKey, Validation,
+    Algorithm, AlgorithmFamily, DecodingKey,
     errors::ErrorKind,
     jwk::{Jwk, PublicKeyUse},
 };
 use serde::de::DeserializeOwned;
 
-use super::{ClaimsPolicy, peek};
+use super::{ClaimsPolicy, peek, registered::Checks};
 use crate::failure::TokenRejection;
 
 /// Why a key could not be configured.
@@ -177,12 +177,13 @@ fn unreadable(error: jsonwebtoken::errors::Error) -> KeyError {
     KeyError::Unreadable(error.to_string())
 }
 
-/// Keys ready to verify tokens under one [`ClaimsPolicy`]: each key with its prepared `Validation`.
+/// Keys ready to verify tokens under one [`ClaimsPolicy`], with the policy's checks prepared.
 ///
 /// Key sources that change over time (JWKS) rebuild a `KeySet` and swap it in.
 #[derive(Debug, Clone)]
 pub struct KeySet {
-    keys: Vec<(VerificationKey, Validation)>,
+    keys: Vec<VerificationKey>,
+    checks: Checks,
     policy: ClaimsPolicy,
 }
 
@@ -190,14 +191,11 @@ impl KeySet {
     /// Prepares `keys` under `policy`.
     pub fn new(keys: Vec<VerificationKey>, policy: ClaimsPolicy) -> Self {
         crate::crypto::ensure_provider();
-        let keys = keys
-            .into_iter()
-            .map(|key| {
-                let validation = policy.validation(&key.algorithms);
-                (key, validation)
-            })
-            .collect();
-        Self { keys, policy }
+        Self {
+            keys,
+            checks: policy.checks(),
+            policy,
+        }
     }
 
     /// Whether there are no keys.
@@ -210,7 +208,7 @@ impl KeySet {
     pub fn can_verify_kid(&self, kid: &str) -> bool {
         self.keys
             .iter()
-            .any(|(key, _)| key.kid.as_deref().is_none_or(|own| own == kid))
+            .any(|key| key.kid.as_deref().is_none_or(|own| own == kid))
     }
 
     /// The policy.
@@ -220,32 +218,47 @@ impl KeySet {
 
     /// Verifies `token` and deserializes its claims.
     ///
-    /// With one key, the token goes straight to `jsonwebtoken::decode` (which checks `alg`
-    /// against the allow-list); with several, the header is read first to select the key by
-    /// `kid` — or, when no key has that `kid` or the token names none, a key published without a
-    /// `kid` that allows the token's algorithm. Exactly one key is tried.
+    /// The header is read once ([`peek`]): a `crit` naming any extension is refused (RFC 7515
+    /// §4.1.11; none is understood), `alg` must be in the allow-list, and with several keys
+    /// the key is selected by `kid` — or, when no key has that `kid` or the token names none,
+    /// a key published without a `kid` that allows the token's algorithm. Exactly one key is
+    /// tried. The signature is checked by jsonwebtoken's crypto, then the registered claims
+    /// as jsonwebtoken would check them, but with fractional NumericDates read exactly (see
+    /// `registered`), then `kid` and `typ`.
     pub fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, TokenRejection> {
-        let (key, validation) = match self.keys.as_slice() {
+        if self.keys.is_empty() {
+            return Err(TokenRejection::UnknownKey);
+        }
+        self.verify_jws(&peek::parse(token)?)
+    }
+
+    /// [`verify`](Self::verify) for a token whose header was already read.
+    pub(crate) fn verify_jws<C: DeserializeOwned>(
+        &self,
+        jws: &peek::Jws<'_>,
+    ) -> Result<C, TokenRejection> {
+        let header = &jws.header;
+        // jsonwebtoken can't name an algorithm it doesn't know (`none`): it is not allowed.
+        let algorithm =
+            Algorithm::from_str(&header.alg).map_err(|_| TokenRejection::AlgorithmNotAllowed)?;
+        let key = match self.keys.as_slice() {
             [] => return Err(TokenRejection::UnknownKey),
             [only] => only,
             keys => {
-                let header = peek::header(token)?;
-                let algorithm = Algorithm::from_str(&header.alg)
-                    .map_err(|_| TokenRejection::AlgorithmNotAllowed)?;
-                let by_algorithm = |(key, _): &&(VerificationKey, Validation)| {
+                let by_algorithm = |key: &&VerificationKey| {
                     key.kid.is_none() && key.algorithms.contains(&algorithm)
                 };
                 let selected = match header.kid.as_deref() {
                     // The key of that `kid`; failing that, a key that has no `kid` at all.
                     Some(kid) => keys
                         .iter()
-                        .find(|(key, _)| key.kid.as_deref() == Some(kid))
+                        .find(|key| key.kid.as_deref() == Some(kid))
                         .or_else(|| keys.iter().find(by_algorithm)),
                     // No `kid`: a key without one, failing that any key for the algorithm.
-                    None => keys.iter().find(by_algorithm).or_else(|| {
-                        keys.iter()
-                            .find(|(key, _)| key.algorithms.contains(&algorithm))
-                    }),
+                    None => keys
+                        .iter()
+                        .find(by_algorithm)
+                        .or_else(|| keys.iter().find(|key| key.algorithms.contains(&algorithm))),
                 };
                 selected.ok_or(match header.kid {
                     Some(_) => TokenRejection::UnknownKey,
@@ -253,26 +266,30 @@ impl KeySet {
                 })?
             }
         };
-        let data = jsonwebtoken::decode::<C>(token, &key.key, validation).map_err(|e| {
-            match rejection(e.kind()) {
-                // jsonwebtoken can't parse a header naming an algorithm it doesn't know (`none`):
-                // say what is wrong with it.
-                TokenRejection::Malformed
-                    if peek::header(token)
-                        .is_ok_and(|header| Algorithm::from_str(&header.alg).is_err()) =>
-                {
-                    TokenRejection::AlgorithmNotAllowed
-                }
-                other => other,
-            }
-        })?;
-        if let (Some(expected), Some(kid)) = (key.kid.as_deref(), data.header.kid.as_deref())
+        if !key.algorithms.contains(&algorithm) {
+            return Err(TokenRejection::AlgorithmNotAllowed);
+        }
+        match jsonwebtoken::crypto::verify(
+            jws.signature,
+            jws.signing_input.as_bytes(),
+            &key.key,
+            algorithm,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return Err(TokenRejection::BadSignature),
+            Err(error) => return Err(rejection(error.kind())),
+        }
+        let payload = peek::decode_part(jws.payload)?;
+        let claims = serde_json::from_slice(&payload).map_err(|_| TokenRejection::Malformed)?;
+        self.checks
+            .check(&payload, jsonwebtoken::get_current_timestamp())?;
+        if let (Some(expected), Some(kid)) = (key.kid.as_deref(), header.kid.as_deref())
             && expected != kid
         {
             return Err(TokenRejection::UnknownKey);
         }
-        self.policy.check_type(data.header.typ.as_deref())?;
-        Ok(data.claims)
+        self.policy.check_type(header.typ.as_deref())?;
+        Ok(claims)
     }
 }
 

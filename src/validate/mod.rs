@@ -71,6 +71,7 @@ mod jwt;
 mod keys;
 mod peek;
 mod policy;
+mod registered;
 
 use std::{
     future::Future,

@@ -3,6 +3,7 @@
 
 use jsonwebtoken::{Algorithm, Validation};
 
+use super::registered::Checks;
 use crate::failure::TokenRejection;
 
 /// What a token's claims and header must satisfy, whichever key verifies it.
@@ -74,7 +75,10 @@ impl ClaimsPolicy {
         &self.issuers
     }
 
-    /// The jsonwebtoken `Validation` for a key with these algorithms.
+    /// The jsonwebtoken `Validation` for a key with these algorithms, for calling
+    /// `jsonwebtoken::decode` directly. The crate's validators do not use it: they check the
+    /// same claims the same way, except that they read a fractional `exp` or `nbf` exactly where
+    /// jsonwebtoken rounds it to the nearest second.
     pub fn validation(&self, algorithms: &[Algorithm]) -> Validation {
         let mut validation =
             Validation::new(algorithms.first().copied().unwrap_or(Algorithm::RS256));
@@ -92,6 +96,22 @@ impl ClaimsPolicy {
         }
         validation.set_required_spec_claims(&required);
         validation
+    }
+
+    /// The checks of the registered claims, as [`validation`](Self::validation) would make them
+    /// (with `exp` and `nbf` read exactly, fractions included).
+    pub(super) fn checks(&self) -> Checks {
+        let required = |claim: &str| self.required.iter().any(|r| r == claim);
+        Checks {
+            leeway: self.leeway,
+            issuers: (!self.issuers.is_empty()).then(|| self.issuers.clone()),
+            audiences: (!self.audiences.is_empty()).then(|| self.audiences.clone()),
+            require_exp: required("exp"),
+            require_nbf: required("nbf"),
+            require_sub: required("sub"),
+            require_iss: required("iss") || !self.issuers.is_empty(),
+            require_aud: required("aud") || !self.audiences.is_empty(),
+        }
     }
 
     pub(super) fn check_type(&self, typ: Option<&str>) -> Result<(), TokenRejection> {
