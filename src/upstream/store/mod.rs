@@ -59,7 +59,13 @@
 //! a lease of at least 4 minutes). The background write-back of a link the store did not take
 //! locks again for each attempt.
 
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub mod crypto;
 mod memory;
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub mod record;
 
 use std::{
     fmt,
