@@ -157,8 +157,82 @@ async fn list_returns_one_users_links<St: TokenStore>(store: St) {
     assert!(store.list(None, "carol").await.unwrap().is_empty());
 }
 
+/// Through the refresh layer: a refresh that started before a re-link (or an unlink) does not
+/// write its tokens over the new link (or bring the old one back).
+async fn a_refresh_in_flight_loses_to_a_relink_and_an_unlink<St: TokenStore>(store: St) {
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Full;
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    use tower_bearer::upstream::{
+        classify::ClassifyUpstreamLayer,
+        grant::{TokenResponse, refresher_fn},
+        refresh::RefreshAndRetryLayer,
+    };
+
+    for relink in [true, false] {
+        let key = LinkKey::new("alice", "acme");
+        store
+            .insert(&key, Link::new("at-0").with_refresh_token("rt-0"))
+            .await
+            .unwrap();
+        let asked = Arc::new(Notify::new());
+        let answer = Arc::new(Notify::new());
+        let refresher = refresher_fn({
+            let (asked, answer) = (asked.clone(), answer.clone());
+            move |_| {
+                let (asked, answer) = (asked.clone(), answer.clone());
+                async move {
+                    asked.notify_one();
+                    answer.notified().await;
+                    Ok(TokenResponse::new("at-1").with_refresh_token("rt-1"))
+                }
+            }
+        });
+        // The provider rejects the stored token, so the request refreshes.
+        let provider = service_fn(|_: Request<_>| async {
+            let mut response = Response::new(Full::<Bytes>::default());
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let client = ServiceBuilder::new()
+            .layer(RefreshAndRetryLayer::new("acme", store.clone(), refresher))
+            .layer(ClassifyUpstreamLayer::new())
+            .service(provider);
+        let mut request = Request::new(Full::<Bytes>::default());
+        request.extensions_mut().insert(key.clone());
+        let call = tokio::spawn(client.oneshot(request));
+        asked.notified().await;
+        // The user connects again (or disconnects) while the token endpoint is asked.
+        if relink {
+            store
+                .insert(&key, Link::new("at-new").with_refresh_token("rt-new"))
+                .await
+                .unwrap();
+        } else {
+            assert!(store.remove(&key).await.unwrap());
+        }
+        answer.notify_one();
+        let _ = call.await.unwrap();
+        // The refresh's write back was dropped (give a background write-back a moment too).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = load(&store, &key).await;
+        if relink {
+            let now = now.expect("the new link");
+            assert_eq!(access(&now), "at-new");
+            assert_eq!(now.refresh_token().unwrap().expose_secret(), "rt-new");
+        } else {
+            assert!(now.is_none(), "resurrected by the refresh");
+        }
+        store.remove(&key).await.unwrap();
+    }
+}
+
 /// The whole suite, each part on a fresh store from `new`.
 async fn contract<St: TokenStore, F: FnMut() -> St>(mut new: F) {
+    a_refresh_in_flight_loses_to_a_relink_and_an_unlink(new()).await;
     a_removed_link_is_not_resurrected_by_a_refresh_in_flight(new()).await;
     lock_is_per_key(new()).await;
     links_round_trip_and_versions_are_never_reused(new()).await;

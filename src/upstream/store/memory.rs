@@ -12,7 +12,7 @@ use std::{
 use super::{Link, LinkKey, Saved, TokenStore};
 
 /// The default [`TokenStore`]: links in this process's memory, locks per key. Nothing survives
-/// a restart: for that, see [`SqliteStore`](super::sqlite::SqliteStore) (feature `sqlite`).
+/// a restart: for that, see `SqliteStore` (feature `sqlite`).
 ///
 /// Cheap to clone; clones share the links.
 ///

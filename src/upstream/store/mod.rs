@@ -1,7 +1,6 @@
 //! Where the user × provider links live: the [`TokenStore`] trait, the in-memory
-//! [`MemoryStore`], and (feature `sqlite`) the persistent
-//! [`SqliteStore`](sqlite::SqliteStore), its tokens encrypted at rest with a
-//! [`Keyring`](crypto::Keyring) (feature `encryption`).
+//! [`MemoryStore`], and (feature `sqlite`) the persistent `sqlite::SqliteStore`, its tokens
+//! encrypted at rest with a `crypto::Keyring` (feature `encryption`).
 //!
 //! A link is one user's grant at one third-party provider: an access token, its expiry, usually a
 //! refresh token, the granted scopes, and a mark set when the grant is gone and the user has to
@@ -26,8 +25,8 @@
 //!   it in memory (in place of the stale stored record, so the revoked refresh token is never
 //!   sent again from this process) and writes it back later.
 //! - **Secrets.** Tokens never appear in `Debug` output; persistent stores keep them encrypted
-//!   at rest in the versioned [record format](record) (unless explicitly told not to, with
-//!   [`Keyring::insecure_plaintext`](crypto::Keyring::insecure_plaintext)).
+//!   at rest in the versioned record format of the module `record` (unless explicitly told not
+//!   to, with `Keyring::insecure_plaintext`).
 //! - **Failures.** A store that fails is answered with row S1 (`503`, `Retry-After`,
 //!   `Proxy-Status: <proxy>; error=proxy_internal_error; details="link_store_unavailable"`),
 //!   never 401 or 500.
@@ -66,6 +65,9 @@ mod memory;
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub mod record;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
 
 use std::{
     fmt,
