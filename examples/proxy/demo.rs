@@ -6,7 +6,7 @@
 //! had gone through the connect flow, which the last step of the walkthrough does for real).
 
 pub mod idp;
-mod provider;
+pub mod provider;
 mod walkthrough;
 
 use axum::Router;
@@ -14,11 +14,11 @@ use tokio::net::TcpListener;
 use tower_bearer::{
     BoxError,
     emit::Disclosure,
-    upstream::store::{LinkKey, MemoryStore},
+    upstream::store::{LinkKey, TokenStore},
 };
 
 use self::{idp::Idp, provider::Provider};
-use super::config::{AuthSettings, Limits, Settings};
+use super::config::{AuthSettings, Limits, Settings, StoreSettings};
 
 /// The demo provider's name at the proxy: `/api/demo/…`, `/connect/demo`.
 const PROVIDER: &str = "demo";
@@ -62,12 +62,15 @@ impl Demo {
             },
             limits: Limits::default(),
             providers: [(PROVIDER.to_owned(), provider.settings())].into(),
+            store: demo_store(),
         };
-        let store = MemoryStore::new();
-        store.insert(
-            LinkKey::new(USER, PROVIDER),
-            provider.grant(provider::ACCOUNT),
-        );
+        let store = super::store::open(&settings.store)?;
+        store
+            .insert(
+                &LinkKey::new(USER, PROVIDER),
+                provider.grant(provider::ACCOUNT),
+            )
+            .await?;
         let walkthrough = walkthrough::render(&walkthrough::Demo {
             proxy: &public_url,
             idp: idp.issuer(),
@@ -82,6 +85,25 @@ impl Demo {
             walkthrough,
         })
     }
+}
+
+/// SQLite in a file of its own under the temporary directory, sealed with a random key: the
+/// real thing, thrown away with the demo. In memory when built without SQLite.
+fn demo_store() -> StoreSettings {
+    #[cfg(feature = "sqlite")]
+    {
+        let name = format!(
+            "tower-bearer-proxy-demo-{}-{}.db",
+            std::process::id(),
+            super::random::url_safe::<6>()
+        );
+        StoreSettings::Sqlite {
+            path: std::env::temp_dir().join(name),
+            key: super::config::StoreKey::Random,
+        }
+    }
+    #[cfg(not(feature = "sqlite"))]
+    StoreSettings::Memory
 }
 
 /// Serves a demo server until the process ends.
