@@ -244,6 +244,31 @@ async fn keys_rotate_and_a_record_is_resealed_at_its_next_save() {
 }
 
 #[tokio::test]
+async fn a_record_the_store_cannot_open_is_row_s1_and_stays_as_it_is() {
+    let dir = TempDir::new("unopenable");
+    {
+        let store = SqliteStore::open(dir.db(), Keyring::new("k1", [1; 32])).unwrap();
+        store.insert(&key(), stale_link()).await.unwrap();
+    }
+    // Started with the wrong key: the store is unavailable for that link (row S1), which is
+    // neither the user's fault (401) nor a link to re-authorize — and nothing is overwritten.
+    let wrong = SqliteStore::open(dir.db(), Keyring::new("k2", [2; 32])).unwrap();
+    let error = client_over(wrong, "at-1")
+        .oneshot(tagged())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            tower_bearer::upstream::UpstreamError::StoreUnavailable { .. }
+        ),
+        "{error:?}"
+    );
+    let right = SqliteStore::open(dir.db(), Keyring::new("k1", [1; 32])).unwrap();
+    assert_eq!(stored(&right).await, ("at-0".into(), "rt-0".into()));
+}
+
+#[tokio::test]
 async fn a_file_of_a_newer_schema_is_refused() {
     let dir = TempDir::new("schema");
     drop(SqliteStore::open(dir.db(), keyring()).unwrap());

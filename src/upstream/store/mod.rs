@@ -44,19 +44,20 @@
 //! ## The lock's lease
 //!
 //! A lock shared between processes expires (its holder may die). Its lease must outlast
-//! everything a holder does under it, or two replicas refresh at once:
+//! everything a holder does under it, or two replicas refresh at once. Counted from the moment
+//! the lock is granted, with `T` the layer's
+//! [`refresh_timeout`](super::refresh::RefreshAndRetryLayer::refresh_timeout):
 //!
 //! ```text
-//! lease > refresh_timeout                      (waiting for the lock and loading, together)
-//!       + 6 × refresh_timeout                  (a late token-endpoint answer is still awaited)
-//!       + 3 × (refresh_timeout + 0.2 s)        (the save attempts, each bounded, with pauses)
-//!       + refresh_timeout                      (unlocking)
+//! lease > 6 × T            loading the link and the token endpoint's answer: a late answer is
+//!                          still awaited, up to 6 × T from the start of the refresh
+//!       + 3 × T + 0.15 s   the save attempts, each bounded by T, with pauses between them
+//!       + T                unlocking
+//!       = 10 × T + 0.15 s  (T = 20 s by default: a lease of at least 4 minutes)
 //! ```
 //!
-//! that is, more than 11 × the layer's
-//! [`refresh_timeout`](super::refresh::RefreshAndRetryLayer::refresh_timeout) (20 s by default:
-//! a lease of at least 4 minutes). The background write-back of a link the store did not take
-//! locks again for each attempt.
+//! The background write-back of a link the store did not take locks again for each attempt,
+//! each within the same bound.
 
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
