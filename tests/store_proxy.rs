@@ -258,4 +258,190 @@ mod sqlite {
         second.server.abort();
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    const CHILD_CONFIG: &str = "TOWER_BEARER_PROXY_CHILD_CONFIG";
+
+    /// Run by [`the_proxy_keeps_links_across_sigkill_and_sigterm`] as its child process: the
+    /// example proxy in real mode, as its `main.rs` runs it — the configuration file, the
+    /// store it names, the router, served until SIGTERM.
+    #[test]
+    #[ignore = "the child process of the_proxy_keeps_links_across_sigkill_and_sigterm"]
+    fn proxy_child() {
+        let Ok(config) = std::env::var(CHILD_CONFIG) else {
+            return;
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let settings = Settings::load(std::path::Path::new(&config)).unwrap();
+            let listener = TcpListener::bind(settings.listen).await.unwrap();
+            let store = app::store::open(&settings.store).unwrap();
+            let router = app::build(settings, store).await.unwrap();
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            let shutdown = async move {
+                terminate.recv().await;
+            };
+            app::serve::serve(listener, router, Default::default(), shutdown).await;
+        });
+    }
+
+    /// Waits until the proxy on `port` accepts connections, then checks its health.
+    async fn until_healthy(client: &support::http::TestClient, port: u16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the proxy never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let health = h::get(client, &format!("http://127.0.0.1:{port}/healthz"), &[]).await;
+        assert_eq!(health.status, StatusCode::OK);
+    }
+
+    fn signal(child: &std::process::Child, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[tokio::test]
+    async fn the_proxy_keeps_links_across_sigkill_and_sigterm() {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-bearer-proxy-kill-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("links.db");
+        let key = [11; 32];
+        let key_b64 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(key)
+        };
+
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let public_url = format!("http://127.0.0.1:{port}");
+        let idp = Idp::start().await.unwrap();
+        let provider = Provider::start(format!("{public_url}/connect/{PROVIDER}/callback"))
+            .await
+            .unwrap();
+        let settings = provider.settings();
+        let config = format!(
+            r#"
+listen = "127.0.0.1:{port}"
+public_url = "{public_url}"
+realm = "test"
+proxy_name = "proxy"
+
+[auth]
+issuer = "{issuer}"
+audience = "{public_url}"
+scopes = ["api"]
+token_type = "at+jwt"
+
+[store]
+kind = "sqlite"
+path = "{db}"
+key_env = "TEST_PROXY_STORE_KEY"
+
+[providers.{PROVIDER}]
+base_url = "{base_url}"
+authorize_url = "{authorize_url}"
+token_url = "{token_url}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+scopes = ["profile"]
+refresh_skew_secs = 30
+vendor_rules = ["power-bi"]
+"#,
+            issuer = idp.issuer(),
+            db = db.display(),
+            base_url = settings.base_url,
+            authorize_url = settings.authorize_url,
+            token_url = settings.token_url,
+            client_id = settings.client_id,
+            client_secret = settings.client_secret.as_ref().unwrap().expose_secret(),
+        );
+        let config_path = dir.join("proxy.toml");
+        std::fs::write(&config_path, config).unwrap();
+        // Linked before the proxy ever starts, as if by the connect flow.
+        {
+            let store = SqliteStore::open(&db, Keyring::new("k1", key)).unwrap();
+            store
+                .insert(
+                    &LinkKey::new("alice", PROVIDER),
+                    provider.grant(app::demo::provider::ACCOUNT),
+                )
+                .await
+                .unwrap();
+        }
+        let start = || {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "sqlite::proxy_child", "--ignored", "--nocapture"])
+                .env(CHILD_CONFIG, &config_path)
+                .env("TEST_PROXY_STORE_KEY", &key_b64)
+                .env("PROXY_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let token = idp.token("alice", "openid api", &public_url);
+        let client = h::client();
+        let me = format!("{public_url}/api/{PROVIDER}/me");
+        let expire = format!(
+            "{}/demo/expire?account={}",
+            provider.base_url(),
+            app::demo::provider::ACCOUNT
+        );
+        // Refresh (the refresh token rotates) through the running proxy, then call.
+        let refresh_and_call = || async {
+            assert!(
+                h::post_form(&client, &expire, &[], &[])
+                    .await
+                    .status
+                    .is_success()
+            );
+            let answer = h::get_bearer(&client, &me, &token).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::OK,
+                "{:?}",
+                answer.header("proxy-status")
+            );
+        };
+
+        for stop in ["KILL", "TERM"] {
+            let mut proxy = start();
+            until_healthy(&client, port).await;
+            refresh_and_call().await;
+            signal(&proxy, stop);
+            let status = proxy.wait().unwrap();
+            #[cfg(unix)]
+            if stop == "KILL" {
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(status.signal(), Some(9), "{status}");
+            }
+            let _ = status;
+        }
+        // Started again: the link (with the refresh token of the last rotation) still works.
+        let mut proxy = start();
+        until_healthy(&client, port).await;
+        refresh_and_call().await;
+        signal(&proxy, "TERM");
+        let _ = proxy.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
