@@ -43,10 +43,7 @@ use demo::{
 };
 use gateway::GatewayApi;
 use http_body_util::Full;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
 use tokio::net::TcpListener;
 use tonic::{
@@ -71,9 +68,8 @@ const AUDIENCE: &str = "demo-gateway";
 const PROVIDER: &str = "provider";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// The gateway's tonic client to the provider, behind the outbound layers.
-type Upstream = GrpcUpstream<Channel, MemoryStore, RefreshGrant<HttpClient>>;
+type Upstream = GrpcUpstream<Channel, MemoryStore, RefreshGrant>;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -106,7 +102,9 @@ async fn main() -> Result<(), BoxError> {
 
     // Outbound: a tonic client to the provider, with refresh-and-retry and gRPC classification.
     let grant = RefreshGrant::new(
-        Client::builder(TokioExecutor::new()).build_http(),
+        tower_bearer::http_client::HttpClient::new(
+            Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
+        ),
         format!("http://{token_endpoint}/token").parse()?,
         "demo-gateway",
     )
@@ -125,7 +123,7 @@ async fn main() -> Result<(), BoxError> {
     let gateway = listener.local_addr()?;
     let server = Server::builder()
         .layer(ValidateBearerLayer::new(validator, emitter))
-        .layer(AuthorizeLayer::<StandardClaims, _>::new(
+        .layer(AuthorizeLayer::new(
             Requirements::new().scope("profile:read"),
         ))
         .add_service(GatewayServer::new(GatewayApi {

@@ -44,13 +44,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     format!("reports for {}\n", claims.sub.unwrap_or_default())
                 },
             )
-            .route_layer(AuthorizeLayer::<StandardClaims, _>::new(
+            .route_layer(AuthorizeLayer::new(
                 Requirements::new().scope("reports:read"),
             )),
         )
         .route(
             "/admin",
-            get(|| async { "admin area\n" }).route_layer(AuthorizeLayer::<StandardClaims, _>::new(
+            get(|| async { "admin area\n" }).route_layer(AuthorizeLayer::new(
                 Requirements::new().scope("admin").hidden(),
             )),
         )

@@ -18,7 +18,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let service = ServiceBuilder::new()
 //!     .layer(EmitLayer::new(Emitter::new("api")))
-//!     .layer(AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("reports:read")))
+//!     .layer(AuthorizeLayer::new(Requirements::new().scope("reports:read")))
 //!     .service(service_fn(|_req: Request<()>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new(Empty::<Bytes>::new()))
 //!     }));
@@ -49,7 +49,11 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{emit::pending_response, failure::AuthError, validate::AuthClaims};
+use crate::{
+    emit::pending_response,
+    failure::AuthError,
+    validate::{AuthClaims, StandardClaims},
+};
 
 /// A decision about validated claims of type `C`.
 pub trait Rule<C> {
@@ -198,9 +202,18 @@ pub struct AuthorizeLayer<C, R> {
     claims: PhantomData<fn(C)>,
 }
 
-impl<C, R> AuthorizeLayer<C, R> {
-    /// Enforces `rule`.
+impl<R> AuthorizeLayer<StandardClaims, R> {
+    /// Enforces `rule` on [`StandardClaims`] (see [`for_claims`](Self::for_claims) for a claims
+    /// type of your own).
     pub fn new(rule: R) -> Self {
+        Self::for_claims(rule)
+    }
+}
+
+impl<C, R> AuthorizeLayer<C, R> {
+    /// Enforces `rule` on claims of type `C`:
+    /// `AuthorizeLayer::<MyClaims, _>::for_claims(Requirements::new().scope("read"))`.
+    pub fn for_claims(rule: R) -> Self {
         Self {
             rule: Arc::new(rule),
             claims: PhantomData,

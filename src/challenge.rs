@@ -226,13 +226,7 @@ impl Challenge {
         let mut p = Parser { src: value, pos: 0 };
         let mut challenges: Vec<Challenge> = Vec::new();
         loop {
-            // Empty list elements are allowed (RFC 9110 §5.6.1.2).
-            p.skip_ows();
-            while p.peek() == Some(b',') {
-                p.pos += 1;
-                p.skip_ows();
-            }
-            if p.peek().is_none() {
+            if !p.next_element() {
                 return Ok(challenges);
             }
             let start = p.pos;
@@ -304,12 +298,7 @@ impl Challenge {
         let scheme = p.token().ok()?.to_owned();
         let mut params: Vec<(String, String)> = Vec::new();
         loop {
-            p.skip_ows();
-            while p.peek() == Some(b',') {
-                p.pos += 1;
-                p.skip_ows();
-            }
-            if p.peek().is_none() {
+            if !p.next_element() {
                 return Some(Challenge {
                     scheme,
                     body: Body::Params(params),
@@ -439,6 +428,17 @@ impl<'a> Parser<'a> {
             self.pos += 1;
         }
         &self.src[start..self.pos]
+    }
+
+    /// Skips to the start of the next list element, past empty ones (RFC 9110 §5.6.1.2 allows
+    /// them); `false` at the end of the value.
+    fn next_element(&mut self) -> bool {
+        self.skip_ows();
+        while self.peek() == Some(b',') {
+            self.pos += 1;
+            self.skip_ows();
+        }
+        self.peek().is_some()
     }
 
     /// Whether the current list element ends here (OWS already skipped).

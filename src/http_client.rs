@@ -100,6 +100,8 @@ pub enum FetchError {
     Body {
         /// The URL.
         uri: Uri,
+        /// The status the answer started with.
+        status: StatusCode,
     },
     /// The body was not the expected document.
     #[error("the response from {uri} is not a valid {what}")]
@@ -192,7 +194,10 @@ impl HttpClient {
             let (parts, body) = response.into_parts();
             let body = collect_limited(body, max_body)
                 .await
-                .ok_or_else(|| FetchError::Body { uri: uri.clone() })?;
+                .ok_or_else(|| FetchError::Body {
+                    uri: uri.clone(),
+                    status: parts.status,
+                })?;
             Ok(Fetched {
                 status: parts.status,
                 headers: parts.headers,

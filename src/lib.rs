@@ -42,7 +42,7 @@
 //!     .unwrap();
 //! let service = ServiceBuilder::new()
 //!     .layer(ValidateBearerLayer::new(validator, Emitter::new("reports")))
-//!     .layer(AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("reports:read")))
+//!     .layer(AuthorizeLayer::new(Requirements::new().scope("reports:read")))
 //!     .service(service_fn(|_req: Request<()>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
 //!     }));

@@ -39,7 +39,7 @@ use http::HeaderMap;
 use http_body::Frame;
 use http_body_util::Either;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use support::http::{TestClient, client, closed_port, serve};
+use support::http::{client, closed_port, serve};
 use tokio::net::TcpListener;
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{
@@ -70,7 +70,7 @@ const REALM: &str = "gateway";
 const PROVIDER: &str = "provider";
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-type Upstream = GrpcUpstream<Channel, MemoryStore, RefreshGrant<TestClient>>;
+type Upstream = GrpcUpstream<Channel, MemoryStore, RefreshGrant>;
 
 // ---------------------------------------------------------------------------------------------
 // Tokens
@@ -364,7 +364,7 @@ fn emitter() -> Emitter {
 
 fn upstream(provider: SocketAddr, token_endpoint: &str, store: &MemoryStore) -> Upstream {
     let grant = RefreshGrant::new(
-        client(),
+        tower_bearer::http_client::HttpClient::new(client()),
         format!("{token_endpoint}/token").parse().unwrap(),
         "gateway-client",
     )
@@ -394,13 +394,9 @@ async fn fixture(split: bool) -> Fixture {
     let address = listener.local_addr().unwrap();
     let server = Server::builder()
         .layer(ValidateBearerLayer::new(validator(), emitter()))
+        .add_service(AuthorizeLayer::new(Requirements::new().scope("profile:read")).layer(gateway))
         .add_service(
-            AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("profile:read"))
-                .layer(gateway),
-        )
-        .add_service(
-            AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("admin").hidden())
-                .layer(hidden),
+            AuthorizeLayer::new(Requirements::new().scope("admin").hidden()).layer(hidden),
         );
     tokio::spawn(server.serve_with_incoming(TcpIncoming::from(listener)));
     let channel = Endpoint::from_shared(format!("http://{address}"))
@@ -574,10 +570,8 @@ async fn inbound_layers_wrap_single_services() {
     let gateway = GatewayServer::new(GatewayApi {
         provider: ProviderClient::new(upstream(provider, &token_endpoint, &store)),
     });
-    let protected = ValidateBearerLayer::new(validator(), emitter()).layer(
-        AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("profile:read"))
-            .layer(gateway),
-    );
+    let protected = ValidateBearerLayer::new(validator(), emitter())
+        .layer(AuthorizeLayer::new(Requirements::new().scope("profile:read")).layer(gateway));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = Server::builder().add_service(protected);

@@ -600,6 +600,18 @@ fn cases() -> Vec<(&'static str, Req, Want)> {
             get("/read?x=1&access_token=").bearer(&rs),
             Want::InvalidRequest(MULTIPLE_METHODS),
         ),
+        // The parameter's name is form-urlencoded too (RFC 6750 §2.3): however it is spelled,
+        // it is a second method.
+        (
+            "header and query token named access%5Ftoken",
+            get(&format!("/read?access%5Ftoken={rs}")).bearer(&rs),
+            Want::InvalidRequest(MULTIPLE_METHODS),
+        ),
+        (
+            "header and query token named %61ccess_token",
+            get(&format!("/read?x=1&%61ccess_token={rs}")).bearer(&rs),
+            Want::InvalidRequest(MULTIPLE_METHODS),
+        ),
         // ── I3: unreadable ─────────────────────────────────────────────────────────────
         (
             "bad character `$`",
@@ -1046,6 +1058,11 @@ async fn problem_body_follows_accept() {
         ("text/html, application/json;q=0.9", true),
         ("text/html", false),
         ("application/json;q=0", false),
+        // The most specific range decides (RFC 9110 §12.5.1), whatever the order; parameter
+        // names are case-insensitive.
+        ("*/*, application/problem+json;q=0", false),
+        ("application/problem+json;Q=0, */*", false),
+        ("*/*;q=0, application/problem+json", true),
     ] {
         let r = Req::get("/read")
             .header("accept", accept)
@@ -1094,6 +1111,16 @@ async fn query_method_when_enabled() {
                 "repeated access_token",
                 Req::get(format!("/me?access_token={rs}&access_token={rs}")),
                 Want::InvalidRequest(REPEATED_PARAM),
+            ),
+            (
+                "access_token repeated under another spelling",
+                Req::get(format!("/me?access_token={rs}&access%5Ftoken={rs}")),
+                Want::InvalidRequest(REPEATED_PARAM),
+            ),
+            (
+                "query token named with percent-escapes",
+                Req::get(format!("/me?%61ccess_token={rs}")),
+                Want::Ok("alice"),
             ),
             (
                 "empty access_token",
@@ -1283,4 +1310,121 @@ async fn server_keeps_serving_under_concurrent_failures() {
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_still_serving(&client, &base).await;
+}
+
+/// Form-body tokens (RFC 6750 §2.2) through `FormTokenLayer`, in front of the validation
+/// layer: the same rules as the other methods — names matched after decoding, the length limit
+/// of the extractor.
+#[tokio::test]
+async fn form_body_tokens() {
+    use axum::{Router, body::Body};
+    use tower::ServiceBuilder;
+    use tower_bearer::{body::MaybeBuffered, token::form::FormTokenLayer};
+
+    let client = client();
+    let rs = token(Key::Rs, &valid_claims());
+    let form = |body: String| {
+        let length = body.len().to_string();
+        Req::get("/me")
+            .method(Method::POST)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-length", length)
+            .body(body)
+    };
+    for cfg in Cfg::all() {
+        let service = ServiceBuilder::new()
+            .layer(FormTokenLayer::new())
+            .map_request(|request: http::Request<MaybeBuffered<Body>>| request.map(Body::new))
+            .layer(
+                ValidateBearerLayer::new(validator(), cfg.emitter())
+                    .extractor(BearerExtractor::new().max_token_length(2048)),
+            )
+            .service(routes());
+        let base = serve(Router::new().fallback_service(service)).await;
+        let cases = [
+            (
+                "form token",
+                form(format!("x=1&access_token={rs}")),
+                Want::Ok("alice"),
+            ),
+            (
+                "form token named with percent-escapes",
+                form(format!("%61ccess%5Ftoken={rs}")),
+                Want::Ok("alice"),
+            ),
+            (
+                "header and a form token spelled access%5Ftoken",
+                form(format!("access%5Ftoken={rs}")).bearer(&rs),
+                Want::InvalidRequest(MULTIPLE_METHODS),
+            ),
+            (
+                "form token repeated under another spelling",
+                form(format!("access_token={rs}&%61ccess_token={rs}")),
+                Want::InvalidRequest(REPEATED_PARAM),
+            ),
+            (
+                "form token over the extractor's length limit",
+                form(format!("access_token={}", "a".repeat(3000))),
+                Want::InvalidToken(TOO_LONG),
+            ),
+        ];
+        for (name, req, want) in &cases {
+            let reply = req.send(&client, &base).await;
+            check(name, cfg, Variant::Plain, want, &reply);
+        }
+        assert_still_serving(&client, &base).await;
+    }
+}
+
+/// Optional authentication: a request without bearer credentials reaches the handler without
+/// claims (`Option<Authenticated<C>>` is `None`); a token that is sent is validated as ever.
+#[tokio::test]
+async fn optional_authentication_lets_anonymous_requests_through_but_not_bad_tokens() {
+    use axum::{Router, routing::get};
+    use tower_bearer::axum::Authenticated;
+    use tower_bearer::validate::StandardClaims;
+
+    let client = client();
+    let who = |claims: Option<Authenticated<StandardClaims>>| async move {
+        claims.map_or("anonymous".to_owned(), |Authenticated(c)| {
+            c.sub.unwrap_or_default()
+        })
+    };
+    let app = Router::new()
+        .route("/who", get(who))
+        .layer(ValidateBearerLayer::new(validator(), Emitter::new(REALM)).optional());
+    let base = serve(app).await;
+    let rs = token(Key::Rs, &valid_claims());
+    let expired = token(Key::Rs, &claims_with(json!({ "exp": now() - 3600 })));
+
+    let anonymous = Req::get("/who").send(&client, &base).await;
+    assert_eq!(
+        (anonymous.status.as_u16(), anonymous.text()),
+        (200, "anonymous")
+    );
+    let other_scheme = Req::get("/who")
+        .header("authorization", "Basic YWxpY2U6c2VjcmV0")
+        .send(&client, &base)
+        .await;
+    assert_eq!(
+        (other_scheme.status.as_u16(), other_scheme.text()),
+        (200, "anonymous")
+    );
+    let alice = Req::get("/who").bearer(&rs).send(&client, &base).await;
+    assert_eq!((alice.status.as_u16(), alice.text()), (200, "alice"));
+    let bad = Req::get("/who").bearer(&expired).send(&client, &base).await;
+    assert_eq!(bad.status, 401);
+    assert_eq!(
+        bad.header("www-authenticate"),
+        Some(r#"Bearer realm="api.example", error="invalid_token""#)
+    );
+    let twice = Req::get(format!("/who?access_token={rs}"))
+        .bearer(&rs)
+        .send(&client, &base)
+        .await;
+    assert_eq!(twice.status, 400);
+    assert_eq!(
+        twice.header("www-authenticate"),
+        Some(r#"Bearer realm="api.example", error="invalid_request""#)
+    );
 }

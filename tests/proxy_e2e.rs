@@ -86,6 +86,17 @@ async fn acme_api(authorization_server: &OidcProvider) -> (String, Arc<Mutex<Vec
             )
             .post(|| async { "posted" }),
         )
+        // What the proxy sent on: its `Via`, the query.
+        .route(
+            "/v1/echo",
+            get(|request: Request| async move {
+                let via = request
+                    .headers()
+                    .get(header::VIA)
+                    .map(|v| v.to_str().unwrap().to_owned());
+                Json(json!({ "via": via, "query": request.uri().query() }))
+            }),
+        )
         .route(
             "/v1/slow",
             get(|| async {
@@ -93,9 +104,7 @@ async fn acme_api(authorization_server: &OidcProvider) -> (String, Arc<Mutex<Vec
                 "late"
             }),
         )
-        .route_layer(AuthorizeLayer::<StandardClaims, _>::new(
-            Requirements::new().scope("read"),
-        ))
+        .route_layer(AuthorizeLayer::new(Requirements::new().scope("read")))
         .layer(ValidateBearerLayer::new(validator, Emitter::new("acme")))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             let record = record.clone();
@@ -442,6 +451,38 @@ async fn link_call_refresh_revoke_relink() {
     assert_eq!(large.status, StatusCode::PAYLOAD_TOO_LARGE);
     let climbing = world.call("/api/acme/%2e%2e/admin").await;
     assert_eq!(climbing.status, StatusCode::BAD_REQUEST);
+    // Separators hidden in a segment, which the provider may normalise into real ones.
+    for hidden in [
+        "/api/acme/x%2F..%2F..%2Fadmin",
+        "/api/acme/x%5C..%5Cadmin",
+        "/api/acme/a%2fb",
+    ] {
+        let climbing = world.call(hidden).await;
+        assert_eq!(climbing.status, StatusCode::BAD_REQUEST, "{hidden}");
+    }
+    // The request goes on with this proxy's `Via` (RFC 9110 §7.6.3) and the caller's query.
+    let echoed = world.call("/api/acme/echo?x=1&y=2").await;
+    assert_eq!(echoed.status, StatusCode::OK, "{echoed:?}");
+    assert_eq!(
+        echoed.json(),
+        json!({ "via": "1.1 tower-bearer-proxy", "query": "x=1&y=2" })
+    );
+    // A second token in the query, however its name is spelled, is an ambiguous request (I2):
+    // refused before anything is sent on.
+    let before = world.api_calls.lock().unwrap().len();
+    let smuggled = world.call("/api/acme/echo?access%5Ftoken=x").await;
+    assert_eq!(smuggled.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        smuggled.header(header::WWW_AUTHENTICATE),
+        Some(
+            format!(
+                r#"Bearer realm="e2e", error="invalid_request", resource_metadata="{}/.well-known/oauth-protected-resource""#,
+                world.proxy
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(world.api_calls_since(before), Vec::<u16>::new());
 
     // The connect flow refuses open redirects, unknown states and callbacks from another browser.
     for target in [
@@ -574,4 +615,63 @@ fn bad_configuration_is_refused_naming_the_field() {
         assert!(error.contains(field), "`{field}` not named in: {error}");
         assert!(!error.contains("secret\""), "no secret in: {error}");
     }
+}
+
+/// The proxy's server bounds what a client can hold: a request head must arrive within the
+/// header-read timeout (a client sending its headers a byte at a time — slowloris — is cut
+/// off), and connections beyond the cap wait for a free one.
+#[tokio::test]
+async fn slow_request_heads_are_cut_off_and_connections_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = Router::new().route("/", get(|| async { "hello" }));
+    let limits = app::serve::ServeLimits {
+        header_read_timeout: Duration::from_millis(300),
+        max_connections: 1,
+    };
+    tokio::spawn(app::serve::serve(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
+
+    // Half a request head, then nothing: the server closes the connection (with or without a
+    // 408) once the timeout has passed; the bound below only keeps a broken server from
+    // hanging the test.
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+
+    // Meanwhile, the one connection allowed is taken: a second client waits…
+    let second = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the slow connection is still open");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
+        "unexpected answer to a slow head: {rest}"
+    );
+
+    // …and is served once the slow one is gone.
+    let answer = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("the second client was never served")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.ends_with("hello"), "{answer}");
 }

@@ -1009,3 +1009,55 @@ async fn a_link_removed_during_its_refresh_stays_removed() {
         "resurrected by the refresh"
     );
 }
+
+/// A provider cannot speak for the gateway: `Proxy-Status` members naming the gateway and
+/// `Link`s to its connect flow are removed from the answers passed on (the provider's other
+/// members and links stay); a plain 403 gets the gateway's own label, once.
+#[tokio::test]
+async fn the_providers_answers_cannot_forge_the_gateways_signals() {
+    let world = world(Options::default()).await;
+    world.link_accepted(Link::new("good"));
+
+    let answer = world.get("/forged").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.header("proxy-status"),
+        Some("cdn; error=http_request_error")
+    );
+    assert_eq!(
+        answer.header("link"),
+        Some(r#"<https://acme.example/page/2>; rel="next""#)
+    );
+
+    let answer = world.get("/forged-403").await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let proxy_status: Vec<_> = answer
+        .headers
+        .get_all("proxy-status")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        proxy_status,
+        ["cdn; error=http_request_error", "gw; received-status=403"]
+    );
+}
+
+/// U9: a provider that closes the connection without answering is `connection_terminated`, not
+/// `connection_refused` (RFC 9209).
+#[tokio::test]
+async fn u9_a_connection_closed_without_an_answer_is_terminated() {
+    for body_mode in BODY_MODES {
+        let world = world(Options::rendering(body_mode)).await;
+        world.link_accepted(Link::new("good"));
+
+        let answer = world.get("/hang-up/data").await;
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            answer.header("proxy-status"),
+            Some("gw; error=connection_terminated")
+        );
+        assert_eq!(answer.header("www-authenticate"), None);
+        assert_body(&answer, body_mode, "upstream-connection-terminated");
+    }
+}

@@ -27,11 +27,8 @@ pub type TokenClient = HttpsClient<Full<Bytes>>;
 pub type ApiClient = HttpsClient<RetryBody<Full<Bytes>>>;
 
 /// The whole outbound stack of one provider.
-pub type ApiStack = RefreshAndRetry<
-    ClassifyUpstream<Timeout<ApiClient>, Standard>,
-    LinkStore,
-    RefreshGrant<TokenClient>,
->;
+pub type ApiStack =
+    RefreshAndRetry<ClassifyUpstream<Timeout<ApiClient>, Standard>, LinkStore, RefreshGrant>;
 
 /// A configured provider with its stack.
 pub struct Provider {
@@ -107,9 +104,13 @@ fn stack(
         .service(api.clone())
 }
 
-fn refresh_grant(provider: &ProviderSettings, client: TokenClient) -> RefreshGrant<TokenClient> {
+fn refresh_grant(provider: &ProviderSettings, client: TokenClient) -> RefreshGrant {
     let token_url: Uri = provider.token_url.clone();
-    let grant = RefreshGrant::new(client, token_url, provider.client_id.clone());
+    let grant = RefreshGrant::new(
+        tower_bearer::http_client::HttpClient::new(client),
+        token_url,
+        provider.client_id.clone(),
+    );
     let grant = match (&provider.client_auth, &provider.client_secret) {
         (ClientAuth::ClientSecretBasic, Some(secret)) => grant.client_secret_basic(secret.clone()),
         (ClientAuth::ClientSecretPost, Some(secret)) => grant.client_secret_post(secret.clone()),

@@ -98,7 +98,7 @@ pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Ro
     let callers = Router::new()
         .route("/api/{provider}/{*path}", any(forward::forward))
         .route("/connect/{provider}", get(connect::start))
-        .route_layer(AuthorizeLayer::<StandardClaims, _>::new(requirements))
+        .route_layer(AuthorizeLayer::new(requirements))
         .route_layer(ValidateBearerLayer::new(validator, emitter));
     Ok(Router::new()
         .merge(callers)

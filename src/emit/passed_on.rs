@@ -105,30 +105,25 @@ fn split_list(value: &str) -> Vec<&str> {
     members
 }
 
-/// Whether a `Proxy-Status` member names `proxy` (as an sf-token or an sf-string).
+/// Whether a `Proxy-Status` member names `proxy`, as an sf-token or an sf-string — or as what
+/// a lenient reader takes for one (a quoted name followed by junk: `"gw"x`).
 fn names_proxy(member: &str, proxy: &str) -> bool {
     let name = member.split(';').next().unwrap_or_default().trim();
-    let name = name
-        .strip_prefix('"')
-        .and_then(|n| n.strip_suffix('"'))
-        .unwrap_or(name);
+    let name = match name.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+        None => name,
+    };
     name.eq_ignore_ascii_case(proxy)
 }
 
-/// Whether a `Link` value has the connect relation among its `rel` types.
+/// Whether a `Link` value names the connect relation anywhere in its parameters. Deliberately
+/// loose — not a `rel` parser: a malformed value that a lenient client would still read as our
+/// relation (`rel="<relation>"x`) must go too, and the relation is a URL no other link names.
 fn has_connect_relation(link: &str) -> bool {
     let params = link.rsplit_once('>').map_or(link, |(_, params)| params);
-    params.split(';').any(|param| {
-        let Some((name, value)) = param.split_once('=') else {
-            return false;
-        };
-        name.trim().eq_ignore_ascii_case("rel")
-            && value
-                .trim()
-                .trim_matches('"')
-                .split_ascii_whitespace()
-                .any(|rel| rel.eq_ignore_ascii_case(CONNECT_RELATION))
-    })
+    params
+        .to_ascii_lowercase()
+        .contains(&CONNECT_RELATION.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -188,9 +183,10 @@ mod tests {
                     r#"cdn; error=http_request_error, GW; error=http_request_denied; details="a, b""#,
                 ),
                 ("proxy-status", r#""gw"; received-status=401"#),
+                ("proxy-status", r#""gw"x; error=http_request_denied"#),
                 (
                     "link",
-                    &format!(r#"<https://p.example/a,b>; rel="next", {connect}"#),
+                    &format!(r#"<https://p.example/a,b>; rel="next", {connect}, {connect}x"#),
                 ),
             ],
         );

@@ -122,7 +122,7 @@
 //!     .build()?;
 //! Server::builder()
 //!     .layer(ValidateBearerLayer::new(validator, emitter))
-//!     .layer(AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("profile")))
+//!     .layer(AuthorizeLayer::new(Requirements::new().scope("profile")))
 //!     .add_routes(routes)
 //!     .serve("[::1]:50052".parse()?)
 //!     .await?;

@@ -285,22 +285,27 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_unreadable_form_body_is_an_invalid_request_not_an_empty_form() {
+    /// Sends a 25-byte form whose body is `body` through `layer` and the validation layer;
+    /// asserts the request is refused as `invalid_request` (row I2).
+    async fn assert_refused_as_invalid_request<B>(layer: FormTokenLayer, body: B)
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let validator = JwtValidator::<StandardClaims>::builder()
             .key(VerificationKey::hmac(&[7; 32], &[Algorithm::HS256]).unwrap())
             .build()
             .unwrap();
         let service = ServiceBuilder::new()
-            .layer(FormTokenLayer::new())
+            .layer(layer)
             .layer(ValidateBearerLayer::new(validator, Emitter::new("api")))
-            .service(service_fn(|_req: Request<MaybeBuffered<Aborted>>| async {
+            .service(service_fn(|_req: Request<MaybeBuffered<B>>| async {
                 Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
             }));
         let request = Request::post("/")
             .header("content-type", "application/x-www-form-urlencoded")
             .header("content-length", "25")
-            .body(Aborted)
+            .body(body)
             .unwrap();
         let response = service.oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -308,5 +313,31 @@ mod tests {
             response.headers()["www-authenticate"],
             r#"Bearer realm="api", error="invalid_request""#
         );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_form_body_is_an_invalid_request_not_an_empty_form() {
+        assert_refused_as_invalid_request(FormTokenLayer::new(), Aborted).await;
+    }
+
+    /// A body source that does not enforce its `Content-Length`: reading stops at the layer's
+    /// limit, and the request is refused rather than buffered without bound.
+    #[tokio::test]
+    async fn a_body_longer_than_its_length_claims_is_not_buffered_past_the_limit() {
+        struct Endless;
+
+        impl Body for Endless {
+            type Data = Bytes;
+            type Error = Infallible;
+
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&[b'a'; 64])))))
+            }
+        }
+
+        assert_refused_as_invalid_request(FormTokenLayer::new().body_limit(1024), Endless).await;
     }
 }

@@ -367,13 +367,11 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Result<Buffered<B>, B::Error>> {
         loop {
-            let Some(body) = self.body.as_mut() else {
-                // Polled after completion: nothing left.
-                return Poll::Ready(Ok(Buffered::Whole {
-                    data: Bytes::new(),
-                    trailers: None,
-                }));
-            };
+            // An empty body here would send a request without its payload.
+            let body = self
+                .body
+                .as_mut()
+                .expect("request body buffering polled after completion");
             if self.len > self.limit || body.size_hint().lower() > (self.limit - self.len) as u64 {
                 let rest = self.body.take().expect("checked above");
                 let prefix = self.take_data();

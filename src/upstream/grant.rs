@@ -1,8 +1,8 @@
-//! The refresh grant (RFC 6749 §6) over the user's own HTTP client.
+//! The refresh grant (RFC 6749 §6) over the crate's one HTTP-client abstraction.
 //!
-//! [`RefreshGrant`] posts `grant_type=refresh_token` to a provider's token endpoint through any
-//! tower service `Service<http::Request<Full<Bytes>>>` (hyper-util's client, reqwest's tower
-//! service, a test double, …), authenticating as the OAuth client with `client_secret_basic`,
+//! [`RefreshGrant`] posts `grant_type=refresh_token` to a provider's token endpoint through an
+//! [`HttpClient`] — which wraps any tower service `Service<http::Request<Full<Bytes>>>`
+//! (hyper-util's client, reqwest's tower service, a test double, …) — authenticating as the OAuth client with `client_secret_basic`,
 //! `client_secret_post` or as a public client, optionally asking for a `scope` and RFC 8707
 //! `resource`s.
 //!
@@ -16,7 +16,10 @@
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use tower::service_fn;
-//! use tower_bearer::upstream::{grant::{RefreshGrant, Refresher}, store::TokenSecret};
+//! use tower_bearer::{
+//!     http_client::HttpClient,
+//!     upstream::{grant::{RefreshGrant, Refresher}, store::TokenSecret},
+//! };
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! // A token endpoint that rotates the refresh token.
@@ -26,7 +29,7 @@
 //!     ))))
 //! });
 //! let grant = RefreshGrant::new(
-//!     token_endpoint,
+//!     HttpClient::new(token_endpoint),
 //!     "https://provider.example/oauth/token".parse().unwrap(),
 //!     "my-client",
 //! )
@@ -48,18 +51,15 @@ use std::{
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{
-    HeaderValue, Method, Request, Response, StatusCode, Uri,
+    HeaderValue, Method, Request, StatusCode, Uri,
     header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER},
 };
-use http_body::Body;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize as _;
-use tower::ServiceExt;
-use tower_service::Service;
 
 use super::store::{Link, TokenSecret};
-use crate::BoxError;
+use crate::http_client::{FetchError, HttpClient};
 
 /// The default limit on a token endpoint's answer.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -133,12 +133,12 @@ pub enum ClientAuth {
     None,
 }
 
-/// The refresh grant of one provider, over the HTTP client `C`.
+/// The refresh grant of one provider, over an [`HttpClient`].
 ///
 /// Cheap to clone.
 #[derive(Clone)]
-pub struct RefreshGrant<C> {
-    client: C,
+pub struct RefreshGrant {
+    client: HttpClient,
     config: Arc<GrantConfig>,
 }
 
@@ -154,7 +154,7 @@ struct GrantConfig {
     body_limit: usize,
 }
 
-impl<C> fmt::Debug for RefreshGrant<C> {
+impl fmt::Debug for RefreshGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
         f.debug_struct("RefreshGrant")
@@ -169,10 +169,10 @@ impl<C> fmt::Debug for RefreshGrant<C> {
     }
 }
 
-impl<C> RefreshGrant<C> {
+impl RefreshGrant {
     /// A public client `client_id` refreshing at `token_endpoint` (an absolute URI) through
     /// `client`.
-    pub fn new(client: C, token_endpoint: Uri, client_id: impl Into<String>) -> Self {
+    pub fn new(client: HttpClient, token_endpoint: Uri, client_id: impl Into<String>) -> Self {
         Self {
             client,
             config: Arc::new(GrantConfig {
@@ -296,50 +296,39 @@ impl<C> RefreshGrant<C> {
     }
 }
 
-impl<C, B> Refresher for RefreshGrant<C>
-where
-    C: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    C::Future: Send,
-    C::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+impl Refresher for RefreshGrant {
     fn refresh(
         &self,
         refresh_token: &TokenSecret,
     ) -> impl Future<Output = Result<TokenResponse, GrantError>> + Send + 'static {
         let request = self.request(refresh_token);
-        let client = self.client.clone();
         let timeout = self.config.timeout;
-        let body_limit = self.config.body_limit;
+        // The grant's own bounds, whatever the client was built with.
+        let client = self
+            .client
+            .clone()
+            .timeout(timeout)
+            .body_limit(self.config.body_limit);
         async move {
-            let exchange = async move {
-                let response = client
-                    .oneshot(request)
-                    .await
-                    .map_err(|e| GrantError::Unreachable(Arc::from(e.into())))?;
-                let (parts, body) = response.into_parts();
-                let body = Limited::new(body, body_limit)
-                    .collect()
-                    .await
-                    .map(|collected| collected.to_bytes());
-                Ok::<_, GrantError>((parts, body))
+            let answer = match client.send(request).await {
+                Ok(answer) => answer,
+                Err(FetchError::Timeout { .. }) => return Err(GrantError::TimedOut(timeout)),
+                Err(FetchError::Body { status, .. }) => {
+                    return Err(GrantError::Unparseable { status });
+                }
+                Err(FetchError::Transport { source, .. }) => {
+                    return Err(GrantError::Unreachable(Arc::from(source)));
+                }
+                Err(other) => return Err(GrantError::Unreachable(Arc::new(other))),
             };
-            let (parts, body) = tokio::time::timeout(timeout, exchange)
-                .await
-                .map_err(|_| GrantError::TimedOut(timeout))??;
-            let retry_after = parts
+            let retry_after = answer
                 .headers
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 // Untrusted: keep it within what `Instant`/`SystemTime` arithmetic tolerates.
                 .map(|secs| Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)));
-            let body = body.map_err(|_| GrantError::Unparseable {
-                status: parts.status,
-            })?;
-            classify_answer(parts.status, retry_after, &body)
+            classify_answer(answer.status, retry_after, &answer.body)
         }
     }
 }
@@ -823,12 +812,23 @@ mod tests {
         );
     }
 
+    /// A client the test never sends through.
+    fn unused_client() -> HttpClient {
+        HttpClient::new(tower::service_fn(|_: Request<Full<Bytes>>| async {
+            Err::<http::Response<Full<Bytes>>, crate::BoxError>("not sent".into())
+        }))
+    }
+
     #[test]
     fn request_shapes() {
-        let grant = RefreshGrant::new((), Uri::from_static("https://p.example/token"), "id:1")
-            .client_secret_basic("s&cret")
-            .scope("a b")
-            .resource("https://api.example/");
+        let grant = RefreshGrant::new(
+            unused_client(),
+            Uri::from_static("https://p.example/token"),
+            "id:1",
+        )
+        .client_secret_basic("s&cret")
+        .scope("a b")
+        .resource("https://api.example/");
         let request = grant.request(&TokenSecret::new("r+1"));
         assert_eq!(request.method(), Method::POST);
         let auth = request.headers()[AUTHORIZATION].to_str().unwrap();
@@ -838,8 +838,12 @@ mod tests {
         assert_eq!(decoded, b"id%3A1:s%26cret");
         assert!(request.headers()[AUTHORIZATION].is_sensitive());
 
-        let grant = RefreshGrant::new((), Uri::from_static("https://p.example/token"), "id")
-            .client_secret_post("s");
+        let grant = RefreshGrant::new(
+            unused_client(),
+            Uri::from_static("https://p.example/token"),
+            "id",
+        )
+        .client_secret_post("s");
         let request = grant.request(&TokenSecret::new("r"));
         assert!(request.headers().get(AUTHORIZATION).is_none());
         let debug = format!("{grant:?}");

@@ -626,6 +626,13 @@ mod tests {
         BearerToken::new(&token).unwrap()
     }
 
+    async fn outcome(
+        validator: &JwksValidator<StandardClaims>,
+        kid: Option<&str>,
+    ) -> Result<StandardClaims, AuthError> {
+        validator.validate(&token(kid)).outcome().await
+    }
+
     fn validator(fake: &Fake, refetch: Duration) -> JwksValidator<StandardClaims> {
         JwksValidator::builder("https://issuer.test/jwks", fake.client())
             .policy(ClaimsPolicy::new().issuer(ISSUER))
@@ -642,28 +649,16 @@ mod tests {
         // Fetches lazily: first used below, once the set is empty.
         let cold = validator(&fake, Duration::ZERO);
         let validator = validator(&fake, Duration::ZERO);
-        assert!(
-            validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .is_ok()
-        );
+        assert!(outcome(&validator, Some("a")).await.is_ok());
         // The issuer now publishes nothing usable: the keys it had keep verifying.
         fake.set(json!({"keys": []}), Some("max-age=0"), false);
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert!(
-            validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .is_ok()
-        );
+        assert!(outcome(&validator, Some("a")).await.is_ok());
         assert!(fake.fetches() >= 2, "the empty set was fetched");
         assert_eq!(validator.cached_kids(), vec!["a".to_owned()]);
 
         // With nothing cached, an empty set is an outage (row I8), never a 401.
-        let outcome = cold.validate(&token(Some("a"))).outcome().await;
+        let outcome = outcome(&cold, Some("a")).await;
         assert!(
             matches!(outcome, Err(AuthError::ValidationUnavailable { .. })),
             "{outcome:?}"
@@ -679,52 +674,24 @@ mod tests {
             false,
         );
         let validator = validator(&fake, Duration::ZERO);
-        assert!(
-            validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .is_ok()
-        );
-        assert!(
-            validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .is_ok()
-        );
+        assert!(outcome(&validator, Some("a")).await.is_ok());
+        assert!(outcome(&validator, Some("a")).await.is_ok());
         assert_eq!(fake.fetches(), 1, "fresh for max-age");
         assert_eq!(validator.cached_kids(), vec!["a".to_owned()]);
 
         tokio::time::sleep(Duration::from_millis(1100)).await;
         fake.set(json!({"keys": [jwk("a")]}), Some("max-age=3600"), true);
         assert!(
-            validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .is_ok(),
+            outcome(&validator, Some("a")).await.is_ok(),
             "stale keys serve when the refetch fails"
         );
         assert_eq!(fake.fetches(), 2);
 
         fake.set(json!({"keys": [jwk("a")]}), Some("max-age=3600"), false);
-        assert!(
-            validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .is_ok()
-        );
+        assert!(outcome(&validator, Some("a")).await.is_ok());
         assert_eq!(fake.fetches(), 3, "refreshed once the issuer is back");
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert!(
-            validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .is_ok()
-        );
+        assert!(outcome(&validator, Some("a")).await.is_ok());
         assert_eq!(fake.fetches(), 3, "max-age=3600 keeps the set fresh");
     }
 
@@ -735,11 +702,7 @@ mod tests {
         let validator = validator(&fake, Duration::from_millis(200));
         // Nothing cached and the issuer down: 503 (I8), one attempt per interval.
         for _ in 0..3 {
-            let err = validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .unwrap_err();
+            let err = outcome(&validator, Some("a")).await.unwrap_err();
             assert!(
                 matches!(err, AuthError::ValidationUnavailable { .. }),
                 "{err:?}"
@@ -750,34 +713,18 @@ mod tests {
 
         fake.set(json!({"keys": [jwk("a")]}), None, false);
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(
-            validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .is_ok()
-        );
+        assert!(outcome(&validator, Some("a")).await.is_ok());
         // A token without kid is verified by the key of its algorithm.
-        assert!(validator.validate(&token(None)).outcome().await.is_ok());
+        assert!(outcome(&validator, None).await.is_ok());
 
         // Rotation: "b" appears; its first token refetches once.
         fake.set(json!({"keys": [jwk("a"), jwk("b")]}), None, false);
         tokio::time::sleep(Duration::from_millis(250)).await;
         let before = fake.fetches();
-        assert!(
-            validator
-                .validate(&token(Some("b")))
-                .outcome()
-                .await
-                .is_ok()
-        );
+        assert!(outcome(&validator, Some("b")).await.is_ok());
         assert_eq!(fake.fetches(), before + 1);
         // Still unknown after a refetch: 401 (I4), and no second fetch within the interval.
-        let err = validator
-            .validate(&token(Some("c")))
-            .outcome()
-            .await
-            .unwrap_err();
+        let err = outcome(&validator, Some("c")).await.unwrap_err();
         assert_eq!(err, AuthError::InvalidToken(TokenRejection::UnknownKey));
         assert_eq!(fake.fetches(), before + 1);
     }
@@ -799,30 +746,16 @@ mod tests {
             Some("max-age=3600"),
             false,
         );
-        assert!(
-            validator
-                .validate(&token(Some("b")))
-                .outcome()
-                .await
-                .is_ok()
-        );
+        assert!(outcome(&validator, Some("b")).await.is_ok());
         assert_eq!(fake.fetches(), 2);
 
         // A forged kid right after that is refused without another fetch (row I4)…
-        let err = validator
-            .validate(&token(Some("x")))
-            .outcome()
-            .await
-            .unwrap_err();
+        let err = outcome(&validator, Some("x")).await.unwrap_err();
         assert_eq!(err, AuthError::InvalidToken(TokenRejection::UnknownKey));
         assert_eq!(fake.fetches(), 2);
         // …and fetches once the interval since the last unknown-kid fetch has passed.
         tokio::time::advance(Duration::from_secs(10)).await;
-        let err = validator
-            .validate(&token(Some("x")))
-            .outcome()
-            .await
-            .unwrap_err();
+        let err = outcome(&validator, Some("x")).await.unwrap_err();
         assert_eq!(err, AuthError::InvalidToken(TokenRejection::UnknownKey));
         assert_eq!(fake.fetches(), 3);
     }
@@ -834,11 +767,7 @@ mod tests {
         let fake = Fake::default();
         fake.set(json!({"keys": [jwk("a")]}), None, true);
         let validator = validator(&fake, Duration::from_secs(10));
-        let err = validator
-            .validate(&token(Some("a")))
-            .outcome()
-            .await
-            .unwrap_err();
+        let err = outcome(&validator, Some("a")).await.unwrap_err();
         assert_eq!(
             err,
             AuthError::ValidationUnavailable {
@@ -846,23 +775,11 @@ mod tests {
             }
         );
         // Within the backoff: no second attempt.
-        assert!(
-            validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .is_err()
-        );
+        assert!(outcome(&validator, Some("a")).await.is_err());
         assert_eq!(fake.fetches(), 1);
         fake.set(json!({"keys": [jwk("a")]}), None, false);
         tokio::time::advance(Duration::from_millis(1001)).await;
-        assert!(
-            validator
-                .validate(&token(Some("a")))
-                .outcome()
-                .await
-                .is_ok()
-        );
+        assert!(outcome(&validator, Some("a")).await.is_ok());
         assert_eq!(fake.fetches(), 2);
     }
 

@@ -141,6 +141,7 @@ pub struct ValidateBearerLayer<V> {
     validator: V,
     emitter: Emitter,
     extractor: BearerExtractor,
+    optional: bool,
 }
 
 impl<V> ValidateBearerLayer<V> {
@@ -151,12 +152,22 @@ impl<V> ValidateBearerLayer<V> {
             validator,
             emitter,
             extractor: BearerExtractor::new(),
+            optional: false,
         }
     }
 
     /// Replaces the token extractor (to allow the query method or change the length limit).
     pub fn extractor(mut self, extractor: BearerExtractor) -> Self {
         self.extractor = extractor;
+        self
+    }
+
+    /// Lets requests that carry no bearer credentials at all through, without claims (row I1
+    /// becomes the handler's decision: with the `axum` feature, take an
+    /// `Option<Authenticated<C>>`). Tokens that are sent are still validated, and a bad one is
+    /// still refused (rows I2–I4): a client never gets less than it asked for by mistake.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
         self
     }
 }
@@ -170,6 +181,7 @@ impl<S, V: Clone> Layer<S> for ValidateBearerLayer<V> {
             validator: self.validator.clone(),
             emitter: self.emitter.clone(),
             extractor: self.extractor,
+            optional: self.optional,
         }
     }
 }
@@ -181,6 +193,7 @@ pub struct ValidateBearer<S, V> {
     validator: V,
     emitter: Emitter,
     extractor: BearerExtractor,
+    optional: bool,
 }
 
 impl<S, V> ValidateBearer<S, V> {
@@ -203,6 +216,9 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let context = RequestContext::of(&request);
         let state = match self.extractor.extract(&request) {
+            Err(AuthError::MissingCredentials) if self.optional => State::Calling {
+                future: self.inner.call(request),
+            },
             Err(failure) => State::Rejected { failure },
             Ok(token) => match self.validator.validate(&token) {
                 Verdict::Decided(Ok(claims)) => {

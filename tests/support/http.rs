@@ -58,6 +58,21 @@ pub async fn closed_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
+/// A port whose server reads each request and closes the connection without answering.
+pub async fn hang_up_port() -> SocketAddr {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0; 4096];
+            let _ = stream.read(&mut request).await;
+            drop(stream);
+        }
+    });
+    address
+}
+
 /// A collected response.
 #[derive(Debug, Clone)]
 pub struct Reply {

@@ -47,13 +47,13 @@ pub fn routes() -> Router {
     {
         get(handler.clone()).post(handler)
     }
-    let read = || AuthorizeLayer::<StandardClaims, _>::new(Requirements::new().scope("read"));
+    let read = || AuthorizeLayer::new(Requirements::new().scope("read"));
     Router::new()
         .route("/me", any(echo_sub))
         .route("/read", any(|| async { "read ok" }).route_layer(read()))
         .route(
             "/step-up",
-            any(|| async { "step-up ok" }).route_layer(AuthorizeLayer::<StandardClaims, _>::new(
+            any(|| async { "step-up ok" }).route_layer(AuthorizeLayer::new(
                 Requirements::new()
                     .scope("read")
                     .acr_value("mfa")
@@ -62,7 +62,7 @@ pub fn routes() -> Router {
         )
         .route(
             "/admin",
-            any(|| async { "admin ok" }).route_layer(AuthorizeLayer::<StandardClaims, _>::new(
+            any(|| async { "admin ok" }).route_layer(AuthorizeLayer::new(
                 Requirements::new().scope("admin").hidden(),
             )),
         )

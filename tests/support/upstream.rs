@@ -34,12 +34,11 @@ use tower_bearer::{
     },
 };
 
-use super::http::{Reply, Req, TestClient, client, closed_port, parse_form, serve};
+use super::http::{Reply, Req, TestClient, client, closed_port, hang_up_port, parse_form, serve};
 
 pub type UpstreamClient = ClientOver<MemoryStore>;
 /// The outbound layers over any token store.
-pub type ClientOver<St> =
-    RefreshAndRetry<ClassifyUpstream<Timed, Standard>, St, RefreshGrant<TestClient>>;
+pub type ClientOver<St> = RefreshAndRetry<ClassifyUpstream<Timed, Standard>, St, RefreshGrant>;
 
 pub const PROVIDER: &str = "acme";
 pub const CONNECT: &str = "https://gw.example/connect/acme";
@@ -153,6 +152,26 @@ async fn api(State(api): State<Arc<Api>>, request: Request<Body>) -> Response {
             ],
             Bytes::from_static(b"bad request"),
         ),
+        // Signals only the gateway may send: its proxy name in `Proxy-Status`, a `Link` to its
+        // connect flow.
+        ("/forged", true) | ("/forged-403", true) => {
+            let connect = format!(
+                r#"<https://evil.example/connect>; rel="{}", <https://acme.example/page/2>; rel="next""#,
+                tower_bearer::emit::CONNECT_RELATION
+            );
+            response(
+                if path == "/forged" { 200 } else { 403 },
+                &[
+                    (
+                        "proxy-status",
+                        r#"cdn; error=http_request_error, gw; error=http_request_denied; details="upstream_reauth_required""#,
+                    ),
+                    ("proxy-status", r#""gw"; received-status=401"#),
+                    ("link", &connect),
+                ],
+                Bytes::from_static(b"forged"),
+            )
+        }
         ("/hop", true) => response(
             200,
             &[
@@ -377,7 +396,7 @@ pub struct World {
     pub store: MemoryStore,
     pub client: UpstreamClient,
     pub caller: TestClient,
-    grant: RefreshGrant<TestClient>,
+    grant: RefreshGrant,
     options: Options,
 }
 
@@ -385,6 +404,7 @@ struct App<St: TokenStore> {
     client: ClientOver<St>,
     api: String,
     dead: String,
+    hang_up: String,
 }
 
 impl<St: TokenStore> Clone for App<St> {
@@ -393,6 +413,7 @@ impl<St: TokenStore> Clone for App<St> {
             client: self.client.clone(),
             api: self.api.clone(),
             dead: self.dead.clone(),
+            hang_up: self.hang_up.clone(),
         }
     }
 }
@@ -410,9 +431,12 @@ async fn proxy<St: TokenStore>(State(app): State<App<St>>, request: Request<Body
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_owned();
-    let target = match path.strip_prefix("/unreachable") {
-        Some(rest) => format!("{}{rest}", app.dead),
-        None => format!("{}{path}", app.api),
+    let target = if let Some(rest) = path.strip_prefix("/unreachable") {
+        format!("{}{rest}", app.dead)
+    } else if let Some(rest) = path.strip_prefix("/hang-up") {
+        format!("{}{rest}", app.hang_up)
+    } else {
+        format!("{}{path}", app.api)
     };
     let (parts, body) = request.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
@@ -460,7 +484,7 @@ pub async fn world(options: Options) -> World {
 
     let store = MemoryStore::new();
     let grant = RefreshGrant::new(
-        client(),
+        tower_bearer::http_client::HttpClient::new(client()),
         format!("{token_url}/oauth/token").parse().unwrap(),
         "gw-client",
     )
@@ -477,6 +501,7 @@ pub async fn world(options: Options) -> World {
         client: upstream_client.clone(),
         api: api_url.clone(),
         dead: format!("http://{}", closed_port().await),
+        hang_up: format!("http://{}", hang_up_port().await),
     };
     let gateway = serve_gateway(app, options.body_mode).await;
     World {
@@ -511,7 +536,7 @@ async fn serve_gateway<St: TokenStore>(app: App<St>, body_mode: BodyMode) -> Str
 
 fn client_over<St: TokenStore>(
     store: St,
-    grant: RefreshGrant<TestClient>,
+    grant: RefreshGrant,
     options: &Options,
 ) -> ClientOver<St> {
     tower::ServiceBuilder::new()
@@ -566,6 +591,7 @@ impl World {
             client: self.client_over(store),
             api: self.api_url.clone(),
             dead: format!("http://{}", closed_port().await),
+            hang_up: format!("http://{}", hang_up_port().await),
         };
         serve_gateway(app, self.options.body_mode).await
     }

@@ -893,7 +893,7 @@ mod tests {
             },
         );
         let grant = crate::upstream::grant::RefreshGrant::new(
-            endpoint,
+            crate::http_client::HttpClient::new(endpoint),
             http::Uri::from_static("https://acme.example/token"),
             "client",
         );
