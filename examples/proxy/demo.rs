@@ -37,6 +37,24 @@ pub struct Demo {
     pub router: Router,
     /// The walkthrough to print.
     pub walkthrough: String,
+    /// The demo's link store file, removed when this is dropped.
+    pub files: DemoFiles,
+}
+
+/// The files of the demo's SQLite store (the database, its write-ahead log and its index),
+/// removed when dropped: the demo leaves nothing behind.
+#[derive(Debug, Default)]
+pub struct DemoFiles(Option<std::path::PathBuf>);
+
+impl Drop for DemoFiles {
+    fn drop(&mut self) {
+        let Some(path) = self.0.take() else { return };
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
 }
 
 impl Demo {
@@ -64,6 +82,10 @@ impl Demo {
             providers: [(PROVIDER.to_owned(), provider.settings())].into(),
             store: demo_store(),
         };
+        let files = DemoFiles(match &settings.store {
+            StoreSettings::Sqlite { path, .. } => Some(path.clone()),
+            StoreSettings::Memory => None,
+        });
         let store = super::store::open(&settings.store)?;
         store
             .insert(
@@ -83,6 +105,7 @@ impl Demo {
             listener,
             router,
             walkthrough,
+            files,
         })
     }
 }

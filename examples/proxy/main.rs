@@ -47,6 +47,8 @@ async fn main() -> ExitCode {
 
 async fn demo() -> Result<(), BoxError> {
     let demo = app::demo::Demo::start().await?;
+    // Its store file goes when the demo stops.
+    let _files = demo.files;
     println!("{}", demo.walkthrough);
     serve(demo.listener, demo.router).await
 }
