@@ -23,7 +23,7 @@ use std::{
 };
 
 use app::{
-    config::{AuthSettings, ClientAuth, Limits, ProviderSettings, Settings},
+    config::{AuthSettings, ClientAuth, Limits, ProviderSettings, Settings, StoreSettings},
     demo::idp::Idp,
 };
 use axum::{Json, Router, routing::get};
@@ -160,6 +160,7 @@ fn settings(public_url: &str, issuer: &str, provider: &str) -> Settings {
             },
         )]
         .into(),
+        store: StoreSettings::Memory,
     }
 }
 

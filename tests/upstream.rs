@@ -29,6 +29,7 @@ use tower_bearer::{
         store::LinkKey,
         store::MemoryGuard,
         store::MemoryStore,
+        store::Saved,
         store::TokenStore,
     },
 };
@@ -682,11 +683,13 @@ async fn a_huge_expires_in_neither_panics_nor_loses_the_rotated_refresh_token() 
     assert_eq!(world.token_endpoint.calls(), 1);
 }
 
-/// A store whose writes fail while `down` is set.
+/// A store whose writes fail while `down` is set, and which fails altogether (loads and locks
+/// too) while `unavailable` is set.
 #[derive(Clone, Default)]
 struct FlakyStore {
     inner: MemoryStore,
     down: Arc<AtomicBool>,
+    unavailable: Arc<AtomicBool>,
     failed_saves: Arc<AtomicUsize>,
 }
 
@@ -707,12 +710,19 @@ impl TokenStore for FlakyStore {
     type Guard = MemoryGuard;
 
     fn load(&self, key: &LinkKey) -> Self::Load {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return ready(Err(StoreDown));
+        }
         ready(Ok(self.inner.get(key)))
     }
 
     fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<MemoryGuard, StoreDown>> + Send {
+        let unavailable = self.unavailable.load(Ordering::SeqCst);
         let lock = self.inner.lock(key);
         async move {
+            if unavailable {
+                return Err(StoreDown);
+            }
             let Ok(guard) = lock.await;
             Ok(guard)
         }
@@ -722,20 +732,44 @@ impl TokenStore for FlakyStore {
         &self,
         key: &LinkKey,
         token: Link,
-    ) -> impl Future<Output = Result<(), StoreDown>> + Send {
-        let down = self.down.load(Ordering::SeqCst);
+    ) -> impl Future<Output = Result<Saved, StoreDown>> + Send {
+        let down = self.down.load(Ordering::SeqCst) || self.unavailable.load(Ordering::SeqCst);
         if down {
             self.failed_saves.fetch_add(1, Ordering::SeqCst);
         }
-        let write = (!down).then(|| self.inner.save(key, token));
+        let write = (!down).then(|| TokenStore::save(&self.inner, key, token));
         async move {
             match write {
                 Some(write) => {
-                    let Ok(()) = write.await;
-                    Ok(())
+                    let Ok(saved) = write.await;
+                    Ok(saved)
                 }
                 None => Err(StoreDown),
             }
+        }
+    }
+
+    fn insert(
+        &self,
+        key: &LinkKey,
+        link: Link,
+    ) -> impl Future<Output = Result<u64, StoreDown>> + Send {
+        ready(Ok(self.inner.insert(key.clone(), link)))
+    }
+
+    fn remove(&self, key: &LinkKey) -> impl Future<Output = Result<bool, StoreDown>> + Send {
+        ready(Ok(self.inner.remove(key).is_some()))
+    }
+
+    fn list(
+        &self,
+        issuer: Option<&str>,
+        user: &str,
+    ) -> impl Future<Output = Result<Vec<(LinkKey, Link)>, StoreDown>> + Send {
+        let list = TokenStore::list(&self.inner, issuer, user);
+        async move {
+            let Ok(links) = list.await;
+            Ok(links)
         }
     }
 }
@@ -798,6 +832,50 @@ async fn a_rotation_the_store_cannot_take_is_used_kept_and_written_back_never_re
     let response = call().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(world.token_endpoint.calls(), 2);
+}
+
+const STORE_UNAVAILABLE: &str =
+    r#"gw; error=proxy_internal_error; details="link_store_unavailable""#;
+
+#[tokio::test]
+async fn s1_a_store_that_is_down_is_503_with_retry_after_never_401_or_500() {
+    let world = world(Options::default()).await;
+    let store = FlakyStore::default();
+    store.inner.insert(key(), stale_link());
+    let gateway = world.gateway_over(store.clone()).await;
+    let get = |accept: &'static str| {
+        let request = support::http::Req::get("/data").header("accept", accept);
+        let (caller, gateway) = (&world.caller, &gateway);
+        async move { request.send(caller, gateway).await }
+    };
+    store.unavailable.store(true, Ordering::SeqCst);
+
+    for accept in ["application/json", "text/plain"] {
+        let answer = get(accept).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{accept}");
+        assert_eq!(answer.header("proxy-status"), Some(STORE_UNAVAILABLE));
+        assert!(
+            answer
+                .header("retry-after")
+                .is_some_and(|after| after.parse::<u64>().is_ok()),
+            "{:?}",
+            answer.header("retry-after")
+        );
+        assert_eq!(
+            answer.header("www-authenticate"),
+            None,
+            "the caller's token is fine"
+        );
+    }
+    assert_problem(&get("application/json").await, "link-store-unavailable");
+    // Nothing reached the provider or its token endpoint.
+    assert!(world.api.tokens_seen().is_empty());
+    assert_eq!(world.token_endpoint.calls(), 0);
+
+    // The store is back: the link works, refreshed once.
+    store.unavailable.store(false, Ordering::SeqCst);
+    assert_eq!(get("application/json").await.status, StatusCode::OK);
+    assert_eq!(world.token_endpoint.calls(), 1);
 }
 
 #[tokio::test]

@@ -21,5 +21,6 @@ mod reply;
 mod request_id;
 mod router;
 pub mod serve;
+pub mod store;
 
 pub use router::build;

@@ -2,7 +2,12 @@
 //! field), built in code in demo mode. Either way it ends up as checked [`Settings`]; a bad file
 //! is refused at start with a message that names the offending field.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use http::{StatusCode, Uri};
 use serde::Deserialize;
@@ -34,6 +39,42 @@ pub struct Settings {
     pub limits: Limits,
     /// The third-party providers, by name (the `{provider}` of `/api/{provider}/…`).
     pub providers: BTreeMap<String, ProviderSettings>,
+    /// Where the users' links are kept.
+    pub store: StoreSettings,
+}
+
+/// Where the users' links are kept (`[store]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// In memory (no `[store]` table, or `kind = "memory"`): gone at a restart.
+    Memory,
+    /// In an SQLite file (`kind = "sqlite"`, the default in a `[store]` table).
+    Sqlite {
+        /// The file (`path`, default `proxy.db`).
+        path: PathBuf,
+        /// How the tokens in it are encrypted.
+        key: StoreKey,
+    },
+}
+
+/// The key that encrypts the tokens of a persistent store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+pub enum StoreKey {
+    /// A base64 32-byte key in an environment variable (`key_env`), named `id` (`key_id`) in
+    /// the records it seals; older keys (`old_keys`), by id and variable, kept for reading.
+    Env {
+        /// The key's id.
+        id: String,
+        /// The environment variable holding it.
+        variable: String,
+        /// Older keys: id and environment variable.
+        old: Vec<(String, String)>,
+    },
+    /// A random key, new at every start (the demo: its file is new at every start too).
+    Random,
+    /// No encryption (`plaintext = true`, explicitly).
+    Plaintext,
 }
 
 /// The proxy's own identity provider and what its tokens must carry.
@@ -174,6 +215,36 @@ struct File {
     limits: LimitsFile,
     #[serde(default)]
     providers: BTreeMap<String, ProviderFile>,
+    store: Option<StoreFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    #[serde(default)]
+    kind: StoreKind,
+    path: Option<PathBuf>,
+    key_env: Option<String>,
+    key_id: Option<String>,
+    #[serde(default)]
+    old_keys: Vec<OldKeyFile>,
+    #[serde(default)]
+    plaintext: bool,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum StoreKind {
+    #[default]
+    Sqlite,
+    Memory,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OldKeyFile {
+    id: String,
+    env: String,
 }
 
 fn default_listen() -> String {
@@ -308,6 +379,10 @@ impl File {
                 Ok((name, provider.check(&field)?))
             })
             .collect::<Result<_, _>>()?;
+        let store = match self.store {
+            None => StoreSettings::Memory,
+            Some(store) => store.check()?,
+        };
         Ok(Settings {
             listen,
             public_url,
@@ -320,7 +395,77 @@ impl File {
             auth,
             limits,
             providers,
+            store,
         })
+    }
+}
+
+impl StoreFile {
+    fn check(self) -> Result<StoreSettings, ConfigError> {
+        if self.kind == StoreKind::Memory {
+            if self.path.is_some() || self.key_env.is_some() || self.plaintext {
+                return Err(invalid(
+                    "store.kind",
+                    "an in-memory store takes no path, key_env or plaintext",
+                ));
+            }
+            return Ok(StoreSettings::Memory);
+        }
+        let path = self.path.unwrap_or_else(|| PathBuf::from("proxy.db"));
+        if path.as_os_str().is_empty() {
+            return Err(invalid("store.path", "must not be empty"));
+        }
+        let key = match (self.key_env, self.plaintext) {
+            (Some(_), true) => {
+                return Err(invalid(
+                    "store.plaintext",
+                    "give key_env (encrypted) or plaintext = true (unencrypted), not both",
+                ));
+            }
+            (None, false) => {
+                return Err(invalid(
+                    "store.key_env",
+                    "a persistent store needs an encryption key: name the environment variable \
+                     holding a base64 32-byte key (`openssl rand -base64 32`), or set \
+                     plaintext = true to store tokens unencrypted",
+                ));
+            }
+            (None, true) => {
+                if self.key_id.is_some() || !self.old_keys.is_empty() {
+                    return Err(invalid(
+                        "store.plaintext",
+                        "plaintext takes no key_id or old_keys",
+                    ));
+                }
+                StoreKey::Plaintext
+            }
+            (Some(variable), false) => {
+                nonempty(&variable, "store.key_env")?;
+                let id = self.key_id.unwrap_or_else(|| "k1".to_owned());
+                let is_id = |id: &str| {
+                    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+                };
+                if !is_id(&id) {
+                    return Err(invalid(
+                        "store.key_id",
+                        "1 to 64 printable ASCII characters",
+                    ));
+                }
+                let mut old = Vec::new();
+                for (i, key) in self.old_keys.into_iter().enumerate() {
+                    if !is_id(&key.id) || key.id == id {
+                        return Err(invalid(
+                            format!("store.old_keys[{i}].id"),
+                            "1 to 64 printable ASCII characters, not the current key_id",
+                        ));
+                    }
+                    nonempty(&key.env, &format!("store.old_keys[{i}].env"))?;
+                    old.push((key.id, key.env));
+                }
+                StoreKey::Env { id, variable, old }
+            }
+        };
+        Ok(StoreSettings::Sqlite { path, key })
     }
 }
 

@@ -19,7 +19,11 @@ use axum::{
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header, uri::PathAndQuery};
 use serde::Deserialize;
-use tower_bearer::{axum::Authenticated, upstream::store::LinkKey, validate::StandardClaims};
+use tower_bearer::{
+    axum::Authenticated,
+    upstream::store::{LinkKey, TokenStore},
+    validate::StandardClaims,
+};
 
 use super::{
     exchange::{encode, exchange},
@@ -148,9 +152,20 @@ pub async fn callback(
             );
         }
     };
-    // A new link replaces the old one whole, clearing any re-authorization mark.
-    app.store
-        .insert(LinkKey::new(flow.user, provider.name.clone()), link);
+    // A new link replaces the old one whole, clearing any re-authorization mark, under a new
+    // version: a refresh of the old link still in flight does not write over it.
+    let key = LinkKey::new(flow.user, provider.name.clone());
+    if let Err(error) = app.store.insert(&key, link).await {
+        tracing::error!(provider = &*provider.name, %error, "could not store the new link");
+        let mut response = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The link could not be stored; connect again later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
     tracing::info!(provider = &*provider.name, "connected");
     let clear = format!(
         "{BINDING_COOKIE}=; Path=/connect/{}/callback; Max-Age=0; HttpOnly; SameSite=Lax",

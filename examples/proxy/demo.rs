@@ -6,7 +6,7 @@
 //! had gone through the connect flow, which the last step of the walkthrough does for real).
 
 pub mod idp;
-mod provider;
+pub mod provider;
 mod walkthrough;
 
 use axum::Router;
@@ -14,11 +14,11 @@ use tokio::net::TcpListener;
 use tower_bearer::{
     BoxError,
     emit::Disclosure,
-    upstream::store::{LinkKey, MemoryStore},
+    upstream::store::{LinkKey, TokenStore},
 };
 
 use self::{idp::Idp, provider::Provider};
-use super::config::{AuthSettings, Limits, Settings};
+use super::config::{AuthSettings, Limits, Settings, StoreSettings};
 
 /// The demo provider's name at the proxy: `/api/demo/…`, `/connect/demo`.
 const PROVIDER: &str = "demo";
@@ -37,6 +37,24 @@ pub struct Demo {
     pub router: Router,
     /// The walkthrough to print.
     pub walkthrough: String,
+    /// The demo's link store file, removed when this is dropped.
+    pub files: DemoFiles,
+}
+
+/// The files of the demo's SQLite store (the database, its write-ahead log and its index),
+/// removed when dropped: the demo leaves nothing behind.
+#[derive(Debug, Default)]
+pub struct DemoFiles(Option<std::path::PathBuf>);
+
+impl Drop for DemoFiles {
+    fn drop(&mut self) {
+        let Some(path) = self.0.take() else { return };
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
 }
 
 impl Demo {
@@ -62,12 +80,19 @@ impl Demo {
             },
             limits: Limits::default(),
             providers: [(PROVIDER.to_owned(), provider.settings())].into(),
+            store: demo_store(),
         };
-        let store = MemoryStore::new();
-        store.insert(
-            LinkKey::new(USER, PROVIDER),
-            provider.grant(provider::ACCOUNT),
-        );
+        let files = DemoFiles(match &settings.store {
+            StoreSettings::Sqlite { path, .. } => Some(path.clone()),
+            StoreSettings::Memory => None,
+        });
+        let store = super::store::open(&settings.store)?;
+        store
+            .insert(
+                &LinkKey::new(USER, PROVIDER),
+                provider.grant(provider::ACCOUNT),
+            )
+            .await?;
         let walkthrough = walkthrough::render(&walkthrough::Demo {
             proxy: &public_url,
             idp: idp.issuer(),
@@ -80,8 +105,28 @@ impl Demo {
             listener,
             router,
             walkthrough,
+            files,
         })
     }
+}
+
+/// SQLite in a file of its own under the temporary directory, sealed with a random key: the
+/// real thing, thrown away with the demo. In memory when built without SQLite.
+fn demo_store() -> StoreSettings {
+    #[cfg(feature = "sqlite")]
+    {
+        let name = format!(
+            "tower-bearer-proxy-demo-{}-{}.db",
+            std::process::id(),
+            super::random::url_safe::<6>()
+        );
+        StoreSettings::Sqlite {
+            path: std::env::temp_dir().join(name),
+            key: super::config::StoreKey::Random,
+        }
+    }
+    #[cfg(not(feature = "sqlite"))]
+    StoreSettings::Memory
 }
 
 /// Serves a demo server until the process ends.

@@ -3,8 +3,8 @@
 //! tokens, refreshing them, and tells callers unambiguously which side failed.
 //!
 //! ```sh
-//! cargo run --example proxy --features axum                  # demo mode: prints a walkthrough
-//! cargo run --example proxy --features axum -- proxy.toml    # real mode (see proxy.sample.toml)
+//! cargo run --example proxy --features axum,sqlite                # demo mode: prints a walkthrough
+//! cargo run --example proxy --features axum,sqlite -- proxy.toml  # real mode (see proxy.sample.toml)
 //! ```
 //!
 //! Logs go to stderr (`PROXY_LOG=debug` for more); they carry request ids, never tokens.
@@ -17,7 +17,7 @@ use std::{path::Path, process::ExitCode};
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tower_bearer::{BoxError, upstream::store::MemoryStore};
+use tower_bearer::BoxError;
 
 use app::{config::Settings, serve::ServeLimits};
 
@@ -47,6 +47,8 @@ async fn main() -> ExitCode {
 
 async fn demo() -> Result<(), BoxError> {
     let demo = app::demo::Demo::start().await?;
+    // Its store file goes when the demo stops.
+    let _files = demo.files;
     println!("{}", demo.walkthrough);
     serve(demo.listener, demo.router).await
 }
@@ -59,7 +61,8 @@ async fn real(path: &Path) -> Result<(), BoxError> {
         providers = ?settings.providers.keys().collect::<Vec<_>>(),
         "listening"
     );
-    let router = app::build(settings, MemoryStore::new()).await?;
+    let store = app::store::open(&settings.store)?;
+    let router = app::build(settings, store).await?;
     serve(listener, router).await
 }
 

@@ -12,12 +12,12 @@ use tower_bearer::upstream::{
     classify::{ClassifyUpstream, ClassifyUpstreamLayer, Standard},
     grant::RefreshGrant,
     refresh::{RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
-    store::MemoryStore,
 };
 
 use super::{
     config::{ClientAuth, Limits, ProviderSettings, Settings},
     http_client::HttpsClient,
+    store::LinkStore,
 };
 
 /// The client for token endpoints (refresh, code exchange).
@@ -28,7 +28,7 @@ pub type ApiClient = HttpsClient<RetryBody<Full<Bytes>>>;
 
 /// The whole outbound stack of one provider.
 pub type ApiStack =
-    RefreshAndRetry<ClassifyUpstream<Timeout<ApiClient>, Standard>, MemoryStore, RefreshGrant>;
+    RefreshAndRetry<ClassifyUpstream<Timeout<ApiClient>, Standard>, LinkStore, RefreshGrant>;
 
 /// A configured provider with its stack.
 pub struct Provider {
@@ -48,7 +48,7 @@ pub type Providers = BTreeMap<String, Arc<Provider>>;
 /// Builds the stacks; all share one token store and one pool of connections.
 pub fn build(
     settings: &Settings,
-    store: &MemoryStore,
+    store: &LinkStore,
     api: &ApiClient,
     tokens: &TokenClient,
 ) -> Providers {
@@ -72,7 +72,7 @@ fn stack(
     name: &str,
     provider: &ProviderSettings,
     settings: &Settings,
-    store: &MemoryStore,
+    store: &LinkStore,
     api: &ApiClient,
     tokens: &TokenClient,
 ) -> ApiStack {

@@ -20,7 +20,6 @@ use tower_bearer::{
     emit::Emitter,
     http_client::HttpClient,
     metadata::ProtectedResourceMetadata,
-    upstream::store::MemoryStore,
     validate::{CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearerLayer},
 };
 
@@ -31,6 +30,7 @@ use super::{
     forward, http_client,
     providers::{self, ApiClient, Providers, TokenClient},
     request_id,
+    store::LinkStore,
 };
 
 /// What every handler shares. Cheap to clone.
@@ -45,9 +45,9 @@ pub struct Shared {
     pub providers: Providers,
     /// Connect flows in progress.
     pub flows: Flows,
-    /// The users' links. In memory: one replica only — a store shared by replicas must lock
-    /// refreshes across them (see `TokenStore`).
-    pub store: MemoryStore,
+    /// The users' links, in memory or in an SQLite file (`[store]`). Either way one replica
+    /// only — a store shared by replicas must lock refreshes across them (see `TokenStore`).
+    pub store: LinkStore,
     /// The client for token endpoints.
     pub token_client: TokenClient,
 }
@@ -64,7 +64,8 @@ impl Deref for App {
 ///
 /// Fetches the identity provider's keys once to warm up; if it is down, the proxy starts anyway
 /// and answers `503` (row I8) until it is back.
-pub async fn build(settings: Settings, store: MemoryStore) -> Result<Router, BoxError> {
+pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Router, BoxError> {
+    let store = store.into();
     let timeout = settings.limits.upstream_timeout;
     let token_client: TokenClient = http_client::https(timeout);
     let api_client: ApiClient = http_client::https(timeout);

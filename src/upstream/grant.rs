@@ -537,8 +537,9 @@ impl TokenResponse {
     /// leaves the expiry unknown, as if none had been given: never a panic, which would lose a
     /// rotated refresh token.
     pub fn apply_to(&self, previous: &Link, now: SystemTime) -> Link {
-        let mut next = Link::new(self.access_token.clone()).with_issued_at(now);
-        next.generation = previous.generation;
+        let mut next = Link::new(self.access_token.clone())
+            .with_issued_at(now)
+            .versioned_as(previous);
         if let Some(expires_at) = self
             .expires_in
             .and_then(|lifetime| now.checked_add(lifetime))

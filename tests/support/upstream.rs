@@ -400,15 +400,25 @@ pub struct World {
     options: Options,
 }
 
-#[derive(Clone)]
-struct App {
-    client: UpstreamClient,
+struct App<St: TokenStore> {
+    client: ClientOver<St>,
     api: String,
     dead: String,
     hang_up: String,
 }
 
-async fn proxy(State(app): State<App>, request: Request<Body>) -> Response {
+impl<St: TokenStore> Clone for App<St> {
+    fn clone(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            api: self.api.clone(),
+            dead: self.dead.clone(),
+            hang_up: self.hang_up.clone(),
+        }
+    }
+}
+
+async fn proxy<St: TokenStore>(State(app): State<App<St>>, request: Request<Body>) -> Response {
     let user = request
         .headers()
         .get("x-user")
@@ -472,11 +482,6 @@ pub async fn world(options: Options) -> World {
     )
     .await;
 
-    // The gateway answers gRPC callers too (U4 over gRPC).
-    let emitter = Emitter::new("gw")
-        .with_proxy_name("gw")
-        .with_grpc(true)
-        .with_body_mode(options.body_mode);
     let store = MemoryStore::new();
     let grant = RefreshGrant::new(
         tower_bearer::http_client::HttpClient::new(client()),
@@ -498,13 +503,7 @@ pub async fn world(options: Options) -> World {
         dead: format!("http://{}", closed_port().await),
         hang_up: format!("http://{}", hang_up_port().await),
     };
-    let gateway = serve(
-        Router::new()
-            .fallback(proxy)
-            .layer(EmitLayer::new(emitter))
-            .with_state(app),
-    )
-    .await;
+    let gateway = serve_gateway(app, options.body_mode).await;
     World {
         api,
         token_endpoint,
@@ -516,6 +515,23 @@ pub async fn world(options: Options) -> World {
         grant,
         options,
     }
+}
+
+/// Serves the gateway (the proxy handler over `app`'s outbound layers, rendered by the
+/// emitter); returns its base URL.
+async fn serve_gateway<St: TokenStore>(app: App<St>, body_mode: BodyMode) -> String {
+    // The gateway answers gRPC callers too (U4 over gRPC).
+    let emitter = Emitter::new("gw")
+        .with_proxy_name("gw")
+        .with_grpc(true)
+        .with_body_mode(body_mode);
+    serve(
+        Router::new()
+            .fallback(proxy::<St>)
+            .layer(EmitLayer::new(emitter))
+            .with_state(app),
+    )
+    .await
 }
 
 fn client_over<St: TokenStore>(
@@ -566,6 +582,18 @@ impl World {
     /// another token store.
     pub fn client_over<St: TokenStore>(&self, store: St) -> ClientOver<St> {
         client_over(store, self.grant.clone(), &self.options)
+    }
+
+    /// Another gateway of this world (same provider, token endpoint and options), its links
+    /// in `store`; returns its base URL.
+    pub async fn gateway_over<St: TokenStore>(&self, store: St) -> String {
+        let app = App {
+            client: self.client_over(store),
+            api: self.api_url.clone(),
+            dead: format!("http://{}", closed_port().await),
+            hang_up: format!("http://{}", hang_up_port().await),
+        };
+        serve_gateway(app, self.options.body_mode).await
     }
 
     /// Stores `token` as the user's link.

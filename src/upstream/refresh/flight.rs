@@ -49,7 +49,7 @@ use tokio::sync::watch;
 use super::{ANSWER_GRACE, Shared};
 use crate::upstream::{
     grant::{GrantError, Refresher},
-    store::{Link, LinkKey, TokenSecret, TokenStore},
+    store::{Link, LinkKey, Saved, TokenSecret, TokenStore},
 };
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -104,6 +104,7 @@ pub(crate) struct Flights {
 
 /// A refreshed link the store did not take, and the stored record it replaces.
 struct Unsaved {
+    base_version: Option<u64>,
     base_access: TokenSecret,
     base_refresh: Option<TokenSecret>,
     token: Link,
@@ -154,13 +155,12 @@ impl Flights {
         }
         self.with_unsaved(|unsaved| {
             let kept = unsaved.get(key)?;
-            if kept.base_access == *stored.access_token()
+            if kept.base_version == stored.version()
+                && kept.base_access == *stored.access_token()
                 && kept.base_refresh.as_ref() == stored.refresh_token()
             {
-                let mut token = kept.token.clone();
                 // Written back over `stored`.
-                token.generation = stored.generation;
-                Some(token)
+                Some(kept.token.clone().versioned_as(stored))
             } else {
                 unsaved.remove(key);
                 None
@@ -174,6 +174,7 @@ impl Flights {
             unsaved.insert(
                 key.clone(),
                 Unsaved {
+                    base_version: base.version(),
                     base_access: base.access_token().clone(),
                     base_refresh: base.refresh_token().cloned(),
                     token,
@@ -369,8 +370,17 @@ async fn save<St: TokenStore, R>(
     next: Link,
 ) -> bool {
     match save_retrying(shared, key, &next).await {
-        Ok(()) => {
+        Ok(Saved::Written) => {
             shared.flights.saved(key, current.access_token());
+            false
+        }
+        Ok(Saved::Superseded) => {
+            // Removed or connected again since it was loaded: the removal or the new link wins.
+            tracing::debug!(
+                provider = key.provider(),
+                "the link was removed or replaced during its refresh; not writing it back"
+            );
+            shared.flights.forget(key);
             false
         }
         Err(error) => {
@@ -391,7 +401,7 @@ async fn save_retrying<St: TokenStore, R>(
     shared: &Shared<St, R>,
     key: &LinkKey,
     token: &Link,
-) -> Result<(), Arc<dyn std::error::Error + Send + Sync>> {
+) -> Result<Saved, Arc<dyn std::error::Error + Send + Sync>> {
     let mut delay = Duration::from_millis(50);
     let mut attempt = 1;
     loop {
@@ -401,7 +411,7 @@ async fn save_retrying<St: TokenStore, R>(
         )
         .await
         {
-            Ok(Ok(())) => return Ok(()),
+            Ok(Ok(saved)) => return Ok(saved),
             Ok(Err(error)) => Arc::new(error),
             Err(elapsed) => Arc::new(elapsed),
         };
@@ -640,11 +650,35 @@ mod tests {
             &self,
             key: &LinkKey,
             token: Link,
-        ) -> impl Future<Output = Result<(), Down>> + Send {
+        ) -> impl Future<Output = Result<Saved, Down>> + Send {
             let write = (!self.down.load(Ordering::SeqCst)).then(|| self.inner.save(key, token));
             async move {
-                let Ok(()) = write.ok_or(Down)?.await;
-                Ok(())
+                let Ok(saved) = write.ok_or(Down)?.await;
+                Ok(saved)
+            }
+        }
+
+        fn insert(
+            &self,
+            key: &LinkKey,
+            link: Link,
+        ) -> impl Future<Output = Result<u64, Down>> + Send {
+            ready(Ok(self.inner.insert(key.clone(), link)))
+        }
+
+        fn remove(&self, key: &LinkKey) -> impl Future<Output = Result<bool, Down>> + Send {
+            ready(Ok(self.inner.remove(key).is_some()))
+        }
+
+        fn list(
+            &self,
+            issuer: Option<&str>,
+            user: &str,
+        ) -> impl Future<Output = Result<Vec<(LinkKey, Link)>, Down>> + Send {
+            let list = TokenStore::list(&self.inner, issuer, user);
+            async move {
+                let Ok(links) = list.await;
+                Ok(links)
             }
         }
     }

@@ -87,7 +87,8 @@ impl<St, R> RefreshAndRetryLayer<St, R> {
     /// timeout, holding the store's lock, and its answer is stored: a provider that rotates
     /// refresh tokens has retired the old one already. Keep the refresher's own timeout
     /// ([`RefreshGrant::timeout`](crate::upstream::grant::RefreshGrant::timeout)) at least that
-    /// long, and a shared store's lock lease longer.
+    /// long, and a shared store's lock lease longer: more than ten times this timeout (see
+    /// [the lock's lease](crate::upstream::store#the-locks-lease)).
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.config.refresh_timeout = timeout;
         self

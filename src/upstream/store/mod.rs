@@ -1,36 +1,83 @@
-//! Where the user × provider links live: the [`TokenStore`] trait and the in-memory
-//! [`MemoryStore`].
+//! Where the user × provider links live: the [`TokenStore`] trait, the in-memory
+//! [`MemoryStore`], and (feature `sqlite`) the persistent `sqlite::SqliteStore`, its tokens
+//! encrypted at rest with a `crypto::Keyring` (feature `encryption`).
 //!
 //! A link is one user's grant at one third-party provider: an access token, its expiry, usually a
 //! refresh token, the granted scopes, and a mark set when the grant is gone and the user has to
-//! connect again. It is keyed by [`LinkKey`].
+//! connect again. It is keyed by [`LinkKey`]: the user (scoped by the issuer of its identity when
+//! several issuers are accepted, see [`LinkKey::for_subject`]) and the provider.
+//!
+//! # The contract every store keeps
+//!
+//! - **Versions.** Every stored link carries a [version](Link::version), set by the store when
+//!   it [`load`](TokenStore::load)s it. [`insert`](TokenStore::insert) (a new link, for example
+//!   at the end of the connect flow) gives the link a version never used before for that key,
+//!   and [`remove`](TokenStore::remove) ends it. [`save`](TokenStore::save) writes *only over
+//!   the version it was loaded with* and says whether it did ([`Saved`]): so a re-link or an
+//!   unlink always wins over a refresh that started before it, in every store. A save does not
+//!   change the version: saves of one link are serialized by the lock.
+//! - **Locking.** [`lock`](TokenStore::lock) serializes refreshes of one key. Holders reload the
+//!   link after locking, write it back with `save` and unlock.
+//! - **Never lose a refresh token.** `save` is only called with a record that carries the newest
+//!   refresh token (the rotated one, or the previous one when the provider did not rotate), and
+//!   no failure path removes it. When a save fails after a rotation,
+//!   [`RefreshAndRetry`](super::refresh::RefreshAndRetry) uses the refreshed link anyway, keeps
+//!   it in memory (in place of the stale stored record, so the revoked refresh token is never
+//!   sent again from this process) and writes it back later.
+//! - **Secrets.** Tokens never appear in `Debug` output; persistent stores keep them encrypted
+//!   at rest in the versioned record format of the module `record` (unless explicitly told not
+//!   to, with `Keyring::insecure_plaintext`).
+//! - **Failures.** A store that fails is answered with row S1 (`503`, `Retry-After`,
+//!   `Proxy-Status: <proxy>; error=proxy_internal_error; details="link_store_unavailable"`),
+//!   never 401 or 500.
 //!
 //! # Several replicas
 //!
 //! Providers that rotate refresh tokens revoke the whole grant when an old refresh token is
 //! replayed (RFC 9700 §4.14), so two replicas refreshing the same link at once can log the user
-//! out. A store shared between replicas therefore offers a per-key [lock](TokenStore::lock):
+//! out. A store shared between replicas therefore makes its per-key lock exclusive across them:
 //! [`RefreshAndRetry`](super::refresh::RefreshAndRetry) takes it, *reloads* the link, and only
 //! refreshes when the access token is still the one that was rejected — otherwise another replica
 //! already refreshed and its token is used instead. Within one process, refreshes of a key are
 //! additionally coalesced into a single flight, so the store sees one lock per burst.
 //!
-//! A store must never lose a refresh token: [`save`](TokenStore::save) is only called with a
-//! record that carries the newest refresh token (the rotated one, or the previous one when the
-//! provider did not rotate), and no failure path removes it. When a save fails after a
-//! rotation, [`RefreshAndRetry`](super::refresh::RefreshAndRetry) uses the refreshed link
-//! anyway, keeps it in memory (in place of the stale stored record, so the revoked refresh token
-//! is never sent again from this process) and writes it back later.
+//! ## The lock's lease
+//!
+//! A lock shared between processes expires (its holder may die). Its lease must outlast
+//! everything a holder does under it, or two replicas refresh at once. Counted from the moment
+//! the lock is granted, with `T` the layer's
+//! [`refresh_timeout`](super::refresh::RefreshAndRetryLayer::refresh_timeout):
+//!
+//! ```text
+//! lease > 6 × T            loading the link and the token endpoint's answer: a late answer is
+//!                          still awaited, up to 6 × T from the start of the refresh
+//!       + 3 × T + 0.15 s   the save attempts, each bounded by T, with pauses between them
+//!       + T                unlocking
+//!       = 10 × T + 0.15 s  (T = 20 s by default: a lease of at least 4 minutes)
+//! ```
+//!
+//! The background write-back of a link the store did not take locks again for each attempt,
+//! each within the same bound.
+
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub mod crypto;
+mod memory;
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub mod record;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
 
 use std::{
-    collections::HashMap,
-    convert::Infallible,
     fmt,
-    future::{Future, Ready, ready},
-    sync::atomic::{AtomicU64, Ordering},
-    sync::{Arc, Mutex, PoisonError},
+    future::{Future, ready},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
+
+pub use self::memory::{MemoryGuard, MemoryStore};
 
 /// A token (access or refresh) whose [`Debug`](fmt::Debug) output is redacted.
 ///
@@ -71,8 +118,13 @@ impl From<&str> for TokenSecret {
 
 /// Identifies one user's link to one provider. The handler puts it into the upstream request's
 /// extensions; [`RefreshAndRetry`](super::refresh::RefreshAndRetry) reads it from there.
+///
+/// The user is a stable identifier. Where callers' tokens come from one issuer, its `sub` claim
+/// will do ([`new`](Self::new)); where several issuers are accepted, a `sub` is only unique
+/// within its issuer, so key by both ([`for_subject`](Self::for_subject)).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LinkKey {
+    issuer: Option<Arc<str>>,
     user: Arc<str>,
     provider: Arc<str>,
 }
@@ -81,14 +133,41 @@ impl LinkKey {
     /// The link of `user` (a stable user identifier, such as the `sub` claim) at `provider`.
     pub fn new(user: impl Into<Arc<str>>, provider: impl Into<Arc<str>>) -> Self {
         Self {
+            issuer: None,
             user: user.into(),
             provider: provider.into(),
         }
     }
 
-    /// The user.
+    /// The link at `provider` of the user whose tokens `issuer` issues with the `sub` claim
+    /// `subject`: a `sub` of one issuer never collides with the same `sub` of another. An empty
+    /// issuer is no issuer ([`new`](Self::new)).
+    pub fn for_subject(
+        issuer: impl Into<Arc<str>>,
+        subject: impl Into<Arc<str>>,
+        provider: impl Into<Arc<str>>,
+    ) -> Self {
+        let issuer: Arc<str> = issuer.into();
+        Self {
+            issuer: (!issuer.is_empty()).then_some(issuer),
+            user: subject.into(),
+            provider: provider.into(),
+        }
+    }
+
+    /// The issuer that scopes [`user`](Self::user), if the key has one.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The user (within its [`issuer`](Self::issuer), if any).
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// Whether the key belongs to `user` of `issuer` (as [`TokenStore::list`] selects).
+    pub fn is_of(&self, issuer: Option<&str>, user: &str) -> bool {
+        self.issuer() == issuer.filter(|issuer| !issuer.is_empty()) && self.user() == user
     }
 
     /// The provider.
@@ -110,10 +189,8 @@ pub struct Link {
     refresh_token: Option<TokenSecret>,
     scopes: Arc<[String]>,
     needs_reauthorization: bool,
-    /// The [`MemoryStore`] generation of the link this record was loaded from (0: not from
-    /// one). A save of a record whose link was removed or replaced since it was loaded is
-    /// dropped.
-    pub(crate) generation: u64,
+    /// The version of the stored link this record was loaded from (`None`: not loaded).
+    version: Option<u64>,
 }
 
 impl Link {
@@ -126,7 +203,7 @@ impl Link {
             refresh_token: None,
             scopes: Arc::from(Vec::new()),
             needs_reauthorization: false,
-            generation: 0,
+            version: None,
         }
     }
 
@@ -170,6 +247,25 @@ impl Link {
     /// Sets or clears the mark that the link needs re-authorization.
     pub fn with_needs_reauthorization(mut self, needs: bool) -> Self {
         self.needs_reauthorization = needs;
+        self
+    }
+
+    /// Sets the version of the stored link this record is (for [`TokenStore`] implementations:
+    /// [`load`](TokenStore::load) sets it, [`save`](TokenStore::save) compares it).
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// The version of the stored link this record was loaded from; `None` for a link not
+    /// loaded from a store. [`save`](TokenStore::save) writes only over this version.
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+
+    /// The same link, with the version of `other` (the record it replaces).
+    pub(crate) fn versioned_as(mut self, other: &Link) -> Self {
+        self.version = other.version;
         self
     }
 
@@ -233,17 +329,31 @@ impl Link {
     }
 }
 
+/// What [`TokenStore::save`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Saved {
+    /// The link was written.
+    Written,
+    /// Not written: the stored link is no longer the version the record was loaded with (it
+    /// was removed, or replaced by [`insert`](TokenStore::insert)), or there never was one.
+    Superseded,
+}
+
 /// Storage for user × provider links, shared by every request (and possibly every replica).
+/// See the [module docs](self) for the contract every store keeps.
 ///
 /// [`load`](Self::load) is on every request's path, so its future is a named type (no boxing
-/// for stores that don't need it); the other methods are only used while refreshing.
+/// for stores that don't need it); the other methods are used while refreshing, connecting and
+/// listing.
 ///
 /// # Locking
 ///
 /// [`lock`](Self::lock) serializes refreshes of one key. A store shared between processes must
-/// make it exclusive across them (with an expiry, in case a holder dies); the guard is released
-/// by [`unlock`](Self::unlock) — or by dropping it, for stores where that suffices. Holders
-/// reload the link after locking and write it back with [`save`](Self::save) before unlocking.
+/// make it exclusive across them, with a lease (see the [module docs](self#the-locks-lease));
+/// the guard is released by [`unlock`](Self::unlock) — or by dropping it, for stores where that
+/// suffices. Holders reload the link after locking and write it back with [`save`](Self::save)
+/// before unlocking.
 pub trait TokenStore: Clone + Send + Sync + 'static {
     /// The store's failure.
     type Error: std::error::Error + Send + Sync + 'static;
@@ -254,172 +364,47 @@ pub trait TokenStore: Clone + Send + Sync + 'static {
     /// Proof of holding the per-key lock.
     type Guard: Send + 'static;
 
-    /// The current state of a link, or `None` when the user never connected it.
+    /// The current state of a link, with its [version](Link::version), or `None` when the user
+    /// never connected it (or removed it).
     fn load(&self, key: &LinkKey) -> Self::Load;
 
     /// Takes the per-key refresh lock, waiting for it if needed.
     fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<Self::Guard, Self::Error>> + Send;
 
-    /// Stores the state of a link, replacing the previous one.
+    /// Writes `link` over the stored link if that is still the [version](Link::version) `link`
+    /// was loaded with; otherwise (removed, replaced, or `link` not loaded from this store)
+    /// writes nothing and answers [`Saved::Superseded`].
     fn save(
         &self,
         key: &LinkKey,
-        token: Link,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+        link: Link,
+    ) -> impl Future<Output = Result<Saved, Self::Error>> + Send;
+
+    /// Stores a new link (for example at the end of the connect flow), replacing any previous
+    /// one whole, under a version never used before for `key`: a refresh of the previous link
+    /// still in flight does not write over it. Returns the new version.
+    fn insert(
+        &self,
+        key: &LinkKey,
+        link: Link,
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// Removes a link (for example when the user disconnects it); whether there was one. A
+    /// refresh of it in flight does not bring it back.
+    fn remove(&self, key: &LinkKey) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// Every link of `user` (of `issuer`, when the keys carry one: see
+    /// [`LinkKey::for_subject`]), in no particular order.
+    fn list(
+        &self,
+        issuer: Option<&str>,
+        user: &str,
+    ) -> impl Future<Output = Result<Vec<(LinkKey, Link)>, Self::Error>> + Send;
 
     /// Releases the per-key lock. The default drops the guard.
     fn unlock(&self, guard: Self::Guard) -> impl Future<Output = ()> + Send {
         drop(guard);
         ready(())
-    }
-}
-
-/// The default [`TokenStore`]: links in this process's memory, locks per key.
-///
-/// Cheap to clone; clones share the links.
-///
-/// ```
-/// use tower_bearer::upstream::store::{LinkKey, MemoryStore, Link};
-/// use std::time::Duration;
-///
-/// let store = MemoryStore::new();
-/// let key = LinkKey::new("user-1", "github");
-/// store.insert(
-///     key.clone(),
-///     Link::new("at-secret")
-///         .with_refresh_token("rt-secret")
-///         .with_expires_in(Duration::from_secs(3600)),
-/// );
-/// assert!(store.get(&key).is_some());
-/// assert!(!format!("{:?}", store.get(&key)).contains("secret"));
-/// ```
-///
-/// [`remove`](Self::remove) and [`insert`](Self::insert) win over a refresh in flight: the
-/// refresh's write of a link that was removed or replaced since it was loaded is dropped, and
-/// the per-link lock survives a removal while anyone holds or waits for it.
-#[derive(Clone, Default)]
-pub struct MemoryStore {
-    links: Arc<Mutex<HashMap<LinkKey, Slot>>>,
-    generations: Arc<AtomicU64>,
-}
-
-#[derive(Default)]
-struct Slot {
-    token: Option<Link>,
-    /// Changes when the link is inserted, replaced or removed (not when a refresh writes it
-    /// back); never reused.
-    generation: u64,
-    lock: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Stores a link (for example at the end of the connect flow).
-    pub fn insert(&self, key: LinkKey, token: Link) {
-        let generation = self.next_generation();
-        self.with_links(|links| {
-            let slot = links.entry(key).or_default();
-            slot.token = Some(token);
-            slot.generation = generation;
-        });
-    }
-
-    /// The stored state of a link.
-    pub fn get(&self, key: &LinkKey) -> Option<Link> {
-        self.with_links(|links| {
-            links.get(key).and_then(|slot| {
-                let mut token = slot.token.clone()?;
-                token.generation = slot.generation;
-                Some(token)
-            })
-        })
-    }
-
-    /// Removes a link (for example when the user disconnects it). A refresh of it in flight
-    /// does not bring it back.
-    pub fn remove(&self, key: &LinkKey) -> Option<Link> {
-        let generation = self.next_generation();
-        self.with_links(|links| {
-            let slot = links.get_mut(key)?;
-            let token = slot.token.take();
-            slot.generation = generation;
-            // Keep the lock while anyone holds or waits for it, so that a link connected again
-            // meanwhile is refreshed under the same lock.
-            if Arc::strong_count(&slot.lock) == 1 {
-                links.remove(key);
-            }
-            token
-        })
-    }
-
-    fn next_generation(&self) -> u64 {
-        self.generations.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    fn with_links<T>(&self, f: impl FnOnce(&mut HashMap<LinkKey, Slot>) -> T) -> T {
-        // A panic while holding the lock cannot leave a half-written map entry behind.
-        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut links)
-    }
-}
-
-impl fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len = self.with_links(|links| links.len());
-        f.debug_struct("MemoryStore").field("links", &len).finish()
-    }
-}
-
-/// The lock guard of [`MemoryStore`].
-pub struct MemoryGuard(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
-
-impl fmt::Debug for MemoryGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MemoryGuard")
-    }
-}
-
-impl TokenStore for MemoryStore {
-    type Error = Infallible;
-    type Load = Ready<Result<Option<Link>, Infallible>>;
-    type Guard = MemoryGuard;
-
-    fn load(&self, key: &LinkKey) -> Self::Load {
-        ready(Ok(self.get(key)))
-    }
-
-    fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<MemoryGuard, Infallible>> + Send {
-        let lock = self.with_links(|links| links.entry(key.clone()).or_default().lock.clone());
-        async move { Ok(MemoryGuard(lock.lock_owned().await)) }
-    }
-
-    /// Writes `token` back unless the link was removed or replaced since `token` was loaded
-    /// (then the write is dropped: the removal or the new link wins).
-    fn save(
-        &self,
-        key: &LinkKey,
-        token: Link,
-    ) -> impl Future<Output = Result<(), Infallible>> + Send {
-        self.with_links(|links| match links.get_mut(key) {
-            Some(slot) if slot.token.is_some() && slot.generation == token.generation => {
-                slot.token = Some(token);
-            }
-            // Not loaded from this store: an ordinary write, like `insert`.
-            _ if token.generation == 0 => {
-                let slot = links.entry(key.clone()).or_default();
-                slot.token = Some(token);
-                slot.generation = self.next_generation();
-            }
-            _ => tracing::debug!(
-                provider = key.provider(),
-                "the link was removed or replaced meanwhile; not saving"
-            ),
-        });
-        ready(Ok(()))
     }
 }
 
@@ -468,67 +453,18 @@ mod tests {
         assert!(unknown.refresh_due(skew, now));
     }
 
-    #[tokio::test]
-    async fn a_removed_link_is_not_resurrected_by_a_refresh_in_flight() {
-        let store = MemoryStore::new();
-        let key = LinkKey::new("u", "p");
-        store.insert(key.clone(), Link::new("a").with_refresh_token("r"));
-        let guard = store.lock(&key).await.unwrap();
-        let loaded = store.load(&key).await.unwrap().unwrap();
-        // The user disconnects while the refresh holds the lock…
-        assert!(store.remove(&key).is_some());
-        // …and connects again: the new link is refreshed under the same lock.
-        store.insert(key.clone(), Link::new("b"));
-        let second = tokio::time::timeout(Duration::from_millis(20), store.lock(&key)).await;
-        assert!(second.is_err(), "a second lock for the same link");
-        // The refresh's write of the old link is dropped.
-        store
-            .save(&key, loaded.clone().with_needs_reauthorization(true))
-            .await
-            .unwrap();
-        let now = store.get(&key).unwrap();
-        assert_eq!(now.access_token().expose_secret(), "b");
-        assert!(!now.needs_reauthorization());
-        // Removed for good: still not resurrected.
-        store.remove(&key);
-        store.save(&key, loaded).await.unwrap();
-        assert!(store.get(&key).is_none());
-        store.unlock(guard).await;
-        // A write of a link loaded from this store goes through, and twice in a row.
-        store.insert(key.clone(), Link::new("c"));
-        let loaded = store.load(&key).await.unwrap().unwrap();
-        store
-            .save(&key, loaded.clone().with_refresh_token("r2"))
-            .await
-            .unwrap();
-        store
-            .save(&key, loaded.with_refresh_token("r3"))
-            .await
-            .unwrap();
+    #[test]
+    fn keys_of_different_issuers_do_not_collide() {
+        let a = LinkKey::for_subject("https://a.example", "123", "github");
+        let b = LinkKey::for_subject("https://b.example", "123", "github");
+        assert_ne!(a, b);
+        assert_ne!(a, LinkKey::new("123", "github"));
         assert_eq!(
-            store
-                .get(&key)
-                .unwrap()
-                .refresh_token()
-                .unwrap()
-                .expose_secret(),
-            "r3"
+            LinkKey::for_subject("", "123", "github"),
+            LinkKey::new("123", "github")
         );
-    }
-
-    #[tokio::test]
-    async fn lock_is_per_key() {
-        let store = MemoryStore::new();
-        let a = LinkKey::new("u", "a");
-        let b = LinkKey::new("u", "b");
-        let guard = store.lock(&a).await.unwrap();
-        // Another key is not blocked.
-        let other = store.lock(&b).await.unwrap();
-        drop(other);
-        // The same key is.
-        let again = tokio::time::timeout(Duration::from_millis(20), store.lock(&a)).await;
-        assert!(again.is_err());
-        store.unlock(guard).await;
-        assert!(store.lock(&a).await.is_ok());
+        assert!(a.is_of(Some("https://a.example"), "123"));
+        assert!(!a.is_of(None, "123"));
+        assert!(LinkKey::new("123", "x").is_of(Some(""), "123"));
     }
 }

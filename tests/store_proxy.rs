@@ -1,0 +1,447 @@
+//! The example proxy's `[store]`: the configuration it accepts and refuses, and links that
+//! survive a restart of the proxy over its SQLite file — refreshed (rotated) before the restart,
+//! used and refreshed again after it without the user connecting again.
+
+#[allow(dead_code)] // main.rs uses all of the example; these tests use a part.
+#[path = "../examples/proxy/app.rs"]
+mod app;
+mod support;
+
+use std::path::PathBuf;
+
+use app::config::{Settings, StoreKey, StoreSettings};
+
+const BASE: &str = r#"
+public_url = "https://gateway.example.com"
+realm = "gateway"
+
+[auth]
+issuer = "https://login.example.com"
+audience = "https://gateway.example.com"
+
+[providers.example]
+base_url = "https://api.example.com"
+authorize_url = "https://auth.example.com/authorize"
+token_url = "https://auth.example.com/token"
+client_id = "id"
+client_secret = "secret"
+"#;
+
+fn with_store(table: &str) -> String {
+    format!("{BASE}\n[store]\n{table}\n")
+}
+
+#[test]
+fn the_store_table_and_its_defaults() {
+    let settings = Settings::from_toml(BASE).unwrap();
+    assert_eq!(settings.store, StoreSettings::Memory, "no table: in memory");
+    let settings = Settings::from_toml(&with_store(r#"key_env = "LINK_KEY""#)).unwrap();
+    assert_eq!(
+        settings.store,
+        StoreSettings::Sqlite {
+            path: PathBuf::from("proxy.db"),
+            key: StoreKey::Env {
+                id: "k1".into(),
+                variable: "LINK_KEY".into(),
+                old: Vec::new()
+            }
+        }
+    );
+    let settings = Settings::from_toml(&with_store(
+        r#"kind = "sqlite"
+path = "/var/lib/x.db"
+key_env = "NEW"
+key_id = "2025"
+old_keys = [{ id = "2024", env = "OLD" }]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        settings.store,
+        StoreSettings::Sqlite {
+            path: PathBuf::from("/var/lib/x.db"),
+            key: StoreKey::Env {
+                id: "2025".into(),
+                variable: "NEW".into(),
+                old: vec![("2024".into(), "OLD".into())]
+            }
+        }
+    );
+    let settings = Settings::from_toml(&with_store("plaintext = true")).unwrap();
+    assert!(matches!(
+        settings.store,
+        StoreSettings::Sqlite {
+            key: StoreKey::Plaintext,
+            ..
+        }
+    ));
+    let settings = Settings::from_toml(&with_store(r#"kind = "memory""#)).unwrap();
+    assert_eq!(settings.store, StoreSettings::Memory);
+}
+
+#[test]
+fn a_persistent_store_without_a_key_is_refused_naming_the_field() {
+    for (table, field) in [
+        ("", "store.key_env"),
+        (r#"path = "links.db""#, "store.key_env"),
+        ("plaintext = false", "store.key_env"),
+        ("key_env = \"K\"\nplaintext = true", "store.plaintext"),
+        ("kind = \"memory\"\npath = \"x.db\"", "store.kind"),
+        ("kind = \"redis\"", "kind"),
+        ("key_env = \"K\"\nkey_id = \"a b\"", "store.key_id"),
+        (
+            "key_env = \"K\"\nold_keys = [{ id = \"k1\", env = \"OLD\" }]",
+            "store.old_keys[0].id",
+        ),
+        ("key_env = \"K\"\nkey = \"inline\"", "key"),
+    ] {
+        let error = Settings::from_toml(&with_store(table))
+            .expect_err(table)
+            .to_string();
+        assert!(error.contains(field), "`{field}` not named in: {error}");
+    }
+    let error = Settings::from_toml(&with_store(""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("plaintext = true"),
+        "the way out is named: {error}"
+    );
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_key_missing_from_the_environment_is_refused_at_start_naming_the_field() {
+    let settings = Settings::from_toml(&with_store(
+        r#"key_env = "TOWER_BEARER_TEST_NEVER_SET_STORE_KEY""#,
+    ))
+    .unwrap();
+    let error = app::store::open(&settings.store).unwrap_err().to_string();
+    assert!(error.contains("store.key_env"), "{error}");
+    assert!(
+        error.contains("TOWER_BEARER_TEST_NEVER_SET_STORE_KEY"),
+        "{error}"
+    );
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use std::time::SystemTime;
+
+    use http::StatusCode;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use app::config::Limits;
+    use app::demo::{idp::Idp, provider::Provider};
+    use support::http::{self as h};
+    use tower_bearer::upstream::store::{
+        LinkKey, TokenStore, crypto::Keyring, sqlite::SqliteStore,
+    };
+
+    const PROVIDER: &str = "demo";
+
+    struct Proxy {
+        url: String,
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    /// The proxy over the SQLite file at `db`, on `listener`.
+    async fn proxy(listener: TcpListener, settings: Settings, db: &PathBuf) -> Proxy {
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let store = SqliteStore::open(db, Keyring::new("k1", [5; 32])).unwrap();
+        let router = app::build(settings, store).await.unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Proxy { url, server }
+    }
+
+    #[tokio::test]
+    async fn links_survive_a_restart_of_the_proxy() {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-bearer-proxy-restart-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("links.db");
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public_url = format!("http://{}", listener.local_addr().unwrap());
+        let idp = Idp::start().await.unwrap();
+        let provider = Provider::start(format!("{public_url}/connect/{PROVIDER}/callback"))
+            .await
+            .unwrap();
+        let settings = Settings {
+            listen: listener.local_addr().unwrap(),
+            public_url: public_url.clone(),
+            realm: "test".into(),
+            proxy_name: "proxy".into(),
+            disclosure: tower_bearer::emit::Disclosure::Minimal,
+            auth: app::config::AuthSettings {
+                issuer: idp.issuer().to_owned(),
+                audience: public_url.clone(),
+                scopes: vec!["api".into()],
+                token_type: Some("at+jwt".into()),
+            },
+            limits: Limits::default(),
+            providers: [(PROVIDER.to_owned(), provider.settings())].into(),
+            store: StoreSettings::Memory, // the store is handed to `build` directly
+        };
+        {
+            let store = SqliteStore::open(&db, Keyring::new("k1", [5; 32])).unwrap();
+            store
+                .insert(
+                    &LinkKey::new("alice", PROVIDER),
+                    provider.grant(app::demo::provider::ACCOUNT),
+                )
+                .await
+                .unwrap();
+        }
+        let token = idp.token("alice", "openid api", &public_url);
+        let client = h::client();
+        let me = |proxy: &str| format!("{proxy}/api/{PROVIDER}/me");
+        let expire = format!(
+            "{}/demo/expire?account={}",
+            provider.base_url(),
+            app::demo::provider::ACCOUNT
+        );
+
+        let first = proxy(listener, settings.clone(), &db).await;
+        assert_eq!(
+            h::get_bearer(&client, &me(&first.url), &token).await.status,
+            StatusCode::OK
+        );
+        // The provider expires the token: the proxy refreshes, the refresh token rotates, and
+        // the rotated one is written to the file.
+        assert!(
+            h::post_form(&client, &expire, &[], &[])
+                .await
+                .status
+                .is_success()
+        );
+        assert_eq!(
+            h::get_bearer(&client, &me(&first.url), &token).await.status,
+            StatusCode::OK
+        );
+
+        // Restart: the old proxy is gone, a new one opens the same file.
+        first.server.abort();
+        let _ = first.server.await;
+        let listener = TcpListener::bind(settings.listen).await.unwrap();
+        let second = proxy(listener, settings, &db).await;
+        assert_eq!(
+            h::get_bearer(&client, &me(&second.url), &token)
+                .await
+                .status,
+            StatusCode::OK,
+            "the link survived"
+        );
+        // And its refresh token is the rotated one: replaying the spent one would revoke the
+        // grant (and the call would end in 403 re-authorization).
+        assert!(
+            h::post_form(&client, &expire, &[], &[])
+                .await
+                .status
+                .is_success()
+        );
+        let answer = h::get_bearer(&client, &me(&second.url), &token).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{:?}",
+            answer.header("proxy-status")
+        );
+        second.server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const CHILD_CONFIG: &str = "TOWER_BEARER_PROXY_CHILD_CONFIG";
+
+    /// Run by [`the_proxy_keeps_links_across_sigkill_and_sigterm`] as its child process: the
+    /// example proxy in real mode, as its `main.rs` runs it — the configuration file, the
+    /// store it names, the router, served until SIGTERM.
+    #[test]
+    #[ignore = "the child process of the_proxy_keeps_links_across_sigkill_and_sigterm"]
+    fn proxy_child() {
+        let Ok(config) = std::env::var(CHILD_CONFIG) else {
+            return;
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let settings = Settings::load(std::path::Path::new(&config)).unwrap();
+            let listener = TcpListener::bind(settings.listen).await.unwrap();
+            let store = app::store::open(&settings.store).unwrap();
+            let router = app::build(settings, store).await.unwrap();
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            let shutdown = async move {
+                terminate.recv().await;
+            };
+            app::serve::serve(listener, router, Default::default(), shutdown).await;
+        });
+    }
+
+    /// Waits until the proxy on `port` accepts connections, then checks its health.
+    async fn until_healthy(client: &support::http::TestClient, port: u16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the proxy never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let health = h::get(client, &format!("http://127.0.0.1:{port}/healthz"), &[]).await;
+        assert_eq!(health.status, StatusCode::OK);
+    }
+
+    fn signal(child: &std::process::Child, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[tokio::test]
+    async fn the_proxy_keeps_links_across_sigkill_and_sigterm() {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-bearer-proxy-kill-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("links.db");
+        let key = [11; 32];
+        let key_b64 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(key)
+        };
+
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let public_url = format!("http://127.0.0.1:{port}");
+        let idp = Idp::start().await.unwrap();
+        let provider = Provider::start(format!("{public_url}/connect/{PROVIDER}/callback"))
+            .await
+            .unwrap();
+        let settings = provider.settings();
+        let config = format!(
+            r#"
+listen = "127.0.0.1:{port}"
+public_url = "{public_url}"
+realm = "test"
+proxy_name = "proxy"
+
+[auth]
+issuer = "{issuer}"
+audience = "{public_url}"
+scopes = ["api"]
+token_type = "at+jwt"
+
+[store]
+kind = "sqlite"
+path = "{db}"
+key_env = "TEST_PROXY_STORE_KEY"
+
+[providers.{PROVIDER}]
+base_url = "{base_url}"
+authorize_url = "{authorize_url}"
+token_url = "{token_url}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+scopes = ["profile"]
+refresh_skew_secs = 30
+vendor_rules = ["power-bi"]
+"#,
+            issuer = idp.issuer(),
+            db = db.display(),
+            base_url = settings.base_url,
+            authorize_url = settings.authorize_url,
+            token_url = settings.token_url,
+            client_id = settings.client_id,
+            client_secret = settings.client_secret.as_ref().unwrap().expose_secret(),
+        );
+        let config_path = dir.join("proxy.toml");
+        std::fs::write(&config_path, config).unwrap();
+        // Linked before the proxy ever starts, as if by the connect flow.
+        {
+            let store = SqliteStore::open(&db, Keyring::new("k1", key)).unwrap();
+            store
+                .insert(
+                    &LinkKey::new("alice", PROVIDER),
+                    provider.grant(app::demo::provider::ACCOUNT),
+                )
+                .await
+                .unwrap();
+        }
+        let start = || {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "sqlite::proxy_child", "--ignored", "--nocapture"])
+                .env(CHILD_CONFIG, &config_path)
+                .env("TEST_PROXY_STORE_KEY", &key_b64)
+                .env("PROXY_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let token = idp.token("alice", "openid api", &public_url);
+        let client = h::client();
+        let me = format!("{public_url}/api/{PROVIDER}/me");
+        let expire = format!(
+            "{}/demo/expire?account={}",
+            provider.base_url(),
+            app::demo::provider::ACCOUNT
+        );
+        // Refresh (the refresh token rotates) through the running proxy, then call.
+        let refresh_and_call = || async {
+            assert!(
+                h::post_form(&client, &expire, &[], &[])
+                    .await
+                    .status
+                    .is_success()
+            );
+            let answer = h::get_bearer(&client, &me, &token).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::OK,
+                "{:?}",
+                answer.header("proxy-status")
+            );
+        };
+
+        for stop in ["KILL", "TERM"] {
+            let mut proxy = start();
+            until_healthy(&client, port).await;
+            refresh_and_call().await;
+            signal(&proxy, stop);
+            let status = proxy.wait().unwrap();
+            #[cfg(unix)]
+            if stop == "KILL" {
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(status.signal(), Some(9), "{status}");
+            }
+            let _ = status;
+        }
+        // Started again: the link (with the refresh token of the last rotation) still works.
+        let mut proxy = start();
+        until_healthy(&client, port).await;
+        refresh_and_call().await;
+        signal(&proxy, "TERM");
+        let _ = proxy.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
