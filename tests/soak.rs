@@ -467,6 +467,7 @@ async fn the_proxy_under_load_while_the_token_endpoint_and_the_jwks_flap() {
             ..Limits::default()
         },
         providers: [(PROVIDER.to_owned(), provider.settings())].into(),
+        store: app::config::StoreSettings::Memory,
     };
     let store = MemoryStore::new();
     let key = LinkKey::new(USER, PROVIDER);
