@@ -7,7 +7,8 @@
 //!
 //! Invariants: no panic; the outcome is `Ok` or a typed `GrantError` that keeps the endpoint's
 //! status; the token request is a well-formed refresh grant (POST, form body with the refresh
-//! token, the client authentication asked for); 5xx/429 are `Unavailable`; a non-2xx answer is
+//! token, the client authentication asked for); 5xx/429 are `Unavailable` (`Unparseable` when
+//! the body is over the limit), transient either way; a non-2xx answer is
 //! never `Ok` and never a rotation; `invalid_grant` only comes from a 4xx; a canonical 2xx JSON
 //! token response with a non-empty bearer `access_token` parses, with its refresh token and
 //! scope; no `Debug`/`Display` shows the refresh token, the client secret, or a canary token from
@@ -102,8 +103,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(error.status(), Some(status), "the endpoint's status was lost: {error}");
     }
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        // (A body over the limit is `Unparseable` whatever the status: still transient, but
+        // the endpoint's `Retry-After` is not kept.)
+        let oversize = answer.body.len() > limit;
         assert!(
-            matches!(outcome, Err(GrantError::Unavailable { .. })),
+            matches!(outcome, Err(GrantError::Unavailable { .. }))
+                || (oversize && matches!(outcome, Err(GrantError::Unparseable { .. }))),
             "{status} is not Unavailable"
         );
         assert!(outcome.as_ref().unwrap_err().is_transient());
