@@ -140,6 +140,11 @@ for name, (s, v, header, payload) in {
     else:
         write("jwt_validation", name, jwt(s, v, header, payload))
 
+# jwt_validation, structured mode (signing byte >= 0x80): bytes `arbitrary` turns into a shape.
+write("jwt_validation", "shape-hs", bytes([0x80, 0x00]) + bytes(range(64)))
+write("jwt_validation", "shape-rs", bytes([0x81, 0x01]) + bytes(range(255, 0, -3)))
+write("jwt_validation", "shape-all-typ", bytes([0x82, 0x07]) + b"\x01" * 48)
+
 # upstream_classify: STATUS, headers, empty line, body.
 for name, value in {
     "power-bi": '403\ncontent-type: application/json; charset=utf-8\n\n{"error":{"code":"TokenExpired","message":"Access token has expired, resubmit with a new access token"}}',
