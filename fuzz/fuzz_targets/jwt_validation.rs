@@ -237,7 +237,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(validator.verify(&token), result, "verification is not deterministic");
     }
     if let Err(error) = &result {
-        if token.len() >= 16 {
+        // A raw token may be any word, even one of the error's own; signed ones are JWTs.
+        if signed_with.is_some() || signing < 6 || token.contains(CANARY) {
             assert_absent("a rejection's Debug", format!("{error:?} {error}").as_bytes(), &token);
         }
         return;
