@@ -64,7 +64,11 @@ fuzz_target!(|data: &[u8]| {
     let response = block_on(async move {
         let response = service.oneshot(request).await.expect("infallible");
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         Response::from_parts(parts, body)
     });
     debug.push_str(&format!("{response:?}"));

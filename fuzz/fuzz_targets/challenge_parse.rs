@@ -20,11 +20,19 @@ fn check_roundtrip(c: &Challenge) {
     );
     let again = Challenge::parse_list(&rendered)
         .unwrap_or_else(|e| panic!("rendered challenge {rendered:?} does not parse: {e}"));
-    assert_eq!(again, vec![c.clone()], "re-parsed challenge differs: {rendered:?}");
+    assert_eq!(
+        again,
+        vec![c.clone()],
+        "re-parsed challenge differs: {rendered:?}"
+    );
     assert!(c.is_scheme(c.scheme()));
     assert!(c.is_scheme(&c.scheme().to_ascii_uppercase()));
     for (name, value) in c.params() {
-        assert_eq!(c.param(name), Some(value), "param {name:?} not found by name");
+        assert_eq!(
+            c.param(name),
+            Some(value),
+            "param {name:?} not found by name"
+        );
         assert_eq!(c.param(&name.to_ascii_lowercase()), Some(value));
     }
     if c.token68().is_some() {

@@ -74,27 +74,33 @@ fuzz_target!(|data: &[u8]| {
     let service = ServiceBuilder::new()
         .layer(FormTokenLayer::new().body_limit(limit))
         .layer(ValidateBearerLayer::new(validator, emitter(flags)).extractor(extractor))
-        .service(service_fn(move |request: Request<MaybeBuffered<Full<Bytes>>>| {
-            let sent = sent.clone();
-            async move {
-                assert!(
-                    request.extensions().get::<StandardClaims>().is_some(),
-                    "the handler ran without claims"
-                );
-                let received = request
-                    .into_body()
-                    .collect()
-                    .await
-                    .expect("the body handed on is readable")
-                    .to_bytes();
-                assert_eq!(received, sent, "the body was not handed on intact");
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-            }
-        }));
+        .service(service_fn(
+            move |request: Request<MaybeBuffered<Full<Bytes>>>| {
+                let sent = sent.clone();
+                async move {
+                    assert!(
+                        request.extensions().get::<StandardClaims>().is_some(),
+                        "the handler ran without claims"
+                    );
+                    let received = request
+                        .into_body()
+                        .collect()
+                        .await
+                        .expect("the body handed on is readable")
+                        .to_bytes();
+                    assert_eq!(received, sent, "the body was not handed on intact");
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                }
+            },
+        ));
     let response = block_on(async move {
         let response = service.oneshot(request).await.expect("infallible");
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         Response::from_parts(parts, body)
     });
     debug.push_str(&format!("{response:?}"));

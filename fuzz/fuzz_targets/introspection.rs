@@ -51,7 +51,10 @@ fuzz_target!(|data: &[u8]| {
                 let answer = discovery_reply.unwrap_or_else(|| Answer::parse(b"404\n\n"));
                 return Ok::<_, Infallible>(answer.response());
             }
-            assert!(!request.uri().to_string().contains(TOKEN), "the token is in the URL");
+            assert!(
+                !request.uri().to_string().contains(TOKEN),
+                "the token is in the URL"
+            );
             assert_eq!(request.method(), Method::POST);
             let authorization = request.headers().get(header::AUTHORIZATION).cloned();
             assert_eq!(authorization.is_some(), credentials);
@@ -60,15 +63,24 @@ fuzz_target!(|data: &[u8]| {
                 assert!(authorization.is_sensitive());
             }
             let body = request.into_body().collect().await.unwrap().to_bytes();
-            assert!(contains(&body, format!("token={TOKEN}").as_bytes()), "no token in the form");
-            assert!(!contains(&body, SECRET.as_bytes()), "the client secret is in the form");
+            assert!(
+                contains(&body, format!("token={TOKEN}").as_bytes()),
+                "no token in the form"
+            );
+            assert!(
+                !contains(&body, SECRET.as_bytes()),
+                "the client secret is in the form"
+            );
             Ok(reply.response())
         }
     }));
     let mut builder = if discover {
         IntrospectionValidator::<StandardClaims>::discover(ISSUER, client)
     } else {
-        IntrospectionValidator::<StandardClaims>::builder("https://issuer.example/introspect", client)
+        IntrospectionValidator::<StandardClaims>::builder(
+            "https://issuer.example/introspect",
+            client,
+        )
     };
     if credentials {
         builder = builder.client_credentials("api", SECRET);
@@ -80,9 +92,17 @@ fuzz_target!(|data: &[u8]| {
         builder = builder.audience(AUDIENCE);
     }
     let builder = builder.leeway(LEEWAY);
-    assert_absent("the builder's Debug", format!("{builder:?}").as_bytes(), SECRET);
+    assert_absent(
+        "the builder's Debug",
+        format!("{builder:?}").as_bytes(),
+        SECRET,
+    );
     let validator = builder.build().expect("a valid configuration builds");
-    assert_absent("the validator's Debug", format!("{validator:?}").as_bytes(), SECRET);
+    assert_absent(
+        "the validator's Debug",
+        format!("{validator:?}").as_bytes(),
+        SECRET,
+    );
 
     let token = BearerToken::new(TOKEN).expect("a b64token");
     let outcome = block_on(validator.validate(&token).outcome());
@@ -100,15 +120,30 @@ fuzz_target!(|data: &[u8]| {
     }
     match &outcome {
         Ok(_) => {
-            assert!(answer.status.is_success(), "accepted on a {} answer", answer.status);
-            let json: Value = serde_json::from_slice(&answer.body).expect("accepted a non-JSON answer");
-            assert_eq!(json.get("active"), Some(&Value::Bool(true)), "accepted without active: true");
+            assert!(
+                answer.status.is_success(),
+                "accepted on a {} answer",
+                answer.status
+            );
+            let json: Value =
+                serde_json::from_slice(&answer.body).expect("accepted a non-JSON answer");
+            assert_eq!(
+                json.get("active"),
+                Some(&Value::Bool(true)),
+                "accepted without active: true"
+            );
             let now = now();
             if let Some(exp) = json.get("exp").and_then(Value::as_u64) {
-                assert!(exp.saturating_add(LEEWAY) >= now, "accepted an expired answer");
+                assert!(
+                    exp.saturating_add(LEEWAY) >= now,
+                    "accepted an expired answer"
+                );
             }
             if let Some(nbf) = json.get("nbf").and_then(Value::as_u64) {
-                assert!(nbf <= now.saturating_add(LEEWAY), "accepted a not-yet-valid answer");
+                assert!(
+                    nbf <= now.saturating_add(LEEWAY),
+                    "accepted a not-yet-valid answer"
+                );
             }
             if let Some(iss) = json.get("iss") {
                 if flags & 0x05 != 0 {
@@ -118,14 +153,18 @@ fuzz_target!(|data: &[u8]| {
             if flags & 0x08 != 0 {
                 let aud = json.get("aud");
                 let has = aud.and_then(Value::as_str) == Some(AUDIENCE)
-                    || aud.and_then(Value::as_array).is_some_and(|a| {
-                        a.iter().any(|v| v.as_str() == Some(AUDIENCE))
-                    });
+                    || aud
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(AUDIENCE)));
                 assert!(has, "accepted without the audience");
             }
         }
         Err(AuthError::InvalidToken(_)) => {
-            assert!(answer.status.is_success(), "a {} answer refused as 401", answer.status);
+            assert!(
+                answer.status.is_success(),
+                "a {} answer refused as 401",
+                answer.status
+            );
         }
         Err(AuthError::ValidationUnavailable { .. }) => {}
         Err(other) => panic!("unexpected outcome {other:?}"),

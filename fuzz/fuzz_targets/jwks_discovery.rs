@@ -57,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         JwksValidator::<StandardClaims>::builder("https://issuer.example/jwks", client)
     };
-    let validator = builder.policy(policy()).build().expect("a valid configuration builds");
+    let validator = builder
+        .policy(policy())
+        .build()
+        .expect("a valid configuration builds");
 
     let token = BearerToken::new(token_kind(kind)).expect("a b64token");
     let outcome = block_on(validator.validate(&token).outcome());
@@ -65,8 +68,8 @@ fuzz_target!(|data: &[u8]| {
     let debug = format!("{validator:?} {outcome:?}");
     assert_absent("Debug output", debug.as_bytes(), token.as_str());
 
-    let documents_ok = jwks.status.is_success()
-        && discovery.as_ref().is_none_or(|d| d.status.is_success());
+    let documents_ok =
+        jwks.status.is_success() && discovery.as_ref().is_none_or(|d| d.status.is_success());
     match &outcome {
         Ok(claims) => {
             assert!(acceptable_kind(kind), "token kind {} accepted", kind & 7);
@@ -76,7 +79,10 @@ fuzz_target!(|data: &[u8]| {
         Err(AuthError::InvalidToken(_)) => {
             if acceptable_kind(kind) {
                 // A good token refused as invalid: only if the keys were fetched and lack it.
-                assert!(documents_ok, "a key-source failure answered as 401: {outcome:?}");
+                assert!(
+                    documents_ok,
+                    "a key-source failure answered as 401: {outcome:?}"
+                );
             }
         }
         Err(AuthError::ValidationUnavailable { .. }) => {}

@@ -80,11 +80,18 @@ fn provider_step(line: &[u8]) -> Option<ProviderStep> {
     }
     let line = line.strip_prefix(b"P")?;
     let mut parts = line.split(|&b| b == b'|');
-    let status = std::str::from_utf8(parts.next()?).ok()?.trim().parse::<u16>().ok()?;
+    let status = std::str::from_utf8(parts.next()?)
+        .ok()?
+        .trim()
+        .parse::<u16>()
+        .ok()?;
     let status = StatusCode::from_u16(status).ok()?;
     let mut headers = HeaderMap::new();
     if let Some(challenge) = parts.next().filter(|c| !c.is_empty()) {
-        headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_bytes(challenge).ok()?);
+        headers.append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_bytes(challenge).ok()?,
+        );
     }
     let body = Bytes::copy_from_slice(parts.next().unwrap_or_default());
     for extra in parts {
@@ -92,7 +99,11 @@ fn provider_step(line: &[u8]) -> Option<ProviderStep> {
             headers.append(name, value);
         }
     }
-    Some(ProviderStep::Answer(Answer { status, headers, body }))
+    Some(ProviderStep::Answer(Answer {
+        status,
+        headers,
+        body,
+    }))
 }
 
 fn refresh_step(line: &[u8]) -> Option<RefreshStep> {
@@ -100,7 +111,11 @@ fn refresh_step(line: &[u8]) -> Option<RefreshStep> {
     let mut words = line.split(' ');
     Some(match words.next()? {
         "ok" => RefreshStep::Ok(
-            words.next().filter(|w| !w.is_empty()).unwrap_or("at-new").to_owned(),
+            words
+                .next()
+                .filter(|w| !w.is_empty())
+                .unwrap_or("at-new")
+                .to_owned(),
             words.next().filter(|w| !w.is_empty()).map(str::to_owned),
         ),
         "grant" => RefreshStep::Grant,
@@ -211,21 +226,28 @@ fuzz_target!(|data: &[u8]| {
                     Some(RefreshStep::Ok(access, refresh)) => {
                         w.refreshes += 1;
                         w.issued.push(access.clone());
-                        let mut answer = TokenResponse::new(access).with_expires_in(Duration::from_secs(3600));
+                        let mut answer =
+                            TokenResponse::new(access).with_expires_in(Duration::from_secs(3600));
                         if let Some(refresh) = refresh {
                             w.current_refresh = Some(refresh.clone());
                             answer = answer.with_refresh_token(refresh);
                         }
                         Ok(answer)
                     }
-                    Some(RefreshStep::Grant) => Err(GrantError::InvalidGrant { status: StatusCode::BAD_REQUEST }),
+                    Some(RefreshStep::Grant) => Err(GrantError::InvalidGrant {
+                        status: StatusCode::BAD_REQUEST,
+                    }),
                     Some(RefreshStep::Client) => Err(GrantError::Misconfigured {
                         status: StatusCode::UNAUTHORIZED,
                         error: "invalid_client".to_owned(),
                     }),
                     Some(RefreshStep::Parse) => Err(GrantError::Unparseable { status: ok() }),
-                    Some(RefreshStep::Timeout) => Err(GrantError::TimedOut(Duration::from_secs(20))),
-                    Some(RefreshStep::Unreach) => Err(GrantError::Unreachable(Arc::from(BoxError::from("connection refused")))),
+                    Some(RefreshStep::Timeout) => {
+                        Err(GrantError::TimedOut(Duration::from_secs(20)))
+                    }
+                    Some(RefreshStep::Unreach) => Err(GrantError::Unreachable(Arc::from(
+                        BoxError::from("connection refused"),
+                    ))),
                     Some(RefreshStep::Rotated(refresh)) => {
                         w.current_refresh = Some(refresh.clone());
                         Err(GrantError::RefreshTokenRotated {
@@ -233,7 +255,10 @@ fuzz_target!(|data: &[u8]| {
                             refresh_token: TokenSecret::new(refresh),
                         })
                     }
-                    Some(RefreshStep::Down) | None => Err(GrantError::Unavailable { status, retry_after: None }),
+                    Some(RefreshStep::Down) | None => Err(GrantError::Unavailable {
+                        status,
+                        retry_after: None,
+                    }),
                 }
             }
         })
@@ -245,18 +270,32 @@ fuzz_target!(|data: &[u8]| {
             let world = world.clone();
             async move {
                 let authorization = request.headers().get(header::AUTHORIZATION).cloned();
-                let body = request.into_body().collect().await.expect("the request body").to_bytes();
+                let body = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("the request body")
+                    .to_bytes();
                 assert_eq!(&body[..], PAYLOAD, "the provider got another body");
                 let mut w = world.lock().unwrap();
                 w.provider_calls += 1;
                 let authorization = authorization.expect("the provider got no Authorization");
-                assert_ne!(authorization, CALLER, "the caller's own token reached the provider");
-                assert!(authorization.is_sensitive(), "the upstream Authorization is not marked sensitive");
+                assert_ne!(
+                    authorization, CALLER,
+                    "the caller's own token reached the provider"
+                );
+                assert!(
+                    authorization.is_sensitive(),
+                    "the upstream Authorization is not marked sensitive"
+                );
                 let token = authorization
                     .as_bytes()
                     .strip_prefix(b"Bearer ")
                     .expect("a Bearer authorization");
-                assert!(w.issued.iter().any(|t| t.as_bytes() == token), "the provider got a token nobody issued");
+                assert!(
+                    w.issued.iter().any(|t| t.as_bytes() == token),
+                    "the provider got a token nobody issued"
+                );
                 match w.provider.pop_front() {
                     Some(ProviderStep::Answer(answer)) => Ok(answer.response()),
                     Some(ProviderStep::Fail) => Err(BoxError::from("connection refused")),
@@ -272,7 +311,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let client = ServiceBuilder::new()
         .layer(refresh)
-        .layer(ClassifyUpstreamLayer::with_classifier(Standard::new().rule(JsonErrorCode::power_bi())))
+        .layer(ClassifyUpstreamLayer::with_classifier(
+            Standard::new().rule(JsonErrorCode::power_bi()),
+        ))
         .service(provider);
 
     let outcomes: Arc<Mutex<Vec<Result<StatusCode, String>>>> = Arc::default();
@@ -287,7 +328,11 @@ fuzz_target!(|data: &[u8]| {
                     Ok(response) => {
                         outcomes.lock().unwrap().push(Ok(response.status()));
                         let (parts, body) = response.into_parts();
-                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
                         Response::from_parts(parts, Full::new(body))
                     }
                     Err(error) => {
@@ -311,30 +356,53 @@ fuzz_target!(|data: &[u8]| {
         };
         let mut request = Request::new(Full::new(Bytes::from_static(PAYLOAD)));
         *request.uri_mut() = "https://api.acme.example/files?x=1".parse().unwrap();
-        request.headers_mut().insert(header::AUTHORIZATION, HeaderValue::from_static(CALLER));
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, HeaderValue::from_static(CALLER));
         if flags & 0x40 != 0 {
-            request.headers_mut().insert(header::ACCEPT, HeaderValue::from_static("application/problem+json"));
+            request.headers_mut().insert(
+                header::ACCEPT,
+                HeaderValue::from_static("application/problem+json"),
+            );
         }
         request.extensions_mut().insert(key.clone());
         let response = block_on(async {
             let response = service.clone().oneshot(request).await.expect("infallible");
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
             Response::from_parts(parts, body)
         });
         let outcome = outcomes.lock().unwrap().pop().expect("the handler ran");
         let w = world.lock().unwrap();
 
         // Bounded work per request.
-        assert!(w.provider_calls - calls_before <= 2, "the provider was called more than twice");
+        assert!(
+            w.provider_calls - calls_before <= 2,
+            "the provider was called more than twice"
+        );
         // One refresh per request; a second attempt only after one that gave no new access
         // token (a refresh ahead of expiry that failed, perhaps rotating the refresh token,
         // then a rejection of the old access token).
-        assert!(w.refreshes - refreshes_before <= 1, "refreshed more than once");
-        assert!(w.refresher_calls - attempts_before <= 2, "the token endpoint was asked 3 times");
+        assert!(
+            w.refreshes - refreshes_before <= 1,
+            "refreshed more than once"
+        );
+        assert!(
+            w.refresher_calls - attempts_before <= 2,
+            "the token endpoint was asked 3 times"
+        );
 
         // Nothing secret in the answer.
-        let shown = [header_bytes(response.headers()), response.body().to_vec(), format!("{response:?}").into_bytes()].concat();
+        let shown = [
+            header_bytes(response.headers()),
+            response.body().to_vec(),
+            format!("{response:?}").into_bytes(),
+        ]
+        .concat();
         // (A provider may say anything, and its answers are passed on: only when the script
         // does not mention the canary is its appearance a leak of the caller's token.)
         if !contains(data, CANARY.as_bytes()) {
@@ -354,7 +422,12 @@ fuzz_target!(|data: &[u8]| {
         }
 
         let status = response.status();
-        let proxy_status: Vec<&[u8]> = response.headers().get_all("proxy-status").iter().map(|v| v.as_bytes()).collect();
+        let proxy_status: Vec<&[u8]> = response
+            .headers()
+            .get_all("proxy-status")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
         let ours = |v: &&[u8]| v.starts_with(b"gw;") || *v == b"gw";
         match &outcome {
             Err(_) => {
@@ -362,9 +435,15 @@ fuzz_target!(|data: &[u8]| {
                     [303, 400, 403, 500, 502, 503, 504].contains(&status.as_u16()),
                     "an UpstreamError rendered as {status}"
                 );
-                assert!(proxy_status.iter().any(ours) || status == StatusCode::BAD_REQUEST, "no Proxy-Status of ours on {status}");
+                assert!(
+                    proxy_status.iter().any(ours) || status == StatusCode::BAD_REQUEST,
+                    "no Proxy-Status of ours on {status}"
+                );
                 if status == StatusCode::SERVICE_UNAVAILABLE {
-                    assert!(response.headers().contains_key(header::RETRY_AFTER), "503 without Retry-After");
+                    assert!(
+                        response.headers().contains_key(header::RETRY_AFTER),
+                        "503 without Retry-After"
+                    );
                 }
                 for challenge in response.headers().get_all(header::WWW_AUTHENTICATE) {
                     assert!(
@@ -381,13 +460,18 @@ fuzz_target!(|data: &[u8]| {
                 );
                 for value in &proxy_status {
                     if ours(value) {
-                        assert_eq!(status, StatusCode::FORBIDDEN, "a forged Proxy-Status of ours was passed on: {value:?}");
+                        assert_eq!(
+                            status,
+                            StatusCode::FORBIDDEN,
+                            "a forged Proxy-Status of ours was passed on: {value:?}"
+                        );
                     }
                 }
                 for link in response.headers().get_all(header::LINK) {
                     let link = String::from_utf8_lossy(link.as_bytes());
                     assert!(
-                        !well_formed_rels(&link).any(|rel| rel.eq_ignore_ascii_case(CONNECT_RELATION)),
+                        !well_formed_rels(&link)
+                            .any(|rel| rel.eq_ignore_ascii_case(CONNECT_RELATION)),
                         "a forged Link with our connect relation was passed on: {link:?}"
                     );
                 }
@@ -403,8 +487,15 @@ fuzz_target!(|data: &[u8]| {
                 "the stored refresh token was lost or replaced: outcome {outcome:?}"
             );
         } else {
-            assert_eq!(w.refresher_calls, 0, "the refresher ran for a link without a refresh token");
+            assert_eq!(
+                w.refresher_calls, 0,
+                "the refresher ran for a link without a refresh token"
+            );
         }
-        assert!(w.issued.iter().any(|t| t == stored.access_token().expose_secret()));
+        assert!(
+            w.issued
+                .iter()
+                .any(|t| t == stored.access_token().expose_secret())
+        );
     }
 });

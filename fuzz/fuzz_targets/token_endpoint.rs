@@ -51,8 +51,14 @@ fuzz_target!(|data: &[u8]| {
             let authorization = request.headers().get(header::AUTHORIZATION).cloned();
             let body = request.into_body().collect().await.unwrap().to_bytes();
             let form = String::from_utf8(body.to_vec()).expect("the form is ASCII");
-            assert!(form.split('&').any(|p| p == "grant_type=refresh_token"), "{form}");
-            assert!(form.split('&').any(|p| p == format!("refresh_token={REFRESH_TOKEN}")));
+            assert!(
+                form.split('&').any(|p| p == "grant_type=refresh_token"),
+                "{form}"
+            );
+            assert!(
+                form.split('&')
+                    .any(|p| p == format!("refresh_token={REFRESH_TOKEN}"))
+            );
             assert!(form.split('&').any(|p| p == "client_id=fuzz-client") || auth == 1);
             match auth {
                 1 => {
@@ -60,13 +66,19 @@ fuzz_target!(|data: &[u8]| {
                         "Basic {}",
                         STANDARD.encode(format!("fuzz-client:{CLIENT_SECRET}"))
                     );
-                    assert_eq!(authorization.as_ref().map(|v| v.as_bytes()), Some(basic.as_bytes()));
+                    assert_eq!(
+                        authorization.as_ref().map(|v| v.as_bytes()),
+                        Some(basic.as_bytes())
+                    );
                     assert!(authorization.unwrap().is_sensitive());
                     assert!(!form.contains(CLIENT_SECRET));
                 }
                 2 => {
                     assert!(authorization.is_none());
-                    assert!(form.split('&').any(|p| p == format!("client_secret={CLIENT_SECRET}")));
+                    assert!(
+                        form.split('&')
+                            .any(|p| p == format!("client_secret={CLIENT_SECRET}"))
+                    );
                 }
                 _ => {
                     assert!(authorization.is_none());
@@ -76,18 +88,28 @@ fuzz_target!(|data: &[u8]| {
             Ok::<_, Infallible>(reply.response())
         }
     });
-    let mut grant = RefreshGrant::new(endpoint, "https://idp.example/token".parse().unwrap(), "fuzz-client");
+    let mut grant = RefreshGrant::new(
+        endpoint,
+        "https://idp.example/token".parse().unwrap(),
+        "fuzz-client",
+    );
     grant = match auth {
         1 => grant.client_secret_basic(CLIENT_SECRET),
         2 => grant.client_secret_post(CLIENT_SECRET),
         _ => grant,
     };
     if flags & 0x04 != 0 {
-        grant = grant.scope("files.read offline_access").resource("https://api.example/");
+        grant = grant
+            .scope("files.read offline_access")
+            .resource("https://api.example/");
     }
     let limit = if flags & 0x08 != 0 { 64 } else { 64 * 1024 };
     grant = grant.body_limit(limit);
-    assert_absent("RefreshGrant's Debug", format!("{grant:?}").as_bytes(), CLIENT_SECRET);
+    assert_absent(
+        "RefreshGrant's Debug",
+        format!("{grant:?}").as_bytes(),
+        CLIENT_SECRET,
+    );
 
     let outcome = block_on(grant.refresh(&TokenSecret::new(REFRESH_TOKEN)));
     let debug = match &outcome {
@@ -100,7 +122,11 @@ fuzz_target!(|data: &[u8]| {
 
     let status = answer.status;
     if let Err(error) = &outcome {
-        assert_eq!(error.status(), Some(status), "the endpoint's status was lost: {error}");
+        assert_eq!(
+            error.status(),
+            Some(status),
+            "the endpoint's status was lost: {error}"
+        );
     }
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         // (A body over the limit is `Unparseable` whatever the status: still transient, but
@@ -115,14 +141,24 @@ fuzz_target!(|data: &[u8]| {
     }
     if !status.is_success() {
         assert!(outcome.is_ok() == false, "a {status} answer gave a token");
-        assert!(!matches!(outcome, Err(GrantError::RefreshTokenRotated { .. })));
+        assert!(!matches!(
+            outcome,
+            Err(GrantError::RefreshTokenRotated { .. })
+        ));
     }
     if matches!(outcome, Err(GrantError::InvalidGrant { .. })) {
         assert!(status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS);
         assert!(outcome.as_ref().unwrap_err().needs_reauthorization());
     }
-    if let Err(GrantError::RefreshTokenRotated { error, refresh_token }) = &outcome {
-        assert!(!matches!(**error, GrantError::RefreshTokenRotated { .. }), "nested rotation");
+    if let Err(GrantError::RefreshTokenRotated {
+        error,
+        refresh_token,
+    }) = &outcome
+    {
+        assert!(
+            !matches!(**error, GrantError::RefreshTokenRotated { .. }),
+            "nested rotation"
+        );
         assert!(!refresh_token.expose_secret().is_empty());
     }
 
@@ -138,11 +174,18 @@ fuzz_target!(|data: &[u8]| {
         let Some(object) = value.as_object() else {
             return;
         };
-        let string_or_null = |name: &str| object.get(name).is_none_or(|v| v.is_string() || v.is_null());
-        let access = object.get("access_token").and_then(Value::as_str).unwrap_or_default();
-        let bearer = object
-            .get("token_type")
-            .is_none_or(|t| t.is_null() || t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")));
+        let string_or_null = |name: &str| {
+            object
+                .get(name)
+                .is_none_or(|v| v.is_string() || v.is_null())
+        };
+        let access = object
+            .get("access_token")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let bearer = object.get("token_type").is_none_or(|t| {
+            t.is_null() || t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
+        });
         let expires_ok = object
             .get("expires_in")
             .is_none_or(|v| v.is_null() || v.is_number() || v.is_string());
@@ -152,13 +195,22 @@ fuzz_target!(|data: &[u8]| {
             && string_or_null("refresh_token")
             && string_or_null("scope")
         {
-            let response = outcome.as_ref().unwrap_or_else(|e| {
-                panic!("a well-formed token response did not parse: {e}")
-            });
+            let response = outcome
+                .as_ref()
+                .unwrap_or_else(|e| panic!("a well-formed token response did not parse: {e}"));
             assert_eq!(response.access_token().expose_secret(), access);
-            let rotated = object.get("refresh_token").and_then(Value::as_str).filter(|t| !t.is_empty());
-            assert_eq!(response.refresh_token().map(TokenSecret::expose_secret), rotated);
-            assert_eq!(response.scope(), object.get("scope").and_then(Value::as_str));
+            let rotated = object
+                .get("refresh_token")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty());
+            assert_eq!(
+                response.refresh_token().map(TokenSecret::expose_secret),
+                rotated
+            );
+            assert_eq!(
+                response.scope(),
+                object.get("scope").and_then(Value::as_str)
+            );
         }
     }
 });

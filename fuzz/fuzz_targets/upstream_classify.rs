@@ -12,7 +12,10 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, header::{CONTENT_LENGTH, CONTENT_TYPE}};
+use http::{
+    Request, StatusCode,
+    header::{CONTENT_LENGTH, CONTENT_TYPE},
+};
 use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
 use tower::{Layer, ServiceExt, service_fn};
@@ -25,18 +28,24 @@ use tower_bearer_fuzz::*;
 fuzz_target!(|data: &[u8]| {
     let answer = Answer::parse(data);
     let reply = answer.clone();
-    let client = ClassifyUpstreamLayer::with_classifier(Standard::new().rule(JsonErrorCode::power_bi()))
-        .layer(service_fn(move |_request: Request<Full<Bytes>>| {
-            let reply = reply.clone();
-            async move { Ok::<_, Infallible>(reply.response()) }
-        }));
+    let client =
+        ClassifyUpstreamLayer::with_classifier(Standard::new().rule(JsonErrorCode::power_bi()))
+            .layer(service_fn(move |_request: Request<Full<Bytes>>| {
+                let reply = reply.clone();
+                async move { Ok::<_, Infallible>(reply.response()) }
+            }));
     let (class, body) = block_on(async move {
         let response = client
             .oneshot(Request::new(Full::new(Bytes::new())))
             .await
             .expect("infallible");
         let class = response.extensions().get::<UpstreamClass>().cloned();
-        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         (class, body)
     });
     let class = class.expect("every response is classified");
@@ -48,7 +57,8 @@ fuzz_target!(|data: &[u8]| {
         StatusCode::UNAUTHORIZED => assert_eq!(class, UpstreamClass::TokenRejected),
         StatusCode::FORBIDDEN => {
             let json_typed = answer.headers.get(CONTENT_TYPE).is_none_or(|ct| {
-                ct.to_str().is_ok_and(|ct| ct.to_ascii_lowercase().contains("json"))
+                ct.to_str()
+                    .is_ok_and(|ct| ct.to_ascii_lowercase().contains("json"))
             });
             let length_ok = answer
                 .headers
@@ -58,12 +68,23 @@ fuzz_target!(|data: &[u8]| {
                 .is_none_or(|len| len <= DEFAULT_PEEK_LIMIT as u64);
             let power_bi = serde_json::from_slice::<serde_json::Value>(&answer.body)
                 .ok()
-                .and_then(|v| v.pointer("/error/code").and_then(|c| c.as_str()).map(|c| c == "TokenExpired"))
+                .and_then(|v| {
+                    v.pointer("/error/code")
+                        .and_then(|c| c.as_str())
+                        .map(|c| c == "TokenExpired")
+                })
                 .unwrap_or(false);
             if power_bi && json_typed && length_ok && answer.body.len() <= DEFAULT_PEEK_LIMIT {
-                assert_eq!(class, UpstreamClass::TokenRejected, "Power BI's expired token missed");
+                assert_eq!(
+                    class,
+                    UpstreamClass::TokenRejected,
+                    "Power BI's expired token missed"
+                );
             } else if !power_bi {
-                assert_eq!(class, standard, "a 403 classified against the standard table");
+                assert_eq!(
+                    class, standard,
+                    "a 403 classified against the standard table"
+                );
             }
         }
         _ => {

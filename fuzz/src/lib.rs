@@ -255,7 +255,8 @@ pub fn emitter(flags: u8) -> Emitter {
         emitter = emitter.with_body_mode(BodyMode::HeadersOnly);
     }
     if flags & 0x08 != 0 {
-        emitter = emitter.with_resource_metadata("https://api.example/.well-known/oauth-protected-resource");
+        emitter = emitter
+            .with_resource_metadata("https://api.example/.well-known/oauth-protected-resource");
     }
     emitter
 }
@@ -272,7 +273,10 @@ pub fn check_inbound(
     let challenge = headers
         .get(http::header::WWW_AUTHENTICATE)
         .map(|v| v.as_bytes().to_vec());
-    let bearer = |c: &Option<Vec<u8>>| c.as_ref().is_some_and(|c| c.starts_with(b"Bearer realm=\"api\""));
+    let bearer = |c: &Option<Vec<u8>>| {
+        c.as_ref()
+            .is_some_and(|c| c.starts_with(b"Bearer realm=\"api\""))
+    };
 
     if let Some(grpc_status) = headers.get("grpc-status") {
         // A trailers-only gRPC answer (the request said `application/grpc`).
@@ -299,7 +303,10 @@ pub fn check_inbound(
             "status {status} is not in the inbound contract"
         );
         if status == 400 || status == 401 {
-            assert!(bearer(&challenge), "{status} without `Bearer realm=\"api\"`: {challenge:?}");
+            assert!(
+                bearer(&challenge),
+                "{status} without `Bearer realm=\"api\"`: {challenge:?}"
+            );
         }
         if status == 200 || status == 404 || status == 503 {
             assert!(challenge.is_none(), "{status} with a challenge");
@@ -309,7 +316,10 @@ pub fn check_inbound(
             Some(Err(AuthError::MissingCredentials)) => {
                 assert_eq!(status, 401);
                 let c = challenge.clone().unwrap_or_default();
-                assert!(!contains(&c, b"error="), "I1 challenge carries an error: {c:?}");
+                assert!(
+                    !contains(&c, b"error="),
+                    "I1 challenge carries an error: {c:?}"
+                );
             }
             Some(Err(AuthError::InvalidRequest(_))) => {
                 assert_eq!(status, 400);
@@ -328,7 +338,11 @@ pub fn check_inbound(
     assert_absent("the response headers", &header_bytes(headers), CANARY);
     assert_absent("the response body", response.body(), CANARY);
     assert_absent("Debug output", debug.as_bytes(), CANARY);
-    assert_absent("the response headers", &header_bytes(headers), valid_token());
+    assert_absent(
+        "the response headers",
+        &header_bytes(headers),
+        valid_token(),
+    );
     assert_absent("the response body", response.body(), valid_token());
 }
 
@@ -372,8 +386,16 @@ pub fn token_kind(kind: u8) -> &'static str {
             sign(&with_kid(Algorithm::RS256, Some("rs")), &claims, &rs),
             sign(&with_kid(Algorithm::ES256, Some("es")), &claims, &es),
             sign(&with_kid(Algorithm::RS256, None), &claims, &rs),
-            sign(&with_kid(Algorithm::HS256, Some("hs")), &claims, &EncodingKey::from_secret(HMAC_SECRET)),
-            sign(&with_kid(Algorithm::HS256, Some("rs")), &claims, &EncodingKey::from_secret(RSA_PUBLIC)),
+            sign(
+                &with_kid(Algorithm::HS256, Some("hs")),
+                &claims,
+                &EncodingKey::from_secret(HMAC_SECRET),
+            ),
+            sign(
+                &with_kid(Algorithm::HS256, Some("rs")),
+                &claims,
+                &EncodingKey::from_secret(RSA_PUBLIC),
+            ),
             format!(
                 "{}.{}.",
                 b64(br#"{"alg":"none","kid":"rs"}"#),
