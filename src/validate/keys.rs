@@ -218,7 +218,7 @@ impl KeySet {
 
     /// Verifies `token` and deserializes its claims.
     ///
-    /// The header is read once ([`peek`]): a `crit` naming any extension is refused (RFC 7515
+    /// The header is read once (`peek`): a `crit` naming any extension is refused (RFC 7515
     /// §4.1.11; none is understood), `alg` must be in the allow-list, and with several keys
     /// the key is selected by `kid` — or, when no key has that `kid` or the token names none,
     /// a key published without a `kid` that allows the token's algorithm. Exactly one key is
