@@ -345,6 +345,11 @@ fn classify_answer(
             retry_after,
         });
     }
+    // RFC 6749 §5.2 errors come with a 4xx; a 1xx, 3xx or 6xx–9xx answer is no OAuth answer at
+    // all — never a reason to drop the user's grant, whatever its body says.
+    if !status.is_success() && !status.is_client_error() {
+        return Err(GrantError::Unparseable { status });
+    }
     if status.is_success() {
         return match serde_json::from_slice::<Answer>(body) {
             Ok(answer) => answer.into_response(status),
@@ -848,5 +853,17 @@ mod tests {
         assert!(request.headers().get(AUTHORIZATION).is_none());
         let debug = format!("{grant:?}");
         assert!(!debug.contains("\"s\""), "{debug}");
+    }
+
+    #[test]
+    fn an_answer_outside_2xx_4xx_5xx_is_unparseable_whatever_its_body() {
+        for status in [301, 304, 800, 999] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let outcome = classify_answer(status, None, br#"{"error":"invalid_grant"}"#);
+            assert!(
+                matches!(outcome, Err(GrantError::Unparseable { status: s }) if s == status),
+                "{status}: {outcome:?}"
+            );
+        }
     }
 }
