@@ -43,6 +43,10 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let (discovery_reply, reply) = (discovery.clone(), answer.clone());
+    // A discovery document may name an endpoint URL that happens to contain the token's text.
+    let url_from_document = discovery
+        .as_ref()
+        .is_some_and(|d| contains(&d.body, TOKEN.as_bytes()));
     let credentials = flags & 0x02 != 0;
     let client = HttpClient::new(service_fn(move |request: Request<Full<Bytes>>| {
         let (discovery_reply, reply) = (discovery_reply.clone(), reply.clone());
@@ -52,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
                 return Ok::<_, Infallible>(answer.response());
             }
             assert!(
-                !request.uri().to_string().contains(TOKEN),
+                url_from_document || !request.uri().to_string().contains(TOKEN),
                 "the token is in the URL"
             );
             assert_eq!(request.method(), Method::POST);
@@ -106,9 +110,13 @@ fuzz_target!(|data: &[u8]| {
 
     let token = BearerToken::new(TOKEN).expect("a b64token");
     let outcome = block_on(validator.validate(&token).outcome());
-    let debug = format!("{outcome:?}");
-    assert_absent("the outcome's Debug", debug.as_bytes(), CANARY);
-    assert_absent("the outcome's Debug", debug.as_bytes(), SECRET);
+    // A refusal never names the token. (Accepted claims are the endpoint's answer, which may
+    // echo anything, the canary included.)
+    if let Err(error) = &outcome {
+        let debug = format!("{error:?}");
+        assert_absent("the refusal's Debug", debug.as_bytes(), CANARY);
+        assert_absent("the refusal's Debug", debug.as_bytes(), SECRET);
+    }
 
     let discovered = discovery.as_ref().is_none_or(|d| d.status.is_success());
     if !discovered {
