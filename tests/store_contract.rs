@@ -6,6 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use tower_bearer::upstream::store::{Link, LinkKey, MemoryStore, Saved, TokenStore};
 
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+mod support;
+
 async fn load<St: TokenStore>(store: &St, key: &LinkKey) -> Option<Link> {
     store.load(key).await.unwrap()
 }
@@ -231,17 +235,39 @@ async fn a_refresh_in_flight_loses_to_a_relink_and_an_unlink<St: TokenStore>(sto
 }
 
 /// The whole suite, each part on a fresh store from `new`.
-async fn contract<St: TokenStore, F: FnMut() -> St>(mut new: F) {
-    a_refresh_in_flight_loses_to_a_relink_and_an_unlink(new()).await;
-    a_removed_link_is_not_resurrected_by_a_refresh_in_flight(new()).await;
-    lock_is_per_key(new()).await;
-    links_round_trip_and_versions_are_never_reused(new()).await;
-    list_returns_one_users_links(new()).await;
+async fn contract<St, F, Fut>(mut new: F)
+where
+    St: TokenStore,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = St>,
+{
+    a_refresh_in_flight_loses_to_a_relink_and_an_unlink(new().await).await;
+    a_removed_link_is_not_resurrected_by_a_refresh_in_flight(new().await).await;
+    lock_is_per_key(new().await).await;
+    links_round_trip_and_versions_are_never_reused(new().await).await;
+    list_returns_one_users_links(new().await).await;
 }
 
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
-    contract(MemoryStore::new).await;
+    contract(|| async { MemoryStore::new() }).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_store_keeps_the_contract() {
+    use tower_bearer::upstream::store::{crypto::Keyring, redis::RedisStore};
+
+    let server = support::redis::RedisServer::start();
+    let mut n = 0;
+    contract(|| {
+        n += 1;
+        // A prefix of its own: a fresh store on the same server.
+        let builder = RedisStore::builder(server.url(), Keyring::new("k1", [7; 32]))
+            .prefix(format!("contract-{n}"));
+        async move { builder.connect().await.unwrap() }
+    })
+    .await;
 }
 
 #[cfg(feature = "sqlite")]
@@ -254,7 +280,7 @@ async fn sqlite_store_keeps_the_contract() {
     contract(|| {
         n += 1;
         let keyring = Keyring::new("k1", [7; 32]);
-        SqliteStore::open(dir.join(format!("links-{n}.db")), keyring).unwrap()
+        std::future::ready(SqliteStore::open(dir.join(format!("links-{n}.db")), keyring).unwrap())
     })
     .await;
     let _ = std::fs::remove_dir_all(&dir);

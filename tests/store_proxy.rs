@@ -86,7 +86,15 @@ fn a_persistent_store_without_a_key_is_refused_naming_the_field() {
         ("plaintext = false", "store.key_env"),
         ("key_env = \"K\"\nplaintext = true", "store.plaintext"),
         ("kind = \"memory\"\npath = \"x.db\"", "store.kind"),
-        ("kind = \"redis\"", "kind"),
+        ("kind = \"redis\"", "store.key_env"),
+        ("kind = \"redis\"\nplaintext = true", "store.url"),
+        (
+            "kind = \"redis\"\nplaintext = true\nurl = \"redis://x/\"\nurl_env = \"U\"",
+            "store.url",
+        ),
+        ("kind = \"redis\"\nplaintext = true\npath = \"x.db\"", "store.path"),
+        ("kind = \"redis\"\nplaintext = true\nurl = \"redis://x/\"\nlock_lease_ms = 10", "store.lock_lease_ms"),
+        ("key_env = \"K\"\nurl = \"redis://x/\"", "store.url"),
         ("key_env = \"K\"\nkey_id = \"a b\"", "store.key_id"),
         (
             "key_env = \"K\"\nold_keys = [{ id = \"k1\", env = \"OLD\" }]",
@@ -109,13 +117,13 @@ fn a_persistent_store_without_a_key_is_refused_naming_the_field() {
 }
 
 #[cfg(feature = "sqlite")]
-#[test]
-fn a_key_missing_from_the_environment_is_refused_at_start_naming_the_field() {
+#[tokio::test]
+async fn a_key_missing_from_the_environment_is_refused_at_start_naming_the_field() {
     let settings = Settings::from_toml(&with_store(
         r#"key_env = "TOWER_BEARER_TEST_NEVER_SET_STORE_KEY""#,
     ))
     .unwrap();
-    let error = app::store::open(&settings.store).unwrap_err().to_string();
+    let error = app::store::open(&settings.store).await.unwrap_err().to_string();
     assert!(error.contains("store.key_env"), "{error}");
     assert!(
         error.contains("TOWER_BEARER_TEST_NEVER_SET_STORE_KEY"),
@@ -274,7 +282,7 @@ mod sqlite {
         runtime.block_on(async {
             let settings = Settings::load(std::path::Path::new(&config)).unwrap();
             let listener = TcpListener::bind(settings.listen).await.unwrap();
-            let store = app::store::open(&settings.store).unwrap();
+            let store = app::store::open(&settings.store).await.unwrap();
             let router = app::build(settings, store).await.unwrap();
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();

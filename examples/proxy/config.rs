@@ -55,6 +55,27 @@ pub enum StoreSettings {
         /// How the tokens in it are encrypted.
         key: StoreKey,
     },
+    /// In Redis, shared by replicas (`kind = "redis"`).
+    Redis {
+        /// Where Redis is: `url`, or the environment variable holding it (`url_env`, for a URL
+        /// with a password).
+        url: RedisUrl,
+        /// The prefix of every key (`prefix`, default `tower-bearer`).
+        prefix: Option<String>,
+        /// How long a dead replica's lock blocks a link (`lock_lease_ms`).
+        lock_lease: Option<Duration>,
+        /// How the tokens in it are encrypted.
+        key: StoreKey,
+    },
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisUrl {
+    /// Given in the file.
+    Literal(String),
+    /// In this environment variable.
+    Env(String),
 }
 
 /// The key that encrypts the tokens of a persistent store.
@@ -230,6 +251,10 @@ struct StoreFile {
     old_keys: Vec<OldKeyFile>,
     #[serde(default)]
     plaintext: bool,
+    url: Option<String>,
+    url_env: Option<String>,
+    prefix: Option<String>,
+    lock_lease_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +263,7 @@ enum StoreKind {
     #[default]
     Sqlite,
     Memory,
+    Redis,
 }
 
 #[derive(Deserialize)]
@@ -411,10 +437,67 @@ impl StoreFile {
             }
             return Ok(StoreSettings::Memory);
         }
-        let path = self.path.unwrap_or_else(|| PathBuf::from("proxy.db"));
+        let redis_only = [
+            ("store.url", self.url.is_some()),
+            ("store.url_env", self.url_env.is_some()),
+            ("store.prefix", self.prefix.is_some()),
+            ("store.lock_lease_ms", self.lock_lease_ms.is_some()),
+        ];
+        match self.kind {
+            StoreKind::Redis if self.path.is_some() => {
+                return Err(invalid("store.path", "a Redis store takes a url, not a path"));
+            }
+            StoreKind::Sqlite => {
+                if let Some((field, _)) = redis_only.iter().find(|(_, given)| *given) {
+                    return Err(invalid(*field, "only a Redis store (kind = \"redis\") takes it"));
+                }
+            }
+            _ => {}
+        }
+        let (url, url_env, prefix, lock_lease_ms) =
+            (self.url.clone(), self.url_env.clone(), self.prefix.clone(), self.lock_lease_ms);
+        let kind = self.kind;
+        let path = self.path.clone();
+        let key = self.key()?;
+        if kind == StoreKind::Redis {
+            let url = match (url, url_env) {
+                (Some(url), None) => {
+                    nonempty(&url, "store.url")?;
+                    RedisUrl::Literal(url)
+                }
+                (None, Some(variable)) => {
+                    nonempty(&variable, "store.url_env")?;
+                    RedisUrl::Env(variable)
+                }
+                _ => {
+                    return Err(invalid(
+                        "store.url",
+                        "a Redis store needs url or url_env (one of them)",
+                    ));
+                }
+            };
+            if let Some(prefix) = &prefix {
+                nonempty(prefix, "store.prefix")?;
+            }
+            if lock_lease_ms.is_some_and(|ms| ms < 300) {
+                return Err(invalid("store.lock_lease_ms", "at least 300"));
+            }
+            return Ok(StoreSettings::Redis {
+                url,
+                prefix,
+                lock_lease: lock_lease_ms.map(Duration::from_millis),
+                key,
+            });
+        }
+        let path = path.unwrap_or_else(|| PathBuf::from("proxy.db"));
         if path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
         }
+        Ok(StoreSettings::Sqlite { path, key })
+    }
+
+    /// The key of a persistent store.
+    fn key(self) -> Result<StoreKey, ConfigError> {
         let key = match (self.key_env, self.plaintext) {
             (Some(_), true) => {
                 return Err(invalid(
@@ -465,7 +548,7 @@ impl StoreFile {
                 StoreKey::Env { id, variable, old }
             }
         };
-        Ok(StoreSettings::Sqlite { path, key })
+        Ok(key)
     }
 }
 

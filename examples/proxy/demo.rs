@@ -84,9 +84,9 @@ impl Demo {
         };
         let files = DemoFiles(match &settings.store {
             StoreSettings::Sqlite { path, .. } => Some(path.clone()),
-            StoreSettings::Memory => None,
+            StoreSettings::Memory | StoreSettings::Redis { .. } => None,
         });
-        let store = super::store::open(&settings.store)?;
+        let store = super::store::open(&settings.store).await?;
         store
             .insert(
                 &LinkKey::new(USER, PROVIDER),

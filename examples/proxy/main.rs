@@ -61,7 +61,7 @@ async fn real(path: &Path) -> Result<(), BoxError> {
         providers = ?settings.providers.keys().collect::<Vec<_>>(),
         "listening"
     );
-    let store = app::store::open(&settings.store)?;
+    let store = app::store::open(&settings.store).await?;
     let router = app::build(settings, store).await?;
     serve(listener, router).await
 }

@@ -1,5 +1,5 @@
-//! Where the proxy keeps its users' links: in memory, or (feature `sqlite`) in an SQLite file
-//! with the tokens encrypted at rest — `[store]` in the configuration.
+//! Where the proxy keeps its users' links: in memory, in an SQLite file (feature `sqlite`) or in
+//! Redis (feature `redis`), the tokens encrypted at rest — `[store]` in the configuration.
 //!
 //! [`LinkStore`] is either one behind the one `TokenStore` the outbound stacks and the connect
 //! flow share.
@@ -9,17 +9,18 @@ use std::{
     pin::Pin,
 };
 
+#[cfg(feature = "encryption")]
+use tower_bearer::upstream::store::crypto::Keyring;
+#[cfg(feature = "redis")]
+use tower_bearer::upstream::store::redis::{RedisGuard, RedisStore, RedisStoreError};
 #[cfg(feature = "sqlite")]
-use tower_bearer::upstream::store::{
-    crypto::Keyring,
-    sqlite::{SqliteError, SqliteGuard, SqliteStore},
-};
+use tower_bearer::upstream::store::sqlite::{SqliteError, SqliteGuard, SqliteStore};
 use tower_bearer::{
     BoxError,
     upstream::store::{Link, LinkKey, MemoryGuard, MemoryStore, Saved, TokenStore},
 };
 
-use super::config::{StoreKey, StoreSettings};
+use super::config::{RedisUrl, StoreKey, StoreSettings};
 
 /// The proxy's token store.
 #[derive(Clone, Debug)]
@@ -29,6 +30,9 @@ pub enum LinkStore {
     /// In an SQLite file, tokens encrypted: links survive restarts.
     #[cfg(feature = "sqlite")]
     Sqlite(SqliteStore),
+    /// In Redis, tokens encrypted: links survive restarts and are shared by replicas.
+    #[cfg(feature = "redis")]
+    Redis(RedisStore),
 }
 
 impl From<MemoryStore> for LinkStore {
@@ -44,24 +48,46 @@ impl From<SqliteStore> for LinkStore {
     }
 }
 
-/// Why the store failed.
-#[cfg(feature = "sqlite")]
-pub type StoreError = SqliteError;
-/// Why the store failed (never, in memory).
-#[cfg(not(feature = "sqlite"))]
-pub type StoreError = std::convert::Infallible;
-
-/// Opens the store `settings` describe. Errors name the configuration field at fault.
-pub fn open(settings: &StoreSettings) -> Result<LinkStore, BoxError> {
-    match settings {
-        StoreSettings::Memory => Ok(LinkStore::Memory(MemoryStore::new())),
-        StoreSettings::Sqlite { path, key } => open_sqlite(path, key),
+#[cfg(feature = "redis")]
+impl From<RedisStore> for LinkStore {
+    fn from(store: RedisStore) -> Self {
+        Self::Redis(store)
     }
 }
 
-#[cfg(feature = "sqlite")]
-fn open_sqlite(path: &std::path::Path, key: &StoreKey) -> Result<LinkStore, BoxError> {
-    let keyring = match key {
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The SQLite file failed.
+    #[cfg(feature = "sqlite")]
+    #[error(transparent)]
+    Sqlite(#[from] SqliteError),
+    /// Redis failed.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Redis(#[from] RedisStoreError),
+    /// Never: the in-memory store does not fail.
+    #[error("unreachable")]
+    Never(#[from] std::convert::Infallible),
+}
+
+/// Opens the store `settings` describe. Errors name the configuration field at fault.
+pub async fn open(settings: &StoreSettings) -> Result<LinkStore, BoxError> {
+    match settings {
+        StoreSettings::Memory => Ok(LinkStore::Memory(MemoryStore::new())),
+        StoreSettings::Sqlite { path, key } => open_sqlite(path, key),
+        StoreSettings::Redis {
+            url,
+            prefix,
+            lock_lease,
+            key,
+        } => open_redis(url, prefix.as_deref(), *lock_lease, key).await,
+    }
+}
+
+#[cfg(feature = "encryption")]
+fn keyring(key: &StoreKey) -> Result<Keyring, BoxError> {
+    Ok(match key {
         StoreKey::Plaintext => Keyring::insecure_plaintext(),
         StoreKey::Env { id, variable, old } => {
             let mut keyring = Keyring::from_env(id.clone(), variable)
@@ -80,8 +106,12 @@ fn open_sqlite(path: &std::path::Path, key: &StoreKey) -> Result<LinkStore, BoxE
             "demo",
             super::random::bytes::<{ tower_bearer::upstream::store::crypto::KEY_LEN }>(),
         ),
-    };
-    let store = SqliteStore::open(path, keyring)
+    })
+}
+
+#[cfg(feature = "sqlite")]
+fn open_sqlite(path: &std::path::Path, key: &StoreKey) -> Result<LinkStore, BoxError> {
+    let store = SqliteStore::open(path, keyring(key)?)
         .map_err(|error| format!("`store.path` ({}): {error}", path.display()))?;
     tracing::info!(path = %path.display(), "links kept in SQLite");
     Ok(LinkStore::Sqlite(store))
@@ -92,6 +122,47 @@ fn open_sqlite(_: &std::path::Path, _: &StoreKey) -> Result<LinkStore, BoxError>
     Err("`store.kind`: this build has no SQLite store: build with `--features sqlite`".into())
 }
 
+#[cfg(feature = "redis")]
+async fn open_redis(
+    url: &RedisUrl,
+    prefix: Option<&str>,
+    lock_lease: Option<std::time::Duration>,
+    key: &StoreKey,
+) -> Result<LinkStore, BoxError> {
+    let (url, field) = match url {
+        RedisUrl::Literal(url) => (url.clone(), "store.url"),
+        RedisUrl::Env(variable) => (
+            std::env::var(variable).map_err(|_| {
+                format!("`store.url_env`: the environment variable {variable} is not set")
+            })?,
+            "store.url_env",
+        ),
+    };
+    let mut builder = RedisStore::builder(url, keyring(key)?);
+    if let Some(prefix) = prefix {
+        builder = builder.prefix(prefix);
+    }
+    if let Some(lease) = lock_lease {
+        builder = builder.lock_lease(lease);
+    }
+    let store = builder
+        .connect()
+        .await
+        .map_err(|error| format!("`{field}`: {error}"))?;
+    tracing::info!("links kept in Redis");
+    Ok(LinkStore::Redis(store))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis(
+    _: &RedisUrl,
+    _: Option<&str>,
+    _: Option<std::time::Duration>,
+    _: &StoreKey,
+) -> Result<LinkStore, BoxError> {
+    Err("`store.kind`: this build has no Redis store: build with `--features redis`".into())
+}
+
 /// The lock guard of either store.
 #[derive(Debug)]
 pub enum LinkGuard {
@@ -100,16 +171,24 @@ pub enum LinkGuard {
     /// `SqliteStore`'s.
     #[cfg(feature = "sqlite")]
     Sqlite(SqliteGuard),
+    /// `RedisStore`'s.
+    #[cfg(feature = "redis")]
+    Redis(RedisGuard),
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
-/// Runs a `MemoryStore` future, which cannot fail.
-async fn infallible<T>(
-    future: impl Future<Output = Result<T, std::convert::Infallible>>,
-) -> Result<T, StoreError> {
-    let Ok(value) = future.await;
-    Ok(value)
+/// Calls the same method on whichever store this is, converting its error.
+macro_rules! each_store {
+    ($store:expr, $s:ident => $call:expr) => {
+        match $store {
+            LinkStore::Memory($s) => $call.await.map_err(StoreError::from),
+            #[cfg(feature = "sqlite")]
+            LinkStore::Sqlite($s) => $call.await.map_err(StoreError::from),
+            #[cfg(feature = "redis")]
+            LinkStore::Redis($s) => $call.await.map_err(StoreError::from),
+        }
+    };
 }
 
 impl TokenStore for LinkStore {
@@ -118,20 +197,23 @@ impl TokenStore for LinkStore {
     type Guard = LinkGuard;
 
     fn load(&self, key: &LinkKey) -> Self::Load {
-        match self {
-            Self::Memory(store) => Box::pin(ready(Ok(store.get(key)))),
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.load(key),
+        let (store, key) = (self.clone(), key.clone());
+        match store {
+            // Not boxed into an async block: no allocation beyond the box.
+            Self::Memory(store) => Box::pin(ready(Ok(store.get(&key)))),
+            _ => Box::pin(async move { each_store!(&store, s => s.load(&key)) }),
         }
     }
 
     fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<LinkGuard, StoreError>> + Send {
         let (store, key) = (self.clone(), key.clone());
         async move {
-            match store {
-                Self::Memory(store) => infallible(store.lock(&key)).await.map(LinkGuard::Memory),
+            match &store {
+                Self::Memory(s) => s.lock(&key).await.map(LinkGuard::Memory).map_err(StoreError::from),
                 #[cfg(feature = "sqlite")]
-                Self::Sqlite(store) => store.lock(&key).await.map(LinkGuard::Sqlite),
+                Self::Sqlite(s) => s.lock(&key).await.map(LinkGuard::Sqlite).map_err(StoreError::from),
+                #[cfg(feature = "redis")]
+                Self::Redis(s) => s.lock(&key).await.map(LinkGuard::Redis).map_err(StoreError::from),
             }
         }
     }
@@ -142,13 +224,7 @@ impl TokenStore for LinkStore {
         link: Link,
     ) -> impl Future<Output = Result<Saved, StoreError>> + Send {
         let (store, key) = (self.clone(), key.clone());
-        async move {
-            match store {
-                Self::Memory(store) => infallible(TokenStore::save(&store, &key, link)).await,
-                #[cfg(feature = "sqlite")]
-                Self::Sqlite(store) => store.save(&key, link).await,
-            }
-        }
+        async move { each_store!(&store, s => TokenStore::save(s, &key, link)) }
     }
 
     fn insert(
@@ -157,24 +233,12 @@ impl TokenStore for LinkStore {
         link: Link,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send {
         let (store, key) = (self.clone(), key.clone());
-        async move {
-            match store {
-                Self::Memory(store) => infallible(TokenStore::insert(&store, &key, link)).await,
-                #[cfg(feature = "sqlite")]
-                Self::Sqlite(store) => store.insert(&key, link).await,
-            }
-        }
+        async move { each_store!(&store, s => TokenStore::insert(s, &key, link)) }
     }
 
     fn remove(&self, key: &LinkKey) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let (store, key) = (self.clone(), key.clone());
-        async move {
-            match store {
-                Self::Memory(store) => infallible(TokenStore::remove(&store, &key)).await,
-                #[cfg(feature = "sqlite")]
-                Self::Sqlite(store) => store.remove(&key).await,
-            }
-        }
+        async move { each_store!(&store, s => TokenStore::remove(s, &key)) }
     }
 
     fn list(
@@ -183,15 +247,7 @@ impl TokenStore for LinkStore {
         user: &str,
     ) -> impl Future<Output = Result<Vec<(LinkKey, Link)>, StoreError>> + Send {
         let (store, issuer, user) = (self.clone(), issuer.map(str::to_owned), user.to_owned());
-        async move {
-            match store {
-                Self::Memory(store) => {
-                    infallible(TokenStore::list(&store, issuer.as_deref(), &user)).await
-                }
-                #[cfg(feature = "sqlite")]
-                Self::Sqlite(store) => store.list(issuer.as_deref(), &user).await,
-            }
-        }
+        async move { each_store!(&store, s => TokenStore::list(s, issuer.as_deref(), &user)) }
     }
 
     fn unlock(&self, guard: LinkGuard) -> impl Future<Output = ()> + Send {
@@ -201,7 +257,9 @@ impl TokenStore for LinkStore {
                 (Self::Memory(store), LinkGuard::Memory(guard)) => store.unlock(guard).await,
                 #[cfg(feature = "sqlite")]
                 (Self::Sqlite(store), LinkGuard::Sqlite(guard)) => store.unlock(guard).await,
-                #[cfg(feature = "sqlite")]
+                #[cfg(feature = "redis")]
+                (Self::Redis(store), LinkGuard::Redis(guard)) => store.unlock(guard).await,
+                #[allow(unreachable_patterns)]
                 (_, guard) => drop(guard),
             }
         }

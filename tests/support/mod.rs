@@ -8,6 +8,7 @@
 //! - `routes`: the inbound test application (routes with scope, step-up and hidden rules);
 //! - `logs`: an in-memory writer for `tracing` subscribers (`Capture`);
 //! - `oidc`: a real OpenID provider (node's `oidc-provider`) for key sources and flows;
+//! - `redis`: a real Redis server (Debian's `redis-server`) on a free loopback port;
 //! - `upstream`: doubles of a third-party provider's API and token endpoint, and a gateway over
 //!   the outbound layers (`World`).
 //!
@@ -20,6 +21,7 @@ pub mod http;
 pub mod keys;
 pub mod logs;
 pub mod oidc;
+pub mod redis;
 pub mod routes;
 pub mod tokens;
 pub mod upstream;

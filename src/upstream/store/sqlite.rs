@@ -32,13 +32,12 @@
 //! ```
 
 use std::{
-    collections::HashMap,
     fmt,
     future::{Future, ready},
     path::{Path, PathBuf},
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -46,6 +45,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{
     Link, LinkKey, Saved, TokenStore,
     crypto::Keyring,
+    local::{KeyLockGuard, KeyLocks, ReadCache, lock},
     record::{self, RecordError},
 };
 
@@ -106,42 +106,8 @@ struct Inner {
     path: PathBuf,
     connection: Mutex<Connection>,
     keyring: Keyring,
-    locks: Mutex<HashMap<LinkKey, Arc<tokio::sync::Mutex<()>>>>,
-    cache: Mutex<Cache>,
-}
-
-struct Cache {
-    ttl: Duration,
-    capacity: usize,
-    entries: HashMap<LinkKey, (Link, Instant)>,
-    /// Changes at every write, so that a read that raced with a write is not cached.
-    epoch: u64,
-}
-
-impl Cache {
-    fn get(&self, key: &LinkKey) -> Option<Link> {
-        let (link, at) = self.entries.get(key)?;
-        (at.elapsed() < self.ttl).then(|| link.clone())
-    }
-
-    fn put(&mut self, key: &LinkKey, link: &Link) {
-        if self.ttl.is_zero() || self.capacity == 0 {
-            return;
-        }
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(key) {
-            let ttl = self.ttl;
-            self.entries.retain(|_, (_, at)| at.elapsed() < ttl);
-            if self.entries.len() >= self.capacity {
-                self.entries.clear();
-            }
-        }
-        self.entries
-            .insert(key.clone(), (link.clone(), Instant::now()));
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    locks: KeyLocks,
+    cache: ReadCache,
 }
 
 impl SqliteStore {
@@ -171,13 +137,8 @@ impl SqliteStore {
                 path,
                 connection: Mutex::new(connection),
                 keyring,
-                locks: Mutex::default(),
-                cache: Mutex::new(Cache {
-                    ttl: DEFAULT_READ_CACHE_TTL,
-                    capacity: DEFAULT_READ_CACHE_CAPACITY,
-                    entries: HashMap::new(),
-                    epoch: 0,
-                }),
+                locks: KeyLocks::default(),
+                cache: ReadCache::new(DEFAULT_READ_CACHE_TTL, DEFAULT_READ_CACHE_CAPACITY),
             }),
         })
     }
@@ -186,12 +147,7 @@ impl SqliteStore {
     /// at most `capacity` links. `Duration::ZERO` reads the file every time. Writes through
     /// this store always update it.
     pub fn read_cache(self, ttl: Duration, capacity: usize) -> Self {
-        {
-            let mut cache = lock(&self.inner.cache);
-            cache.ttl = ttl;
-            cache.capacity = capacity;
-            cache.entries.clear();
-        }
+        self.inner.cache.configure(ttl, capacity);
         self
     }
 
@@ -283,18 +239,6 @@ impl Inner {
         let (link, _kid) = record::decode(key, text.as_bytes(), &self.keyring)?;
         Ok(Some(link.with_version(version_of(version))))
     }
-
-    /// Records a write in the read cache: `link` is now stored at `key` (or nothing).
-    fn written(&self, key: &LinkKey, link: Option<&Link>) {
-        let mut cache = lock(&self.cache);
-        cache.epoch += 1;
-        match link {
-            Some(link) => cache.put(key, link),
-            None => {
-                cache.entries.remove(key);
-            }
-        }
-    }
 }
 
 impl fmt::Debug for SqliteStore {
@@ -307,25 +251,7 @@ impl fmt::Debug for SqliteStore {
 }
 
 /// The lock guard of [`SqliteStore`]: the link's in-process lock.
-pub struct SqliteGuard {
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-    key: LinkKey,
-    store: Arc<Inner>,
-}
-
-impl Drop for SqliteGuard {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        // Forget the key's lock once nobody holds or waits for it.
-        let mut locks = lock(&self.store.locks);
-        if locks
-            .get(&self.key)
-            .is_some_and(|entry| Arc::strong_count(entry) == 1)
-        {
-            locks.remove(&self.key);
-        }
-    }
-}
+pub struct SqliteGuard(#[allow(dead_code)] KeyLockGuard);
 
 impl fmt::Debug for SqliteGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -342,42 +268,23 @@ impl TokenStore for SqliteStore {
     type Guard = SqliteGuard;
 
     fn load(&self, key: &LinkKey) -> Self::Load {
-        let epoch = {
-            let cache = lock(&self.inner.cache);
-            if let Some(link) = cache.get(key) {
-                return Box::pin(ready(Ok(Some(link))));
-            }
-            cache.epoch
-        };
+        if let Some(link) = self.inner.cache.get(key) {
+            return Box::pin(ready(Ok(Some(link))));
+        }
+        let epoch = self.inner.cache.epoch();
         let key = key.clone();
         Box::pin(self.blocking(move |inner, connection| {
             let link = inner.read(connection, &key)?;
             if let Some(link) = &link {
-                let mut cache = lock(&inner.cache);
-                // Not if a write happened meanwhile: this read may be older than it.
-                if cache.epoch == epoch {
-                    cache.put(&key, link);
-                }
+                inner.cache.put_read(epoch, &key, link);
             }
             Ok(link)
         }))
     }
 
     fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<SqliteGuard, SqliteError>> + Send {
-        let mutex = lock(&self.inner.locks)
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        let key = key.clone();
-        let store = self.inner.clone();
-        async move {
-            let guard = mutex.lock_owned().await;
-            Ok(SqliteGuard {
-                guard: Some(guard),
-                key,
-                store,
-            })
-        }
+        let (locks, key) = (self.inner.locks.clone(), key.clone());
+        async move { Ok(SqliteGuard(locks.lock(&key).await)) }
     }
 
     fn save(
@@ -411,7 +318,7 @@ impl TokenStore for SqliteStore {
                 );
                 return Ok(Saved::Superseded);
             }
-            inner.written(&key, Some(&link));
+            inner.cache.written(&key, Some(&link));
             Ok(Saved::Written)
         })
     }
@@ -446,7 +353,7 @@ impl TokenStore for SqliteStore {
             )?;
             tx.commit()?;
             let version = version_of(version);
-            inner.written(&key, Some(&link.with_version(version)));
+            inner.cache.written(&key, Some(&link.with_version(version)));
             Ok(version)
         })
     }
@@ -463,7 +370,7 @@ impl TokenStore for SqliteStore {
                     key.user(),
                     key.provider()
                 ])?;
-            inner.written(&key, None);
+            inner.cache.written(&key, None);
             Ok(removed > 0)
         })
     }
