@@ -65,10 +65,25 @@ struct Shared {
     client_secret: String,
     redirect_uri: String,
     state: Mutex<Tokens>,
+    /// How long the token endpoint takes before it looks at a request (a slow provider). A
+    /// request whose client goes away meanwhile is never processed.
+    token_delay: Mutex<Duration>,
+}
+
+/// What the token endpoint saw, for tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefreshStats {
+    /// Refresh requests received (counted on arrival, before the delay).
+    pub received: usize,
+    /// Refresh tokens honoured (each one rotated).
+    pub refreshed: usize,
+    /// Spent refresh tokens presented again (each one revoked its grant).
+    pub replayed: usize,
 }
 
 #[derive(Default)]
 struct Tokens {
+    stats: RefreshStats,
     codes: HashMap<String, Code>,
     grants: Vec<Grant>,
     access: HashMap<String, Access>,
@@ -109,6 +124,7 @@ impl Provider {
             client_secret: random::url_safe::<24>(),
             redirect_uri,
             state: Mutex::default(),
+            token_delay: Mutex::default(),
         });
         let router = Router::new()
             .route("/authorize", get(authorize))
@@ -146,6 +162,20 @@ impl Provider {
             refresh_skew: Duration::from_secs(30),
             rules: vec![JsonErrorCode::power_bi()],
         }
+    }
+
+    /// Makes the token endpoint take `delay` before it looks at each request.
+    pub fn set_token_delay(&self, delay: Duration) {
+        *self
+            .shared
+            .token_delay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = delay;
+    }
+
+    /// What the token endpoint saw so far.
+    pub fn refresh_stats(&self) -> RefreshStats {
+        self.shared.tokens().stats
     }
 
     /// A grant for `account`, as if it had gone through the connect flow: the link to store.
@@ -271,6 +301,15 @@ async fn token(
         );
         return response;
     }
+    if form.grant_type == "refresh_token" {
+        shared.tokens().stats.received += 1;
+    }
+    let delay = *shared
+        .token_delay
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    // Dropped here if the client hangs up: the request is never processed.
+    tokio::time::sleep(delay).await;
     let mut tokens = shared.tokens();
     let grant = match form.grant_type.as_str() {
         "authorization_code" => {
@@ -296,11 +335,13 @@ async fn token(
             refresh.spent = true;
             if replayed {
                 // A spent refresh token came back: someone holds a copy. Revoke the grant.
+                tokens.stats.replayed += 1;
                 tokens.grants[grant].revoked = true;
             }
             if tokens.grants[grant].revoked {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             }
+            tokens.stats.refreshed += 1;
             grant
         }
         _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
