@@ -92,8 +92,14 @@ fn a_persistent_store_without_a_key_is_refused_naming_the_field() {
             "kind = \"redis\"\nplaintext = true\nurl = \"redis://x/\"\nurl_env = \"U\"",
             "store.url",
         ),
-        ("kind = \"redis\"\nplaintext = true\npath = \"x.db\"", "store.path"),
-        ("kind = \"redis\"\nplaintext = true\nurl = \"redis://x/\"\nlock_lease_ms = 10", "store.lock_lease_ms"),
+        (
+            "kind = \"redis\"\nplaintext = true\npath = \"x.db\"",
+            "store.path",
+        ),
+        (
+            "kind = \"redis\"\nplaintext = true\nurl = \"redis://x/\"\nlock_lease_ms = 10",
+            "store.lock_lease_ms",
+        ),
         ("key_env = \"K\"\nurl = \"redis://x/\"", "store.url"),
         ("key_env = \"K\"\nkey_id = \"a b\"", "store.key_id"),
         (
@@ -123,12 +129,89 @@ async fn a_key_missing_from_the_environment_is_refused_at_start_naming_the_field
         r#"key_env = "TOWER_BEARER_TEST_NEVER_SET_STORE_KEY""#,
     ))
     .unwrap();
-    let error = app::store::open(&settings.store).await.unwrap_err().to_string();
+    let error = app::store::open(&settings.store)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("store.key_env"), "{error}");
     assert!(
         error.contains("TOWER_BEARER_TEST_NEVER_SET_STORE_KEY"),
         "{error}"
     );
+}
+
+/// The example proxy as a child process of the test, and what the tests do with one.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+mod child {
+    use http::StatusCode;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use support::http::{self as h};
+
+    const CHILD_CONFIG: &str = "TOWER_BEARER_PROXY_CHILD_CONFIG";
+
+    /// Run by the tests that start the proxy as a process (over SQLite, and the replicas over
+    /// Redis) as their child process: the example proxy in real mode, as its `main.rs` runs it
+    /// — the configuration file, the store it names, the router, served until SIGTERM.
+    #[test]
+    #[ignore = "the child process of the tests that start the proxy as a process"]
+    fn proxy_child() {
+        let Ok(config) = std::env::var(CHILD_CONFIG) else {
+            return;
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let settings = Settings::load(std::path::Path::new(&config)).unwrap();
+            let listener = TcpListener::bind(settings.listen).await.unwrap();
+            let store = app::store::open(&settings.store).await.unwrap();
+            let router = app::build(settings, store).await.unwrap();
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            let shutdown = async move {
+                terminate.recv().await;
+            };
+            app::serve::serve(listener, router, Default::default(), shutdown).await;
+        });
+    }
+
+    /// Waits until the proxy on `port` accepts connections, then checks its health.
+    pub async fn until_healthy(client: &support::http::TestClient, port: u16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the proxy never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let health = h::get(client, &format!("http://127.0.0.1:{port}/healthz"), &[]).await;
+        assert_eq!(health.status, StatusCode::OK);
+    }
+
+    pub fn signal(child: &std::process::Child, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Starts the proxy of the configuration file `config` as a child process, with `env`.
+    pub fn start(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child::proxy_child", "--ignored", "--nocapture"])
+            .env(CHILD_CONFIG, config)
+            .envs(env.iter().copied())
+            .env("PROXY_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -267,57 +350,6 @@ mod sqlite {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    const CHILD_CONFIG: &str = "TOWER_BEARER_PROXY_CHILD_CONFIG";
-
-    /// Run by [`the_proxy_keeps_links_across_sigkill_and_sigterm`] as its child process: the
-    /// example proxy in real mode, as its `main.rs` runs it — the configuration file, the
-    /// store it names, the router, served until SIGTERM.
-    #[test]
-    #[ignore = "the child process of the_proxy_keeps_links_across_sigkill_and_sigterm"]
-    fn proxy_child() {
-        let Ok(config) = std::env::var(CHILD_CONFIG) else {
-            return;
-        };
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
-            let settings = Settings::load(std::path::Path::new(&config)).unwrap();
-            let listener = TcpListener::bind(settings.listen).await.unwrap();
-            let store = app::store::open(&settings.store).await.unwrap();
-            let router = app::build(settings, store).await.unwrap();
-            let mut terminate =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-            let shutdown = async move {
-                terminate.recv().await;
-            };
-            app::serve::serve(listener, router, Default::default(), shutdown).await;
-        });
-    }
-
-    /// Waits until the proxy on `port` accepts connections, then checks its health.
-    async fn until_healthy(client: &support::http::TestClient, port: u16) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the proxy never started"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        let health = h::get(client, &format!("http://127.0.0.1:{port}/healthz"), &[]).await;
-        assert_eq!(health.status, StatusCode::OK);
-    }
-
-    fn signal(child: &std::process::Child, name: &str) {
-        let status = std::process::Command::new("kill")
-            .args([format!("-{name}"), child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
     #[tokio::test]
     async fn the_proxy_keeps_links_across_sigkill_and_sigterm() {
         let dir = std::env::temp_dir().join(format!(
@@ -395,17 +427,7 @@ vendor_rules = ["power-bi"]
                 .await
                 .unwrap();
         }
-        let start = || {
-            std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "sqlite::proxy_child", "--ignored", "--nocapture"])
-                .env(CHILD_CONFIG, &config_path)
-                .env("TEST_PROXY_STORE_KEY", &key_b64)
-                .env("PROXY_LOG", "warn")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        };
+        let start = || child::start(&config_path, &[("TEST_PROXY_STORE_KEY", &key_b64)]);
         let token = idp.token("alice", "openid api", &public_url);
         let client = h::client();
         let me = format!("{public_url}/api/{PROVIDER}/me");
@@ -433,9 +455,9 @@ vendor_rules = ["power-bi"]
 
         for stop in ["KILL", "TERM"] {
             let mut proxy = start();
-            until_healthy(&client, port).await;
+            child::until_healthy(&client, port).await;
             refresh_and_call().await;
-            signal(&proxy, stop);
+            child::signal(&proxy, stop);
             let status = proxy.wait().unwrap();
             #[cfg(unix)]
             if stop == "KILL" {
@@ -446,10 +468,378 @@ vendor_rules = ["power-bi"]
         }
         // Started again: the link (with the refresh token of the last rotation) still works.
         let mut proxy = start();
-        until_healthy(&client, port).await;
+        child::until_healthy(&client, port).await;
         refresh_and_call().await;
-        signal(&proxy, "TERM");
+        child::signal(&proxy, "TERM");
         let _ = proxy.wait();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Two proxy processes sharing one Redis (Debian's `redis-server`, started by the test), a
+/// provider that rotates refresh tokens, revokes the grant on replay and whose token endpoint
+/// takes 300 ms.
+#[cfg(feature = "redis")]
+mod redis {
+    use std::{
+        path::PathBuf,
+        process::Child,
+        time::{Duration, Instant, SystemTime},
+    };
+
+    use http::StatusCode;
+
+    use super::*;
+    use app::demo::{
+        idp::Idp,
+        provider::{Provider, RefreshStats},
+    };
+    use support::{
+        http::{self as h, Reply, TestClient},
+        redis::RedisServer,
+    };
+    use tower_bearer::upstream::store::{LinkKey, TokenStore, crypto::Keyring, redis::RedisStore};
+
+    const PROVIDER: &str = "demo";
+    const AUDIENCE: &str = "https://gateway.test";
+    const KEY: [u8; 32] = [21; 32];
+    const KEY_ENV: &str = "TEST_PROXY_STORE_KEY";
+    /// How long a killed replica's lock blocks a link.
+    const LEASE: Duration = Duration::from_millis(2000);
+    const STORE_UNAVAILABLE: &str =
+        r#"proxy; error=proxy_internal_error; details="link_store_unavailable""#;
+
+    struct Replicas {
+        redis: RedisServer,
+        idp: Idp,
+        provider: Provider,
+        ports: [u16; 2],
+        configs: [PathBuf; 2],
+        children: [Option<Child>; 2],
+        dir: PathBuf,
+        client: TestClient,
+    }
+
+    fn free_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    fn key_b64() -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(KEY)
+    }
+
+    impl Replicas {
+        async fn start() -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "tower-bearer-replicas-{}-{}",
+                std::process::id(),
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let redis = RedisServer::start();
+            let idp = Idp::start().await.unwrap();
+            let ports = [free_port(), free_port()];
+            let provider = Provider::start(format!(
+                "http://127.0.0.1:{}/connect/{PROVIDER}/callback",
+                ports[0]
+            ))
+            .await
+            .unwrap();
+            provider.set_token_delay(Duration::from_millis(300));
+            let settings = provider.settings();
+            let configs = ports.map(|port| {
+                let config = format!(
+                    r#"
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+realm = "test"
+proxy_name = "proxy"
+
+[auth]
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+scopes = ["api"]
+token_type = "at+jwt"
+
+[store]
+kind = "redis"
+url = "{redis}"
+key_env = "{KEY_ENV}"
+lock_lease_ms = {lease}
+
+[providers.{PROVIDER}]
+base_url = "{base_url}"
+authorize_url = "{authorize_url}"
+token_url = "{token_url}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+scopes = ["profile"]
+refresh_skew_secs = 30
+vendor_rules = ["power-bi"]
+"#,
+                    issuer = idp.issuer(),
+                    redis = redis.url(),
+                    lease = LEASE.as_millis(),
+                    base_url = settings.base_url,
+                    authorize_url = settings.authorize_url,
+                    token_url = settings.token_url,
+                    client_id = settings.client_id,
+                    client_secret = settings.client_secret.as_ref().unwrap().expose_secret(),
+                );
+                let path = dir.join(format!("proxy-{port}.toml"));
+                std::fs::write(&path, config).unwrap();
+                path
+            });
+            let mut replicas = Self {
+                redis,
+                idp,
+                provider,
+                ports,
+                configs,
+                children: [None, None],
+                dir,
+                client: h::client(),
+            };
+            for replica in 0..2 {
+                replicas.resume(replica).await;
+            }
+            replicas
+        }
+
+        /// Starts replica `replica` (again) and waits until it is healthy.
+        async fn resume(&mut self, replica: usize) {
+            assert!(self.children[replica].is_none());
+            let key = key_b64();
+            self.children[replica] = Some(child::start(&self.configs[replica], &[(KEY_ENV, &key)]));
+            child::until_healthy(&self.client, self.ports[replica]).await;
+        }
+
+        /// Stops replica `replica` with `signal` (KILL or TERM).
+        fn stop(&mut self, replica: usize, signal: &str) {
+            let mut process = self.children[replica].take().unwrap();
+            child::signal(&process, signal);
+            let _ = process.wait();
+        }
+
+        /// The store as the replicas see it, from the test.
+        async fn store(&self) -> RedisStore {
+            RedisStore::builder(self.redis.url(), Keyring::new("k1", KEY))
+                .connect()
+                .await
+                .unwrap()
+        }
+
+        /// Links `user` to the provider's `account`, as the connect flow would.
+        async fn link(&self, user: &str, account: &str) {
+            let store = self.store().await;
+            store
+                .insert(&LinkKey::new(user, PROVIDER), self.provider.grant(account))
+                .await
+                .unwrap();
+        }
+
+        /// The provider expires `account`'s access tokens (the proxies do not know).
+        async fn expire(&self, account: &str) {
+            let url = format!("{}/demo/expire?account={account}", self.provider.base_url());
+            assert!(
+                h::post_form(&self.client, &url, &[], &[])
+                    .await
+                    .status
+                    .is_success()
+            );
+        }
+
+        async fn call(&self, replica: usize, user: &str) -> Reply {
+            let token = self.idp.token(user, "openid api", AUDIENCE);
+            let url = format!("http://127.0.0.1:{}/api/{PROVIDER}/me", self.ports[replica]);
+            h::get_bearer(&self.client, &url, &token).await
+        }
+
+        fn stats(&self) -> RefreshStats {
+            self.provider.refresh_stats()
+        }
+    }
+
+    impl Drop for Replicas {
+        fn drop(&mut self) {
+            for process in self.children.iter_mut().filter_map(Option::take) {
+                let mut process = process;
+                let _ = process.kill();
+                let _ = process.wait();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// `calls` requests at once, `(replica, user)` each; every answer's status.
+    async fn concurrently(replicas: &Replicas, calls: Vec<(usize, String)>) -> Vec<StatusCode> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (replica, user) in calls {
+            let token = replicas.idp.token(&user, "openid api", AUDIENCE);
+            let url = format!(
+                "http://127.0.0.1:{}/api/{PROVIDER}/me",
+                replicas.ports[replica]
+            );
+            let client = replicas.client.clone();
+            tasks.spawn(async move { h::get_bearer(&client, &url, &token).await.status });
+        }
+        tasks.join_all().await
+    }
+
+    fn delta(before: RefreshStats, after: RefreshStats) -> RefreshStats {
+        RefreshStats {
+            received: after.received - before.received,
+            refreshed: after.refreshed - before.refreshed,
+            replayed: after.replayed - before.replayed,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_over_one_redis_refresh_once_survive_kills_and_an_outage() {
+        let mut replicas = Replicas::start().await;
+        replicas.link("alice", app::demo::provider::ACCOUNT).await;
+        for replica in 0..2 {
+            assert_eq!(replicas.call(replica, "alice").await.status, StatusCode::OK);
+        }
+
+        // 400 concurrent calls with an expired upstream token, split across both replicas:
+        // all succeed, with exactly one refresh and no replay.
+        let before = replicas.stats();
+        replicas.expire(app::demo::provider::ACCOUNT).await;
+        let statuses = concurrently(
+            &replicas,
+            (0..400).map(|i| (i % 2, "alice".to_owned())).collect(),
+        )
+        .await;
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "{statuses:?}"
+        );
+        assert_eq!(
+            delta(before, replicas.stats()),
+            RefreshStats {
+                received: 1,
+                refreshed: 1,
+                replayed: 0
+            }
+        );
+
+        // 20 users × 20 calls, split across both: exactly 20 refreshes.
+        for i in 0..20 {
+            replicas
+                .link(&format!("user-{i}"), &format!("account-{i}"))
+                .await;
+        }
+        let before = replicas.stats();
+        for i in 0..20 {
+            replicas.expire(&format!("account-{i}")).await;
+        }
+        let calls = (0..400)
+            .map(|i| (i % 2, format!("user-{}", (i / 2) % 20)))
+            .collect();
+        let statuses = concurrently(&replicas, calls).await;
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "{statuses:?}"
+        );
+        assert_eq!(
+            delta(before, replicas.stats()),
+            RefreshStats {
+                received: 20,
+                refreshed: 20,
+                replayed: 0
+            }
+        );
+
+        // Redis stops: row S1 from both replicas, never 401 or 500.
+        replicas.redis.stop();
+        for replica in 0..2 {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let answer = loop {
+                let answer = replicas.call(replica, "alice").await;
+                if answer.status != StatusCode::OK || Instant::now() > deadline {
+                    break answer;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(answer.header("proxy-status"), Some(STORE_UNAVAILABLE));
+            assert_eq!(answer.header("retry-after"), Some("5"));
+            assert_eq!(answer.header("www-authenticate"), None);
+        }
+        // Back (from its append-only file): the links work without connecting again, and the
+        // refresh token of the last rotation is the one stored.
+        replicas.redis.resume();
+        replicas.expire(app::demo::provider::ACCOUNT).await;
+        for replica in 0..2 {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let answer = replicas.call(replica, "alice").await;
+                if answer.status == StatusCode::OK {
+                    break;
+                }
+                assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+                assert!(Instant::now() < deadline, "never recovered");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        assert_eq!(replicas.stats().replayed, 0);
+
+        // The replica holding the lock is killed mid-refresh (its request is at the token
+        // endpoint): the other one serves the link within the lease and a refresh timeout, and
+        // the refresh token is honoured once — the dead replica's request was never answered.
+        let before = replicas.stats();
+        replicas.expire(app::demo::provider::ACCOUNT).await;
+        let doomed = tokio::spawn({
+            let token = replicas.idp.token("alice", "openid api", AUDIENCE);
+            let url = format!("http://127.0.0.1:{}/api/{PROVIDER}/me", replicas.ports[0]);
+            let client = replicas.client.clone();
+            async move { h::get_bearer(&client, &url, &token).await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while replicas.stats().received == before.received {
+            assert!(Instant::now() < deadline, "replica 0 never refreshed");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        replicas.stop(0, "KILL");
+        let killed = Instant::now();
+        doomed.abort();
+        let answer = replicas.call(1, "alice").await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{:?}",
+            answer.header("proxy-status")
+        );
+        let waited = killed.elapsed();
+        println!("the other replica served the link {waited:?} after the kill");
+        assert!(
+            waited < LEASE + Duration::from_secs(20),
+            "served after {waited:?}"
+        );
+        assert_eq!(
+            delta(before, replicas.stats()),
+            RefreshStats {
+                received: 2,
+                refreshed: 1,
+                replayed: 0
+            },
+            "served after {waited:?}"
+        );
+
+        // Restarts, SIGKILL and SIGTERM: the same calls work without connecting again.
+        replicas.resume(0).await;
+        replicas.stop(1, "TERM");
+        replicas.resume(1).await;
+        replicas.expire(app::demo::provider::ACCOUNT).await;
+        for replica in 0..2 {
+            assert_eq!(replicas.call(replica, "alice").await.status, StatusCode::OK);
+        }
+        assert_eq!(replicas.stats().replayed, 0);
     }
 }

@@ -59,7 +59,10 @@ async fn a_replica_waits_for_anothers_lock_and_gets_it_when_released() {
         }
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!waiting.is_finished(), "a lock held (and renewed) is exclusive across replicas");
+    assert!(
+        !waiting.is_finished(),
+        "a lock held (and renewed) is exclusive across replicas"
+    );
     let released = Instant::now();
     a.unlock(guard).await;
     let (granted, guard) = tokio::time::timeout(Duration::from_secs(2), waiting)
@@ -123,10 +126,7 @@ async fn a_holder_whose_lock_lapsed_never_writes() {
     let stale = a
         .save(&key(), loaded.clone().with_refresh_token("rt-stale"))
         .await;
-    assert!(
-        matches!(stale, Err(RedisStoreError::LockLost)),
-        "{stale:?}"
-    );
+    assert!(matches!(stale, Err(RedisStoreError::LockLost)), "{stale:?}");
     let fresh = b.load(&key()).await.unwrap().unwrap();
     assert_eq!(fresh.refresh_token().unwrap().expose_secret(), "rt-1");
     assert_eq!(

@@ -445,17 +445,27 @@ impl StoreFile {
         ];
         match self.kind {
             StoreKind::Redis if self.path.is_some() => {
-                return Err(invalid("store.path", "a Redis store takes a url, not a path"));
+                return Err(invalid(
+                    "store.path",
+                    "a Redis store takes a url, not a path",
+                ));
             }
             StoreKind::Sqlite => {
                 if let Some((field, _)) = redis_only.iter().find(|(_, given)| *given) {
-                    return Err(invalid(*field, "only a Redis store (kind = \"redis\") takes it"));
+                    return Err(invalid(
+                        *field,
+                        "only a Redis store (kind = \"redis\") takes it",
+                    ));
                 }
             }
             _ => {}
         }
-        let (url, url_env, prefix, lock_lease_ms) =
-            (self.url.clone(), self.url_env.clone(), self.prefix.clone(), self.lock_lease_ms);
+        let (url, url_env, prefix, lock_lease_ms) = (
+            self.url.clone(),
+            self.url_env.clone(),
+            self.prefix.clone(),
+            self.lock_lease_ms,
+        );
         let kind = self.kind;
         let path = self.path.clone();
         let key = self.key()?;

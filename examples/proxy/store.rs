@@ -209,11 +209,23 @@ impl TokenStore for LinkStore {
         let (store, key) = (self.clone(), key.clone());
         async move {
             match &store {
-                Self::Memory(s) => s.lock(&key).await.map(LinkGuard::Memory).map_err(StoreError::from),
+                Self::Memory(s) => s
+                    .lock(&key)
+                    .await
+                    .map(LinkGuard::Memory)
+                    .map_err(StoreError::from),
                 #[cfg(feature = "sqlite")]
-                Self::Sqlite(s) => s.lock(&key).await.map(LinkGuard::Sqlite).map_err(StoreError::from),
+                Self::Sqlite(s) => s
+                    .lock(&key)
+                    .await
+                    .map(LinkGuard::Sqlite)
+                    .map_err(StoreError::from),
                 #[cfg(feature = "redis")]
-                Self::Redis(s) => s.lock(&key).await.map(LinkGuard::Redis).map_err(StoreError::from),
+                Self::Redis(s) => s
+                    .lock(&key)
+                    .await
+                    .map(LinkGuard::Redis)
+                    .map_err(StoreError::from),
             }
         }
     }

@@ -595,7 +595,10 @@ impl TokenStore for RedisStore {
         })
     }
 
-    fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<RedisGuard, RedisStoreError>> + Send {
+    fn lock(
+        &self,
+        key: &LinkKey,
+    ) -> impl Future<Output = Result<RedisGuard, RedisStoreError>> + Send {
         let (inner, key) = (self.inner.clone(), key.clone());
         async move {
             let local = inner.locks.lock(&key).await;
@@ -710,9 +713,7 @@ impl TokenStore for RedisStore {
                 .arg(&keys.event)
                 .invoke_async(&mut inner.connection.clone())
                 .await?;
-            inner
-                .cache
-                .written(&key, Some(&link.with_version(version)));
+            inner.cache.written(&key, Some(&link.with_version(version)));
             Ok(version)
         }
     }
