@@ -1,8 +1,9 @@
 //! A request that needs no refresh through the outbound layers, its link in `MemoryStore` vs
 //! `SqliteStore` (with its read cache, and without: every load a trip to the file on the
-//! blocking pool), in one run.
+//! blocking pool) vs `RedisStore` (with its read cache, and without: every load a round trip to
+//! a `redis-server` on loopback, which the bench starts), in one run.
 //!
-//! `cargo bench --bench store --features sqlite`
+//! `cargo bench --bench store --features sqlite,redis`
 //!
 //! - `store/http/*`: through hyper-util's client to a local axum server over real HTTP.
 //! - `store/in_process/*`: to an in-process service, which isolates the layers' and the store's
@@ -29,8 +30,18 @@ use tower_bearer::upstream::{
     classify::ClassifyUpstreamLayer,
     grant::refresher_fn,
     refresh::{RefreshAndRetryLayer, RetryBody},
-    store::{Link, LinkKey, MemoryStore, TokenStore, crypto::Keyring, sqlite::SqliteStore},
+    store::{
+        Link, LinkKey, MemoryStore, TokenStore,
+        crypto::Keyring,
+        redis::{DEFAULT_READ_CACHE_TTL, RedisStore},
+        sqlite::SqliteStore,
+    },
 };
+
+// The tests' Redis: a `redis-server` on a free loopback port, stopped when dropped.
+#[allow(dead_code)] // raw_bytes and the restarts are for the tests
+#[path = "../tests/support/redis.rs"]
+mod redis_server;
 
 const PAYLOAD: &[u8] = br#"{"query":"select 1"}"#;
 
@@ -108,14 +119,14 @@ where
     start.elapsed()
 }
 
-fn stores(dir: &std::path::Path) -> (MemoryStore, SqliteStore, SqliteStore) {
-    let memory = MemoryStore::new();
-    memory.insert(key(), valid_link());
-    let open = |name: &str| SqliteStore::open(dir.join(name), Keyring::new("k1", [7; 32])).unwrap();
-    let cached = open("cached.db");
-    let uncached = open("uncached.db").read_cache(Duration::ZERO, 0);
-    (memory, cached, uncached)
-}
+/// The stores compared, in the order of the tables.
+const STORES: [&str; 5] = [
+    "memory",
+    "sqlite (read cache)",
+    "sqlite (no cache)",
+    "redis (read cache)",
+    "redis (no cache)",
+];
 
 fn store(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -125,10 +136,29 @@ fn store(c: &mut Criterion) {
         .unwrap();
     let dir = std::env::temp_dir().join(format!("tower-bearer-bench-store-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (memory, cached, uncached) = stores(&dir);
+    let redis_server = redis_server::RedisServer::start();
+    let keyring = || Keyring::new("k1", [7; 32]);
+    let memory = MemoryStore::new();
+    memory.insert(key(), valid_link());
+    let open = |name: &str| SqliteStore::open(dir.join(name), keyring()).unwrap();
+    let sqlite = open("cached.db");
+    let sqlite_uncached = open("uncached.db").read_cache(Duration::ZERO, 0);
+    let (redis, redis_uncached) = runtime.block_on(async {
+        let connect = |prefix: &str, ttl: Duration| {
+            RedisStore::builder(redis_server.url(), keyring())
+                .prefix(prefix)
+                .read_cache(ttl, 10_000)
+                .connect()
+        };
+        let cached = connect("cached", DEFAULT_READ_CACHE_TTL).await.unwrap();
+        let uncached = connect("uncached", Duration::ZERO).await.unwrap();
+        (cached, uncached)
+    });
     runtime.block_on(async {
-        cached.insert(&key(), valid_link()).await.unwrap();
-        uncached.insert(&key(), valid_link()).await.unwrap();
+        sqlite.insert(&key(), valid_link()).await.unwrap();
+        sqlite_uncached.insert(&key(), valid_link()).await.unwrap();
+        redis.insert(&key(), valid_link()).await.unwrap();
+        redis_uncached.insert(&key(), valid_link()).await.unwrap();
     });
     let addr = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -160,41 +190,64 @@ fn store(c: &mut Criterion) {
         )
     });
 
-    let http_memory = layered(memory.clone(), http.clone());
-    let http_cached = layered(cached.clone(), http.clone());
-    let http_uncached = layered(uncached.clone(), http.clone());
-    let local_memory = layered(memory.clone(), provider);
-    let local_cached = layered(cached.clone(), provider);
-    let local_uncached = layered(uncached.clone(), provider);
+    // The same five stores over each transport: `$transport` is the inner service.
+    macro_rules! clients {
+        ($transport:expr) => {
+            (
+                layered(memory.clone(), $transport),
+                layered(sqlite.clone(), $transport),
+                layered(sqlite_uncached.clone(), $transport),
+                layered(redis.clone(), $transport),
+                layered(redis_uncached.clone(), $transport),
+            )
+        };
+    }
+    let over_http = clients!(http.clone());
+    let in_process = clients!(provider);
 
     let mut group = c.benchmark_group("store");
     macro_rules! bench {
-        ($name:literal, $client:expr) => {
-            group.bench_function($name, |b| {
-                b.iter_custom(|iters| runtime.block_on(run(&$client, &uri, iters)))
+        ($transport:literal, $clients:expr) => {
+            let names = STORES.map(|store| format!("{}/{}", $transport, store.replace(' ', "_")));
+            group.bench_function(&names[0], |b| {
+                b.iter_custom(|iters| runtime.block_on(run(&$clients.0, &uri, iters)))
+            });
+            group.bench_function(&names[1], |b| {
+                b.iter_custom(|iters| runtime.block_on(run(&$clients.1, &uri, iters)))
+            });
+            group.bench_function(&names[2], |b| {
+                b.iter_custom(|iters| runtime.block_on(run(&$clients.2, &uri, iters)))
+            });
+            group.bench_function(&names[3], |b| {
+                b.iter_custom(|iters| runtime.block_on(run(&$clients.3, &uri, iters)))
+            });
+            group.bench_function(&names[4], |b| {
+                b.iter_custom(|iters| runtime.block_on(run(&$clients.4, &uri, iters)))
             });
         };
     }
-    bench!("http/memory", http_memory);
-    bench!("http/sqlite", http_cached);
-    bench!("http/sqlite_uncached", http_uncached);
-    bench!("in_process/memory", local_memory);
-    bench!("in_process/sqlite", local_cached);
-    bench!("in_process/sqlite_uncached", local_uncached);
+    bench!("http", over_http);
+    bench!("in_process", in_process);
     group.finish();
 
     // Interleaved: rounds of each in turn; the median of each, as a ratio to memory.
     const ROUNDS: usize = 15;
     const PER_ROUND: u64 = 400;
-    let mut times: [Vec<Duration>; 6] = Default::default();
+    let mut times: [Vec<Duration>; 10] = Default::default();
     runtime.block_on(async {
         for _ in 0..ROUNDS {
-            times[0].push(run(&http_memory, &uri, PER_ROUND).await);
-            times[1].push(run(&http_cached, &uri, PER_ROUND).await);
-            times[2].push(run(&http_uncached, &uri, PER_ROUND).await);
-            times[3].push(run(&local_memory, &uri, PER_ROUND * 10).await / 10);
-            times[4].push(run(&local_cached, &uri, PER_ROUND * 10).await / 10);
-            times[5].push(run(&local_uncached, &uri, PER_ROUND * 10).await / 10);
+            let (a, b, c, d, e) = &over_http;
+            times[0].push(run(a, &uri, PER_ROUND).await);
+            times[1].push(run(b, &uri, PER_ROUND).await);
+            times[2].push(run(c, &uri, PER_ROUND).await);
+            times[3].push(run(d, &uri, PER_ROUND).await);
+            times[4].push(run(e, &uri, PER_ROUND).await);
+            let (a, b, c, d, e) = &in_process;
+            times[5].push(run(a, &uri, PER_ROUND * 10).await / 10);
+            times[6].push(run(b, &uri, PER_ROUND * 10).await / 10);
+            times[7].push(run(c, &uri, PER_ROUND * 10).await / 10);
+            times[8].push(run(d, &uri, PER_ROUND * 10).await / 10);
+            times[9].push(run(e, &uri, PER_ROUND * 10).await / 10);
         }
     });
     let median = |times: &mut Vec<Duration>| {
@@ -204,19 +257,16 @@ fn store(c: &mut Criterion) {
     let medians: Vec<Duration> = times.iter_mut().map(median).collect();
     println!("\ninterleaved, {ROUNDS} rounds, median per request (ratio to MemoryStore):");
     for (i, name) in ["http", "in_process"].iter().enumerate() {
-        let base = medians[i * 3];
-        for (j, store) in ["memory", "sqlite (read cache)", "sqlite (no cache)"]
-            .iter()
-            .enumerate()
-        {
-            let each = medians[i * 3 + j];
+        let base = medians[i * STORES.len()];
+        for (j, store) in STORES.iter().enumerate() {
+            let each = medians[i * STORES.len() + j];
             println!(
                 "  {name:>10} {store:<20} {each:>10.2?}  {:.2}x",
                 each.as_secs_f64() / base.as_secs_f64()
             );
         }
     }
-    drop((cached, uncached));
+    drop((sqlite, sqlite_uncached));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use tower_bearer::upstream::store::{Link, LinkKey, MemoryStore, Saved, TokenStore};
+use tower_bearer::upstream::store::{
+    FlowStore, Link, LinkKey, MemoryStore, PendingFlow, Saved, TokenStore,
+};
 
 #[cfg(feature = "redis")]
 #[allow(dead_code)]
@@ -234,10 +236,84 @@ async fn a_refresh_in_flight_loses_to_a_relink_and_an_unlink<St: TokenStore>(sto
     }
 }
 
+fn flow(user: &str, provider: &str, binding: &str) -> PendingFlow {
+    PendingFlow::new(
+        LinkKey::for_subject("https://login.example", user, provider),
+        format!("verifier-{binding}"),
+        binding.to_owned(),
+        Duration::from_secs(600),
+    )
+}
+
+/// A pending flow can be looked at without being used up, and is taken exactly once.
+async fn a_flow_is_peeked_then_taken_once<St: FlowStore>(store: St) {
+    let started = flow("alice", "acme", "b-1").with_return_to("/settings");
+    store.put_flow("state-1", started.clone(), 5).await.unwrap();
+    for _ in 0..2 {
+        // A callback that fails its checks (a wrong binding, another provider's path) peeks
+        // and leaves the flow for the real browser.
+        let peeked = store.peek_flow("state-1").await.unwrap().expect("kept");
+        assert_eq!(peeked.key(), started.key());
+        assert_eq!(peeked.verifier().expose_secret(), "verifier-b-1");
+        assert_eq!(peeked.binding().expose_secret(), "b-1");
+        assert_eq!(peeked.return_to(), Some("/settings"));
+    }
+    assert!(store.peek_flow("state-unknown").await.unwrap().is_none());
+    assert!(!store.take_flow("state-unknown").await.unwrap());
+    // Two callbacks race: exactly one takes it.
+    let (a, b) = tokio::join!(store.take_flow("state-1"), store.take_flow("state-1"));
+    assert!(a.unwrap() ^ b.unwrap(), "taken exactly once");
+    assert!(store.peek_flow("state-1").await.unwrap().is_none());
+    assert!(!store.take_flow("state-1").await.unwrap());
+}
+
+/// A user keeps at most `per_user` flows, the newest; other users' flows are untouched; an
+/// expired flow is neither shown nor taken.
+async fn flows_are_bounded_per_user_and_expire<St: FlowStore>(store: St) {
+    store
+        .put_flow("bob-1", flow("bob", "acme", "b"), 2)
+        .await
+        .unwrap();
+    for i in 1..=5 {
+        let provider = if i % 2 == 0 { "acme" } else { "other" };
+        store
+            .put_flow(&format!("alice-{i}"), flow("alice", provider, "a"), 2)
+            .await
+            .unwrap();
+    }
+    for i in 1..=3 {
+        let state = format!("alice-{i}");
+        assert!(
+            store.peek_flow(&state).await.unwrap().is_none(),
+            "{state} evicted"
+        );
+        assert!(!store.take_flow(&state).await.unwrap());
+    }
+    for state in ["alice-4", "alice-5", "bob-1"] {
+        assert!(
+            store.peek_flow(state).await.unwrap().is_some(),
+            "{state} kept"
+        );
+    }
+    // Taking one makes room: the next flow does not evict the other.
+    assert!(store.take_flow("alice-5").await.unwrap());
+    store
+        .put_flow("alice-6", flow("alice", "acme", "a"), 2)
+        .await
+        .unwrap();
+    assert!(store.peek_flow("alice-4").await.unwrap().is_some());
+    assert!(store.peek_flow("alice-6").await.unwrap().is_some());
+
+    let expired = flow("carol", "acme", "c").with_expires_at(SystemTime::now());
+    store.put_flow("carol-1", expired, 2).await.unwrap();
+    assert!(store.peek_flow("carol-1").await.unwrap().is_none());
+    assert!(!store.take_flow("carol-1").await.unwrap());
+}
+
 /// The whole suite, each part on a fresh store from `new`.
 async fn contract<St, F, Fut>(mut new: F)
 where
-    St: TokenStore,
+    St: TokenStore + FlowStore,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = St>,
 {
@@ -246,6 +322,8 @@ where
     lock_is_per_key(new().await).await;
     links_round_trip_and_versions_are_never_reused(new().await).await;
     list_returns_one_users_links(new().await).await;
+    a_flow_is_peeked_then_taken_once(new().await).await;
+    flows_are_bounded_per_user_and_expire(new().await).await;
 }
 
 #[tokio::test]

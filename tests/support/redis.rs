@@ -46,11 +46,6 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// The data directory (the append-only files are under it).
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
-    }
-
     /// Starts the server (again) on the same port and data.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");

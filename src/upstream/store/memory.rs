@@ -1,15 +1,16 @@
 //! [`MemoryStore`]: links in this process's memory.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     convert::Infallible,
     fmt,
     future::{Future, Ready, ready},
     sync::atomic::{AtomicU64, Ordering},
     sync::{Arc, Mutex, PoisonError},
+    time::SystemTime,
 };
 
-use super::{Link, LinkKey, Saved, TokenStore};
+use super::{FlowStore, Link, LinkKey, PendingFlow, Saved, TokenStore};
 
 /// The default [`TokenStore`]: links in this process's memory, locks per key. Nothing survives
 /// a restart: for that, see `SqliteStore` (feature `sqlite`).
@@ -42,6 +43,59 @@ use super::{Link, LinkKey, Saved, TokenStore};
 pub struct MemoryStore {
     links: Arc<Mutex<HashMap<LinkKey, Slot>>>,
     versions: Arc<AtomicU64>,
+    flows: Arc<Mutex<Flows>>,
+}
+
+/// Pending connect flows, by state, and each user's states, oldest first.
+#[derive(Default)]
+struct Flows {
+    by_state: HashMap<String, PendingFlow>,
+    by_user: HashMap<(Option<String>, String), VecDeque<String>>,
+}
+
+impl Flows {
+    fn user_of(flow: &PendingFlow) -> (Option<String>, String) {
+        let key = flow.key();
+        (key.issuer().map(str::to_owned), key.user().to_owned())
+    }
+
+    fn put(&mut self, state: &str, flow: PendingFlow, per_user: usize) {
+        let now = SystemTime::now();
+        let user = Self::user_of(&flow);
+        let mut evicted = Vec::new();
+        let states = self.by_user.entry(user).or_default();
+        states.push_back(state.to_owned());
+        while states.len() > per_user {
+            evicted.extend(states.pop_front());
+        }
+        for state in evicted {
+            self.by_state.remove(&state);
+        }
+        self.by_state.insert(state.to_owned(), flow);
+        // Expired flows go when the table has doubled since the last sweep: amortized O(1).
+        if self.by_state.len() >= 1024 && self.by_state.len().is_power_of_two() {
+            self.by_state.retain(|_, flow| flow.is_live(now));
+            let by_state = &self.by_state;
+            self.by_user.retain(|_, states| {
+                states.retain(|state| by_state.contains_key(state));
+                !states.is_empty()
+            });
+        }
+    }
+
+    fn take(&mut self, state: &str) -> bool {
+        let Some(flow) = self.by_state.remove(state) else {
+            return false;
+        };
+        let user = Self::user_of(&flow);
+        if let Some(states) = self.by_user.get_mut(&user) {
+            states.retain(|other| other != state);
+            if states.is_empty() {
+                self.by_user.remove(&user);
+            }
+        }
+        flow.is_live(SystemTime::now())
+    }
 }
 
 #[derive(Default)]
@@ -189,5 +243,37 @@ impl TokenStore for MemoryStore {
         user: &str,
     ) -> impl Future<Output = Result<Vec<(LinkKey, Link)>, Infallible>> + Send {
         ready(Ok(self.links_of(issuer, user)))
+    }
+}
+
+impl MemoryStore {
+    fn with_flows<T>(&self, f: impl FnOnce(&mut Flows) -> T) -> T {
+        f(&mut self.flows.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl FlowStore for MemoryStore {
+    type Error = Infallible;
+
+    fn put_flow(
+        &self,
+        state: &str,
+        flow: PendingFlow,
+        per_user: usize,
+    ) -> impl Future<Output = Result<(), Infallible>> + Send {
+        self.with_flows(|flows| flows.put(state, flow, per_user));
+        ready(Ok(()))
+    }
+
+    fn peek_flow(
+        &self,
+        state: &str,
+    ) -> impl Future<Output = Result<Option<PendingFlow>, Infallible>> + Send {
+        let flow = self.with_flows(|flows| flows.by_state.get(state).cloned());
+        ready(Ok(flow.filter(|flow| flow.is_live(SystemTime::now()))))
+    }
+
+    fn take_flow(&self, state: &str) -> impl Future<Output = Result<bool, Infallible>> + Send {
+        ready(Ok(self.with_flows(|flows| flows.take(state))))
     }
 }

@@ -62,6 +62,7 @@
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub mod crypto;
+mod flow;
 #[cfg(any(feature = "sqlite", feature = "redis"))]
 mod local;
 mod memory;
@@ -82,7 +83,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-pub use self::memory::{MemoryGuard, MemoryStore};
+pub use self::{
+    flow::{FlowStore, PendingFlow},
+    memory::{MemoryGuard, MemoryStore},
+};
 
 /// A token (access or refresh) whose [`Debug`](fmt::Debug) output is redacted.
 ///

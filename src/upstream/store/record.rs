@@ -31,7 +31,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Link, LinkKey, TokenSecret,
+    Link, LinkKey, PendingFlow, TokenSecret,
     crypto::{CryptoError, Keyring},
 };
 
@@ -102,17 +102,8 @@ fn time(millis: Option<u64>) -> Option<SystemTime> {
 
 /// `link`, the link at `key`, as a record: its tokens sealed under `keyring`'s current key.
 pub fn encode(key: &LinkKey, link: &Link, keyring: &Keyring) -> Result<String, RecordError> {
-    let seal = |token: &TokenSecret, field: &str| {
-        let (kid, sealed) = keyring.seal(
-            token.expose_secret().as_bytes(),
-            &associated_data(key, field),
-        )?;
-        let text = match kid {
-            Some(_) => URL_SAFE_NO_PAD.encode(sealed),
-            None => String::from_utf8(sealed).map_err(|_| RecordError::Malformed)?,
-        };
-        Ok::<_, RecordError>(text)
-    };
+    let seal =
+        |token: &TokenSecret, field: &str| seal_text(keyring, token, &associated_data(key, field));
     let record = RecordV1 {
         v: FORMAT_VERSION,
         kid: keyring.current_key_id().map(str::to_owned),
@@ -142,17 +133,8 @@ pub fn decode(
     }
     let record: RecordV1 = serde_json::from_slice(record).map_err(|_| RecordError::Malformed)?;
     let kid = record.kid.as_deref();
-    let open = |text: &str, field: &str| {
-        let sealed = match kid {
-            Some(_) => URL_SAFE_NO_PAD
-                .decode(text)
-                .map_err(|_| RecordError::Malformed)?,
-            None => text.as_bytes().to_vec(),
-        };
-        let plain = keyring.open(kid, &sealed, &associated_data(key, field))?;
-        let token = String::from_utf8(plain).map_err(|_| RecordError::Malformed)?;
-        Ok::<_, RecordError>(TokenSecret::new(token))
-    };
+    let open =
+        |text: &str, field: &str| open_text(keyring, kid, text, &associated_data(key, field));
     let mut link = Link::new(open(&record.at, "at")?)
         .with_scopes(record.scopes)
         .with_needs_reauthorization(record.reauth);
@@ -168,9 +150,157 @@ pub fn decode(
     Ok((link, record.kid))
 }
 
+/// A [`PendingFlow`] as a record: the same format rules as a link's (`v`, `kid`, unknown
+/// fields ignored), its verifier and binding sealed, bound to the flow's `state`.
+///
+/// ```json
+/// {"v":1,"kid":"k1","iss":"https://login.example","sub":"alice","provider":"acme",
+///  "verifier":"<sealed>","binding":"<sealed>","return_to":"/settings","exp":1767225600000}
+/// ```
+#[derive(Serialize, Deserialize)]
+struct FlowV1 {
+    v: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    iss: String,
+    sub: String,
+    provider: String,
+    verifier: String,
+    binding: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    return_to: Option<String>,
+    exp: u64,
+}
+
+/// The associated data of one secret field of the flow under `state`.
+fn flow_associated_data(state: &str, field: &str) -> Vec<u8> {
+    let mut aad = b"tower-bearer/flow/1".to_vec();
+    for part in [state, field] {
+        aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        aad.extend_from_slice(part.as_bytes());
+    }
+    aad
+}
+
+/// Seals `secret` for `aad`: base64url when sealed, as it is on a plaintext keyring.
+fn seal_text(keyring: &Keyring, secret: &TokenSecret, aad: &[u8]) -> Result<String, RecordError> {
+    let (kid, sealed) = keyring.seal(secret.expose_secret().as_bytes(), aad)?;
+    match kid {
+        Some(_) => Ok(URL_SAFE_NO_PAD.encode(sealed)),
+        None => String::from_utf8(sealed).map_err(|_| RecordError::Malformed),
+    }
+}
+
+/// Opens what [`seal_text`] sealed under the key `kid`.
+fn open_text(
+    keyring: &Keyring,
+    kid: Option<&str>,
+    text: &str,
+    aad: &[u8],
+) -> Result<TokenSecret, RecordError> {
+    let sealed = match kid {
+        Some(_) => URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| RecordError::Malformed)?,
+        None => text.as_bytes().to_vec(),
+    };
+    let plain = keyring.open(kid, &sealed, aad)?;
+    let secret = String::from_utf8(plain).map_err(|_| RecordError::Malformed)?;
+    Ok(TokenSecret::new(secret))
+}
+
+/// The pending `flow` under `state` as a record, its secrets sealed under `keyring`'s current
+/// key.
+pub fn encode_flow(
+    state: &str,
+    flow: &PendingFlow,
+    keyring: &Keyring,
+) -> Result<String, RecordError> {
+    let key = flow.key();
+    let record = FlowV1 {
+        v: FORMAT_VERSION,
+        kid: keyring.current_key_id().map(str::to_owned),
+        iss: key.issuer().unwrap_or_default().to_owned(),
+        sub: key.user().to_owned(),
+        provider: key.provider().to_owned(),
+        verifier: seal_text(
+            keyring,
+            flow.verifier(),
+            &flow_associated_data(state, "verifier"),
+        )?,
+        binding: seal_text(
+            keyring,
+            flow.binding(),
+            &flow_associated_data(state, "binding"),
+        )?,
+        return_to: flow.return_to().map(str::to_owned),
+        exp: millis(Some(flow.expires_at())).unwrap_or_default(),
+    };
+    serde_json::to_string(&record).map_err(|_| RecordError::Malformed)
+}
+
+/// The pending flow under `state` from its record.
+pub fn decode_flow(
+    state: &str,
+    record: &[u8],
+    keyring: &Keyring,
+) -> Result<PendingFlow, RecordError> {
+    let peek: Peek = serde_json::from_slice(record).map_err(|_| RecordError::Malformed)?;
+    if peek.v != u64::from(FORMAT_VERSION) {
+        return Err(RecordError::UnsupportedVersion(peek.v));
+    }
+    let record: FlowV1 = serde_json::from_slice(record).map_err(|_| RecordError::Malformed)?;
+    let kid = record.kid.as_deref();
+    let verifier = open_text(
+        keyring,
+        kid,
+        &record.verifier,
+        &flow_associated_data(state, "verifier"),
+    )?;
+    let binding = open_text(
+        keyring,
+        kid,
+        &record.binding,
+        &flow_associated_data(state, "binding"),
+    )?;
+    let key = LinkKey::for_subject(record.iss, record.sub, record.provider);
+    let mut flow = PendingFlow::new(key, verifier, binding, Duration::ZERO)
+        .with_expires_at(time(Some(record.exp)).unwrap_or(UNIX_EPOCH));
+    if let Some(return_to) = record.return_to {
+        flow = flow.with_return_to(return_to);
+    }
+    Ok(flow)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flow_round_trips_sealed_and_opens_only_under_its_state() {
+        let keyring = Keyring::new("k1", [3; 32]);
+        let flow = PendingFlow::new(
+            key(),
+            "verifier-secret",
+            "binding-secret",
+            Duration::from_secs(600),
+        )
+        .with_return_to("/settings");
+        let record = encode_flow("state-1", &flow, &keyring).unwrap();
+        assert!(!record.contains("secret"), "{record}");
+        let back = decode_flow("state-1", record.as_bytes(), &keyring).unwrap();
+        assert_eq!(back.key(), flow.key());
+        assert_eq!(back.verifier().expose_secret(), "verifier-secret");
+        assert_eq!(back.binding().expose_secret(), "binding-secret");
+        assert_eq!(back.return_to(), Some("/settings"));
+        let to_ms = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap().as_millis();
+        assert_eq!(to_ms(back.expires_at()), to_ms(flow.expires_at()));
+        assert!(matches!(
+            decode_flow("state-2", record.as_bytes(), &keyring),
+            Err(RecordError::Crypto(_))
+        ));
+    }
 
     fn key() -> LinkKey {
         LinkKey::for_subject("https://idp.example", "alice", "acme")

@@ -66,7 +66,7 @@ use redis::{
 use tokio::sync::Notify;
 
 use super::{
-    Link, LinkKey, Saved, TokenStore,
+    FlowStore, Link, LinkKey, PendingFlow, Saved, TokenStore,
     crypto::Keyring,
     local::{KeyLockGuard, KeyLocks, ReadCache, lock},
     record::{self, RecordError},
@@ -124,6 +124,31 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
+";
+
+/// Keeps a pending flow (a hash: its record and its user's set) for its lifetime, and trims
+/// the user's flows to the newest `per_user`.
+const PUT_FLOW: &str = r"
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'r', ARGV[1], 'u', KEYS[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now[1] * 1000000 + now[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
+if excess > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[2], excess)
+  for i = 1, #oldest, 2 do redis.call('DEL', ARGV[5] .. oldest[i]) end
+end
+return 1
+";
+
+/// Takes a pending flow: 1 for exactly one caller.
+const TAKE_FLOW: &str = r"
+local user_flows = redis.call('HGET', KEYS[1], 'u')
+if not user_flows then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', user_flows, ARGV[1])
+return 1
 ";
 
 const RENEW: &str = r"
@@ -241,6 +266,8 @@ impl RedisStoreBuilder {
                 remove: Script::new(REMOVE),
                 unlock: Script::new(UNLOCK),
                 renew: Script::new(RENEW),
+                put_flow: Script::new(PUT_FLOW),
+                take_flow: Script::new(TAKE_FLOW),
             },
         });
         tokio::spawn(listen(client, Arc::downgrade(&inner)));
@@ -263,6 +290,8 @@ struct Scripts {
     remove: Script,
     unlock: Script,
     renew: Script,
+    put_flow: Script,
+    take_flow: Script,
 }
 
 struct Inner {
@@ -321,6 +350,11 @@ impl Inner {
             event: serde_json::json!([key.issuer().unwrap_or(""), key.user(), key.provider()])
                 .to_string(),
         }
+    }
+
+    /// The prefix of every pending flow's key; the flow's is this and its escaped state.
+    fn flow_prefix(&self) -> String {
+        format!("{}:flow:", self.prefix)
     }
 
     fn decode(&self, key: &LinkKey, version: u64, text: &str) -> Result<Link, RedisStoreError> {
@@ -766,6 +800,77 @@ impl TokenStore for RedisStore {
             if let Some(held) = held {
                 held.release().await;
             }
+        }
+    }
+}
+
+impl FlowStore for RedisStore {
+    type Error = RedisStoreError;
+
+    fn put_flow(
+        &self,
+        state: &str,
+        flow: PendingFlow,
+        per_user: usize,
+    ) -> impl Future<Output = Result<(), RedisStoreError>> + Send {
+        let (inner, state) = (self.inner.clone(), state.to_owned());
+        async move {
+            let lifetime = flow.remaining(std::time::SystemTime::now());
+            let lifetime_ms = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
+            if lifetime_ms == 0 {
+                // Expired already: nothing to keep (and Redis refuses an expiry of 0).
+                return Ok(());
+            }
+            let record = record::encode_flow(&state, &flow, &inner.keyring)?;
+            let member = escape(&state);
+            let flow_key = format!("{}{member}", inner.flow_prefix());
+            let key = flow.key();
+            let user_flows = format!("{}:flows", inner.user_tag(key.issuer(), key.user()));
+            let _: i64 = inner
+                .scripts
+                .put_flow
+                .key(&flow_key)
+                .key(&user_flows)
+                .arg(record)
+                .arg(lifetime_ms)
+                .arg(per_user)
+                .arg(&member)
+                .arg(inner.flow_prefix())
+                .invoke_async(&mut inner.connection.clone())
+                .await?;
+            Ok(())
+        }
+    }
+
+    fn peek_flow(
+        &self,
+        state: &str,
+    ) -> impl Future<Output = Result<Option<PendingFlow>, RedisStoreError>> + Send {
+        let (inner, state) = (self.inner.clone(), state.to_owned());
+        async move {
+            let flow_key = format!("{}{}", inner.flow_prefix(), escape(&state));
+            let record: Option<String> = inner.connection.clone().hget(&flow_key, "r").await?;
+            let Some(record) = record else {
+                return Ok(None);
+            };
+            let flow = record::decode_flow(&state, record.as_bytes(), &inner.keyring)?;
+            Ok(flow.is_live(std::time::SystemTime::now()).then_some(flow))
+        }
+    }
+
+    fn take_flow(&self, state: &str) -> impl Future<Output = Result<bool, RedisStoreError>> + Send {
+        let (inner, state) = (self.inner.clone(), state.to_owned());
+        async move {
+            let member = escape(&state);
+            let flow_key = format!("{}{member}", inner.flow_prefix());
+            let taken: i64 = inner
+                .scripts
+                .take_flow
+                .key(&flow_key)
+                .arg(&member)
+                .invoke_async(&mut inner.connection.clone())
+                .await?;
+            Ok(taken == 1)
         }
     }
 }

@@ -43,16 +43,17 @@ use std::{
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Link, LinkKey, Saved, TokenStore,
+    FlowStore, Link, LinkKey, PendingFlow, Saved, TokenStore,
     crypto::Keyring,
     local::{KeyLockGuard, KeyLocks, ReadCache, lock},
     record::{self, RecordError},
 };
 
 /// The schema this release writes; migrations run in order up to it.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
-const MIGRATIONS: [&str; 1] = [r"
+const MIGRATIONS: [&str; 2] = [
+    r"
     CREATE TABLE links (
         issuer     TEXT    NOT NULL, -- '' when the key has none
         user       TEXT    NOT NULL,
@@ -64,7 +65,22 @@ const MIGRATIONS: [&str; 1] = [r"
     ) WITHOUT ROWID;
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO counters (name, value) VALUES ('link_version', 0);
-"];
+",
+    // Pending connect flows (`FlowStore`).
+    r"
+    CREATE TABLE flows (
+        state      TEXT    PRIMARY KEY,
+        issuer     TEXT    NOT NULL, -- '' when the key has none
+        user       TEXT    NOT NULL,
+        seq        INTEGER NOT NULL, -- the order flows were started in
+        expires_ms INTEGER NOT NULL,
+        record     TEXT    NOT NULL  -- the flow's record, its secrets sealed
+    ) WITHOUT ROWID;
+    CREATE INDEX flows_by_user ON flows (issuer, user, seq);
+    CREATE INDEX flows_by_expiry ON flows (expires_ms);
+    INSERT INTO counters (name, value) VALUES ('flow_seq', 0);
+",
+];
 
 /// How long a link read from the file is answered from memory, unless configured.
 pub const DEFAULT_READ_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -211,11 +227,13 @@ fn migrate(connection: &mut Connection) -> Result<(), SqliteError> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
+    millis_since_epoch(SystemTime::now())
+}
+
+fn millis_since_epoch(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    })
 }
 
 fn version_of(stored: i64) -> u64 {
@@ -402,6 +420,73 @@ impl TokenStore for SqliteStore {
                     Ok((key, link.with_version(version_of(version))))
                 })
                 .collect()
+        })
+    }
+}
+
+impl FlowStore for SqliteStore {
+    type Error = SqliteError;
+
+    fn put_flow(
+        &self,
+        state: &str,
+        flow: PendingFlow,
+        per_user: usize,
+    ) -> impl Future<Output = Result<(), SqliteError>> + Send {
+        let state = state.to_owned();
+        self.blocking(move |inner, connection| {
+            let record = record::encode_flow(&state, &flow, &inner.keyring)?;
+            let key = flow.key();
+            let expires_ms = millis_since_epoch(flow.expires_at());
+            let tx =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM flows WHERE expires_ms <= ?1", [now_ms()])?;
+            let seq: i64 = tx.query_row(
+                "UPDATE counters SET value = value + 1 WHERE name = 'flow_seq' RETURNING value",
+                [],
+                |row| row.get(0),
+            )?;
+            let (issuer, user) = (key.issuer().unwrap_or(""), key.user());
+            tx.execute(
+                "INSERT OR REPLACE INTO flows (state, issuer, user, seq, expires_ms, record) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![state, issuer, user, seq, expires_ms, record],
+            )?;
+            // The user's oldest flows beyond `per_user` go.
+            tx.execute(
+                "DELETE FROM flows WHERE state IN (SELECT state FROM flows \
+                 WHERE issuer = ?1 AND user = ?2 ORDER BY seq DESC LIMIT -1 OFFSET ?3)",
+                params![issuer, user, i64::try_from(per_user).unwrap_or(i64::MAX)],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn peek_flow(
+        &self,
+        state: &str,
+    ) -> impl Future<Output = Result<Option<PendingFlow>, SqliteError>> + Send {
+        let state = state.to_owned();
+        self.blocking(move |inner, connection| {
+            let record: Option<String> = connection
+                .prepare_cached("SELECT record FROM flows WHERE state = ?1 AND expires_ms > ?2")?
+                .query_row(params![state, now_ms()], |row| row.get(0))
+                .optional()?;
+            record
+                .map(|record| record::decode_flow(&state, record.as_bytes(), &inner.keyring))
+                .transpose()
+                .map_err(SqliteError::from)
+        })
+    }
+
+    fn take_flow(&self, state: &str) -> impl Future<Output = Result<bool, SqliteError>> + Send {
+        let state = state.to_owned();
+        self.blocking(move |_, connection| {
+            let taken = connection
+                .prepare_cached("DELETE FROM flows WHERE state = ?1 AND expires_ms > ?2")?
+                .execute(params![state, now_ms()])?;
+            Ok(taken == 1)
         })
     }
 }
