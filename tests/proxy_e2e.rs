@@ -228,11 +228,10 @@ impl World {
         self.api_calls.lock().unwrap().len()
     }
 
-    /// The connect flow as a browser runs it: start at the proxy with alice's token, sign in and
-    /// consent at the authorization server as `login`, come back to the callback. Returns the
-    /// callback's response; with `keep_binding` false, the callback comes without the cookie the
-    /// proxy set when the flow started, as if from another browser.
-    async fn connect(&self, login: &str, return_to: &str, keep_binding: bool) -> Reply {
+    /// The connect flow as a browser runs it, up to the callback: start at the proxy with
+    /// alice's token, sign in and consent at the authorization server as `login`. Returns the
+    /// browser (with the binding cookie the proxy set) and the callback URL it is sent to.
+    async fn begin_connect(&self, login: &str, return_to: &str) -> (Browser, String) {
         let mut browser = Browser::default();
         let start = format!(
             "{}/connect/acme?return_to={}",
@@ -257,6 +256,14 @@ impl World {
         )
         .await;
         assert!(callback.starts_with(&format!("{}/connect/acme/callback?", self.proxy)));
+        (browser, callback)
+    }
+
+    /// The whole connect flow; returns the callback's response. With `keep_binding` false, the
+    /// callback comes without the cookie the proxy set when the flow started, as if from
+    /// another browser.
+    async fn connect(&self, login: &str, return_to: &str, keep_binding: bool) -> Reply {
+        let (mut browser, callback) = self.begin_connect(login, return_to).await;
         if !keep_binding {
             browser.cookies.remove("tb_connect");
         }
@@ -513,6 +520,25 @@ async fn link_call_refresh_revoke_relink() {
     let unbound = world.connect("mallory", "/", false).await;
     assert_eq!(unbound.status, StatusCode::BAD_REQUEST, "{unbound:?}");
     assert_eq!(world.link().access_token(), &linked);
+    // A stray callback (without the binding, or on another provider's path) does not burn
+    // the flow: the real browser's callback still finishes it — once.
+    let (mut browser, callback) = world.begin_connect("alice-at-acme", "/done").await;
+    let stray = h::get(&world.client, &callback, &[]).await;
+    assert_eq!(stray.status, StatusCode::BAD_REQUEST, "{stray:?}");
+    let elsewhere = callback.replace("/connect/acme/", "/connect/other/");
+    let elsewhere = browser
+        .go(&world.client, Method::GET, &elsewhere, None, None)
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::BAD_REQUEST, "{elsewhere:?}");
+    let finished = browser
+        .go(&world.client, Method::GET, &callback, None, None)
+        .await;
+    assert_eq!(finished.status, StatusCode::SEE_OTHER, "{finished:?}");
+    assert_eq!(finished.location(), Some("/done"));
+    let replayed = browser
+        .go(&world.client, Method::GET, &callback, None, None)
+        .await;
+    assert_eq!(replayed.status, StatusCode::BAD_REQUEST, "single use");
     assert_eq!(
         world.call("/api/acme/me").await.json()["sub"],
         "alice-at-acme",

@@ -544,19 +544,18 @@ mod redis {
             let redis = RedisServer::start();
             let idp = Idp::start().await.unwrap();
             let ports = [free_port(), free_port()];
-            let provider = Provider::start(format!(
-                "http://127.0.0.1:{}/connect/{PROVIDER}/callback",
-                ports[0]
-            ))
-            .await
-            .unwrap();
+            // Behind one public address (as behind a load balancer): replica 0's.
+            let public_url = format!("http://127.0.0.1:{}", ports[0]);
+            let provider = Provider::start(format!("{public_url}/connect/{PROVIDER}/callback"))
+                .await
+                .unwrap();
             provider.set_token_delay(Duration::from_millis(300));
             let settings = provider.settings();
             let configs = ports.map(|port| {
                 let config = format!(
                     r#"
 listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
+public_url = "{public_url}"
 realm = "test"
 proxy_name = "proxy"
 
@@ -705,6 +704,33 @@ vendor_rules = ["power-bi"]
         replicas.link("alice", app::demo::provider::ACCOUNT).await;
         for replica in 0..2 {
             assert_eq!(replicas.call(replica, "alice").await.status, StatusCode::OK);
+        }
+
+        // A connect flow started on one replica finishes on the other.
+        let token = replicas.idp.token("dave", "openid api", AUDIENCE);
+        let start = format!("http://127.0.0.1:{}/connect/{PROVIDER}", replicas.ports[0]);
+        let started = h::get_bearer(&replicas.client, &start, &token).await;
+        assert_eq!(started.status, StatusCode::SEE_OTHER);
+        let binding = started
+            .header("set-cookie")
+            .and_then(|cookie| cookie.split(';').next())
+            .unwrap()
+            .to_owned();
+        let authorized = h::get(&replicas.client, started.location().unwrap(), &[]).await;
+        assert_eq!(authorized.status, StatusCode::SEE_OTHER);
+        let callback = authorized.location().unwrap().replace(
+            &format!(":{}/", replicas.ports[0]),
+            &format!(":{}/", replicas.ports[1]),
+        );
+        assert!(
+            callback.contains(&format!(":{}/connect/", replicas.ports[1])),
+            "{callback}"
+        );
+        let finished = h::get(&replicas.client, &callback, &[("cookie", &binding)]).await;
+        assert_eq!(finished.status, StatusCode::OK, "{finished:?}");
+        assert_eq!(finished.json()["connected"], PROVIDER);
+        for replica in 0..2 {
+            assert_eq!(replicas.call(replica, "dave").await.status, StatusCode::OK);
         }
 
         // 400 concurrent calls with an expired upstream token, split across both replicas:

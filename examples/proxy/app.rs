@@ -11,7 +11,6 @@ pub mod config;
 pub mod connect;
 pub mod demo;
 mod exchange;
-mod flows;
 mod forward;
 mod http_client;
 mod pkce;

@@ -3,13 +3,18 @@
 //! `Link` and `303` point (row U4).
 //!
 //! 1. `GET /connect/{provider}?return_to=/path` with the caller's bearer token: the proxy keeps
-//!    a flow under a fresh `state` (the user, a PKCE verifier, a browser binding) and answers
-//!    `303` to the provider's authorization endpoint, setting the binding as a cookie.
+//!    a flow under a fresh `state` (the user, a PKCE verifier, a browser binding) in the token
+//!    store — so that any replica sharing it can finish the flow — and answers `303` to the
+//!    provider's authorization endpoint, setting the binding as a cookie.
 //! 2. The user signs in and consents at the provider, which redirects to
 //!    `GET /connect/{provider}/callback?code=…&state=…`.
-//! 3. The callback takes the flow (once), checks the cookie, exchanges the code with the PKCE
-//!    verifier, stores the tokens for that user, and sends the browser to `return_to` — which
-//!    must be a path on this proxy, so the flow cannot be used as an open redirect.
+//! 3. The callback looks at the flow, checks the cookie and the provider, and only then takes it
+//!    (once: a stray or forged callback does not burn the flow the real browser needs),
+//!    exchanges the code with the PKCE verifier, stores the tokens for that user, and sends the
+//!    browser to `return_to` — which must be a path on this proxy, so the flow cannot be used
+//!    as an open redirect.
+
+use std::time::Duration;
 
 use axum::{
     Json,
@@ -21,13 +26,12 @@ use http::{HeaderMap, HeaderValue, StatusCode, header, uri::PathAndQuery};
 use serde::Deserialize;
 use tower_bearer::{
     axum::Authenticated,
-    upstream::store::{LinkKey, TokenStore},
+    upstream::store::{FlowStore, LinkKey, PendingFlow, TokenStore},
     validate::StandardClaims,
 };
 
 use super::{
     exchange::{encode, exchange},
-    flows::{FLOW_LIFETIME, Pending},
     pkce,
     providers::Provider,
     random,
@@ -37,6 +41,13 @@ use super::{
 
 /// The cookie binding a flow to the browser that started it.
 const BINDING_COOKIE: &str = "tb_connect";
+
+/// How long a user has to finish a connect flow.
+const FLOW_LIFETIME: Duration = Duration::from_secs(600);
+
+/// How many connect flows one user may have in progress; starting another drops the oldest, so
+/// a user starting flows in a loop cannot crowd out anyone else's.
+const FLOWS_PER_USER: usize = 10;
 
 /// The query of the first step.
 #[derive(Deserialize)]
@@ -71,18 +82,18 @@ pub async fn start(
     let verifier = pkce::verifier();
     let binding = random::url_safe::<32>();
     let location = authorization_url(&provider, &state, &pkce::challenge(&verifier));
-    let flow = Pending::new(
-        user,
-        provider.name.to_string(),
+    let mut flow = PendingFlow::new(
+        LinkKey::new(user, provider.name.clone()),
         verifier,
         binding.clone(),
-        return_to,
+        FLOW_LIFETIME,
     );
-    if app.flows.insert(state, flow).is_err() {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many connect flows in progress",
-        );
+    if let Some(return_to) = return_to {
+        flow = flow.with_return_to(return_to);
+    }
+    if let Err(error) = app.store.put_flow(&state, flow, FLOWS_PER_USER).await {
+        tracing::error!(provider = &*provider.name, %error, "could not keep the connect flow");
+        return store_unavailable("The connect flow could not be started; try again later");
     }
     tracing::info!(provider = &*provider.name, "connect flow started");
     let secure = if app.settings.public_url.starts_with("https:") {
@@ -113,15 +124,24 @@ pub async fn callback(
     Query(query): Query<CallbackQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let flow = query
-        .state
-        .as_deref()
-        .and_then(|state| app.flows.take(state))
-        .filter(|flow| flow.provider == provider);
-    let (Some(flow), Some(provider)) = (flow, app.providers.get(&provider).cloned()) else {
-        return problem(StatusCode::BAD_REQUEST, "Unknown or expired connect flow");
+    let unknown = || problem(StatusCode::BAD_REQUEST, "Unknown or expired connect flow");
+    let Some(state) = query.state.as_deref() else {
+        return unknown();
     };
-    if !cookie(&headers, BINDING_COOKIE).is_some_and(|value| same(value, &flow.binding)) {
+    let flow = match app.store.peek_flow(state).await {
+        Ok(flow) => flow.filter(|flow| flow.key().provider() == provider),
+        Err(error) => {
+            tracing::error!(%error, "could not read the connect flow");
+            return store_unavailable("The connect flow could not be read; try again later");
+        }
+    };
+    let (Some(flow), Some(provider)) = (flow, app.providers.get(&provider).cloned()) else {
+        return unknown();
+    };
+    // Checked before the flow is taken: a callback from another browser leaves it in place.
+    if !cookie(&headers, BINDING_COOKIE)
+        .is_some_and(|value| same(value, flow.binding().expose_secret()))
+    {
         tracing::warn!(
             provider = &*provider.name,
             "connect callback from another browser than the one that started the flow"
@@ -130,6 +150,15 @@ pub async fn callback(
             StatusCode::BAD_REQUEST,
             "This connect flow was started in another browser",
         );
+    }
+    match app.store.take_flow(state).await {
+        Ok(true) => {}
+        // Another callback for the same flow took it first.
+        Ok(false) => return unknown(),
+        Err(error) => {
+            tracing::error!(%error, "could not take the connect flow");
+            return store_unavailable("The connect flow could not be read; try again later");
+        }
     }
     if query.error.is_some() {
         tracing::info!(provider = &*provider.name, "the user did not grant access");
@@ -142,7 +171,8 @@ pub async fn callback(
         return problem(StatusCode::BAD_REQUEST, "The provider sent no code");
     };
     let timeout = app.settings.limits.upstream_timeout;
-    let link = match exchange(&app.token_client, &provider, &code, &flow.verifier, timeout).await {
+    let verifier = flow.verifier().expose_secret();
+    let link = match exchange(&app.token_client, &provider, &code, verifier, timeout).await {
         Ok(link) => link,
         Err(error) => {
             tracing::warn!(provider = &*provider.name, %error, "code exchange failed");
@@ -154,25 +184,17 @@ pub async fn callback(
     };
     // A new link replaces the old one whole, clearing any re-authorization mark, under a new
     // version: a refresh of the old link still in flight does not write over it.
-    let key = LinkKey::new(flow.user, provider.name.clone());
-    if let Err(error) = app.store.insert(&key, link).await {
+    if let Err(error) = app.store.insert(flow.key(), link).await {
         tracing::error!(provider = &*provider.name, %error, "could not store the new link");
-        let mut response = problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The link could not be stored; connect again later",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
+        return store_unavailable("The link could not be stored; connect again later");
     }
     tracing::info!(provider = &*provider.name, "connected");
     let clear = format!(
         "{BINDING_COOKIE}=; Path=/connect/{}/callback; Max-Age=0; HttpOnly; SameSite=Lax",
         provider.name
     );
-    match flow.return_to {
-        Some(path) => redirect(&path, Some(&clear)),
+    match flow.return_to() {
+        Some(path) => redirect(path, Some(&clear)),
         None => {
             let mut response =
                 Json(serde_json::json!({ "connected": &*provider.name })).into_response();
@@ -182,6 +204,15 @@ pub async fn callback(
             response
         }
     }
+}
+
+/// `503` with `Retry-After`: the store is down, the caller may try again shortly.
+fn store_unavailable(title: &'static str) -> Response {
+    let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, title);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 /// The authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2.1).

@@ -25,9 +25,7 @@ use tower_bearer::{
 
 use super::{
     config::Settings,
-    connect,
-    flows::Flows,
-    forward, http_client,
+    connect, forward, http_client,
     providers::{self, ApiClient, Providers, TokenClient},
     request_id,
     store::LinkStore,
@@ -43,8 +41,6 @@ pub struct Shared {
     pub settings: Settings,
     /// The providers and their outbound stacks.
     pub providers: Providers,
-    /// Connect flows in progress.
-    pub flows: Flows,
     /// The users' links, in memory or in an SQLite file (`[store]`). Either way one replica
     /// only — a store shared by replicas must lock refreshes across them (see `TokenStore`).
     pub store: LinkStore,
@@ -90,7 +86,6 @@ pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Ro
     let app = App(Arc::new(Shared {
         settings,
         providers,
-        flows: Flows::default(),
         store,
         token_client,
     }));

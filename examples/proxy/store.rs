@@ -17,7 +17,9 @@ use tower_bearer::upstream::store::redis::{RedisGuard, RedisStore, RedisStoreErr
 use tower_bearer::upstream::store::sqlite::{SqliteError, SqliteGuard, SqliteStore};
 use tower_bearer::{
     BoxError,
-    upstream::store::{Link, LinkKey, MemoryGuard, MemoryStore, Saved, TokenStore},
+    upstream::store::{
+        FlowStore, Link, LinkKey, MemoryGuard, MemoryStore, PendingFlow, Saved, TokenStore,
+    },
 };
 
 use super::config::{RedisUrl, StoreKey, StoreSettings};
@@ -275,5 +277,32 @@ impl TokenStore for LinkStore {
                 (_, guard) => drop(guard),
             }
         }
+    }
+}
+
+impl FlowStore for LinkStore {
+    type Error = StoreError;
+
+    fn put_flow(
+        &self,
+        state: &str,
+        flow: PendingFlow,
+        per_user: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let (store, state) = (self.clone(), state.to_owned());
+        async move { each_store!(&store, s => s.put_flow(&state, flow, per_user)) }
+    }
+
+    fn peek_flow(
+        &self,
+        state: &str,
+    ) -> impl Future<Output = Result<Option<PendingFlow>, StoreError>> + Send {
+        let (store, state) = (self.clone(), state.to_owned());
+        async move { each_store!(&store, s => s.peek_flow(&state)) }
+    }
+
+    fn take_flow(&self, state: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let (store, state) = (self.clone(), state.to_owned());
+        async move { each_store!(&store, s => s.take_flow(&state)) }
     }
 }

@@ -165,6 +165,7 @@ impl Provider {
     }
 
     /// Makes the token endpoint take `delay` before it looks at each request.
+    #[allow(dead_code)] // for the tests (tests/store_proxy.rs), not the demo
     pub fn set_token_delay(&self, delay: Duration) {
         *self
             .shared
@@ -174,6 +175,7 @@ impl Provider {
     }
 
     /// What the token endpoint saw so far.
+    #[allow(dead_code)] // for the tests (tests/store_proxy.rs), not the demo
     pub fn refresh_stats(&self) -> RefreshStats {
         self.shared.tokens().stats
     }
