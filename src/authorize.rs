@@ -307,11 +307,14 @@ where
                     future: self.inner.call(request),
                 },
             },
-            Err(failure) => ResponseFuture {
-                kind: Kind::Refused {
-                    response: Some(pending_response(failure)),
-                },
-            },
+            Err(failure) => {
+                failure.trace_refusal(&request);
+                ResponseFuture {
+                    kind: Kind::Refused {
+                        response: Some(pending_response(failure)),
+                    },
+                }
+            }
         }
     }
 }

@@ -6,6 +6,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use http::Request;
+
 /// Why the caller's bearer credentials were refused.
 ///
 /// `Display` never includes the token, nor anything taken from it.
@@ -46,6 +48,37 @@ pub enum AuthError {
     },
 }
 
+impl AuthError {
+    /// A short, stable label for why the credentials were refused, for logs and metrics:
+    /// `missing`, `malformed`, `expired`, `signature`, `issuer`, `audience`, `typ`,
+    /// `unknown_kid`, `scope`, … (the variants' own [`InvalidRequest::reason`] and
+    /// [`TokenRejection::reason`] included). Nothing in it comes from the request.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missing",
+            Self::InvalidRequest(invalid) => invalid.reason(),
+            Self::InvalidToken(rejection) => rejection.reason(),
+            Self::InsufficientScope { .. } => "scope",
+            Self::StepUpRequired { .. } => "step_up",
+            Self::Hidden => "hidden",
+            Self::ValidationUnavailable { .. } => "unavailable",
+        }
+    }
+
+    /// Tells the operator why `request` was refused: a `debug` event with the
+    /// [`reason`](Self::reason), the method and the path. Never the token, nor the query string,
+    /// which may carry one (RFC 6750 §2.3); the response says only what the disclosure level
+    /// allows.
+    pub(crate) fn trace_refusal<B>(&self, request: &Request<B>) {
+        tracing::debug!(
+            reason = self.reason(),
+            method = %request.method(),
+            path = request.uri().path(),
+            "bearer credentials refused"
+        );
+    }
+}
+
 /// Why a request was refused as malformed (row I2, RFC 6750 `invalid_request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -65,6 +98,20 @@ pub enum InvalidRequest {
     /// A form body that may carry the token failed while it was read.
     #[error("the request body could not be read")]
     UnreadableBody,
+}
+
+impl InvalidRequest {
+    /// A short, stable label for logs and metrics: `multiple_methods`, `repeated_header`,
+    /// `repeated_parameter`, `empty_token` or `unreadable_body`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MultipleMethods => "multiple_methods",
+            Self::RepeatedHeader => "repeated_header",
+            Self::RepeatedParameter => "repeated_parameter",
+            Self::EmptyToken => "empty_token",
+            Self::UnreadableBody => "unreadable_body",
+        }
+    }
 }
 
 /// Why a present token was refused (rows I3 and I4, RFC 6750 `invalid_token`).
@@ -110,6 +157,26 @@ pub enum TokenRejection {
 }
 
 impl TokenRejection {
+    /// A short, stable label for logs and metrics: `malformed`, `too_long`, `expired`,
+    /// `not_yet_valid`, `signature`, `algorithm`, `unknown_kid`, `issuer`, `audience`, `typ`,
+    /// `missing_claim` or `inactive`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::TooLong => "too_long",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::BadSignature => "signature",
+            Self::AlgorithmNotAllowed => "algorithm",
+            Self::UnknownKey => "unknown_kid",
+            Self::WrongIssuer => "issuer",
+            Self::WrongAudience => "audience",
+            Self::WrongType => "typ",
+            Self::MissingClaim => "missing_claim",
+            Self::Inactive => "inactive",
+        }
+    }
+
     /// Whether the token could not even be read (row I3) rather than read and refused (row I4).
     pub fn is_unreadable(&self) -> bool {
         matches!(self, Self::Malformed | Self::TooLong)

@@ -26,11 +26,11 @@
 //!
 //! ```
 //! use http::{Request, Response, StatusCode};
-//! use jsonwebtoken::Algorithm;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_bearer::{
 //!     authorize::{AuthorizeLayer, Requirements},
 //!     emit::Emitter,
+//!     jsonwebtoken::Algorithm,
 //!     validate::{ClaimsPolicy, JwtValidator, StandardClaims, ValidateBearerLayer, VerificationKey},
 //! };
 //!
@@ -84,6 +84,11 @@ pub mod syntax;
 pub mod token;
 pub mod upstream;
 pub mod validate;
+
+/// The jsonwebtoken this crate validates with, for the algorithms, keys and headers its API
+/// takes: `tower_bearer::jsonwebtoken::Algorithm` is always the version this crate was built
+/// against, so the two can't drift apart in an application's dependency tree.
+pub use jsonwebtoken;
 
 /// The error type of the services and bodies this crate wraps, as in tower.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

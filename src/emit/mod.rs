@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod format;
 mod grpc;
 mod inbound;
 mod layer;
@@ -48,6 +49,7 @@ use http::{
 };
 
 pub use self::{
+    format::{FailureView, FormatBody, FormatBodyFn, format_body_fn},
     layer::{Emit, EmitLayer, ResponseFuture},
     upstream::CONNECT_RELATION,
 };
@@ -70,7 +72,8 @@ pub enum Disclosure {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BodyMode {
-    /// `application/problem+json` (RFC 9457) when the client accepts it and the method is not HEAD.
+    /// `application/problem+json` (RFC 9457) when the client accepts it and the method is not
+    /// HEAD — or the application's own format, set with [`Emitter::with_body_format`].
     #[default]
     ProblemJson,
     /// Status and headers only: every failure is still unambiguous from its headers.
@@ -94,6 +97,7 @@ struct Config {
     proxy_name: String,
     problem_base: String,
     grpc: bool,
+    body_format: Option<Arc<dyn FormatBody>>,
 }
 
 /// Where problem `type` URIs point unless configured: this crate's documentation of each kind.
@@ -112,6 +116,7 @@ impl Emitter {
                 proxy_name: "tower-bearer".to_owned(),
                 problem_base: DEFAULT_PROBLEM_BASE.to_owned(),
                 grpc: false,
+                body_format: None,
             }),
         }
     }
@@ -144,6 +149,13 @@ impl Emitter {
     /// appended ([`DEFAULT_PROBLEM_BASE`] unless set).
     pub fn with_problem_base(mut self, base: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.config).problem_base = base.into();
+        self
+    }
+
+    /// Sends bodies in the application's own format instead of problem details; status and
+    /// headers stay as the wire contract says (see [`FormatBody`]).
+    pub fn with_body_format(mut self, format: impl FormatBody) -> Self {
+        Arc::make_mut(&mut self.config).body_format = Some(Arc::new(format));
         self
     }
 
@@ -213,11 +225,15 @@ impl Emitter {
             && request.accepts_problem
             && !rendering.disguised
         {
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
-            self.problem_json(&rendering)
+            let (content_type, body) = match &self.config.body_format {
+                Some(format) => format.format(&FailureView::new(&rendering, self.verbose())),
+                None => (
+                    HeaderValue::from_static("application/problem+json"),
+                    self.problem_json(&rendering),
+                ),
+            };
+            headers.insert(CONTENT_TYPE, content_type);
+            body
         } else {
             Bytes::new()
         };
@@ -354,6 +370,7 @@ impl std::fmt::Debug for Emitter {
             .field("body_mode", &self.config.body_mode)
             .field("proxy_name", &self.config.proxy_name)
             .field("grpc", &self.config.grpc)
+            .field("custom_body_format", &self.config.body_format.is_some())
             .finish()
     }
 }

@@ -155,3 +155,21 @@ fn with_proxy_status(mut rendering: Rendering, proxy: &ProxyStatus) -> Rendering
 fn header_value(value: String) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_relation_points_at_its_documentation() {
+        // rustdoc anchors the heading `# Connect` of the `upstream` module's docs as `#connect`.
+        let (page, anchor) = CONNECT_RELATION.split_once('#').unwrap();
+        assert_eq!(
+            page,
+            "https://docs.rs/tower-bearer/latest/tower_bearer/upstream/"
+        );
+        assert_eq!(anchor, "connect");
+        let docs = include_str!("../upstream/mod.rs");
+        assert_eq!(docs.lines().filter(|l| *l == "//! # Connect").count(), 1);
+    }
+}

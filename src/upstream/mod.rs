@@ -31,6 +31,21 @@
 //! | token endpoint down (U7) | `503` + `Proxy-Status: <proxy>; error=destination_unavailable; details="upstream_refresh_unavailable"` + `Retry-After` |
 //! | our client refused (U8) | `500` + `Proxy-Status: <proxy>; error=proxy_configuration_error` |
 //! | provider unreachable / slow (U9) | `502` `error=connection_refused` / `504` `error=http_response_timeout` |
+//!
+//! # Connect
+//!
+//! A re-authorization failure (U4) links to the flow where the user connects the provider
+//! again, with this section's URL as the link relation
+//! ([`CONNECT_RELATION`](crate::emit::CONNECT_RELATION), an extension relation type, RFC 8288
+//! §2.1.2):
+//!
+//! ```text
+//! Link: <https://gw.example/connect/github>; rel="https://docs.rs/tower-bearer/latest/tower_bearer/upstream/#connect"
+//! ```
+//!
+//! The client starts that flow with its own bearer token, the user signs in and consents at the
+//! provider, and the request can be retried. Only this service sends the relation: responses
+//! passed on from a provider lose any `Link` carrying it.
 
 pub mod body;
 pub mod classify;

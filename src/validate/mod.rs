@@ -220,7 +220,7 @@ where
             Err(AuthError::MissingCredentials) if self.optional => State::Calling {
                 future: self.inner.call(request),
             },
-            Err(failure) => State::Rejected { failure },
+            Err(failure) => State::rejected(failure, &request),
             Ok(token) => match self.validator.validate(&token) {
                 Verdict::Decided(Ok(claims)) => {
                     request.extensions_mut().insert(claims);
@@ -228,7 +228,7 @@ where
                         future: self.inner.call(request),
                     }
                 }
-                Verdict::Decided(Err(failure)) => State::Rejected { failure },
+                Verdict::Decided(Err(failure)) => State::rejected(failure, &request),
                 Verdict::Pending(validation) => {
                     // The ready service goes with this request; a fresh clone waits for the next.
                     let clone = self.inner.clone();
@@ -276,6 +276,18 @@ pin_project! {
     }
 }
 
+impl<VF, S, ReqBody> State<VF, S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    /// Every refusal of this layer starts here, where the request is still in view for the
+    /// operator's log.
+    fn rejected(failure: AuthError, request: &Request<ReqBody>) -> Self {
+        failure.trace_refusal(request);
+        Self::Rejected { failure }
+    }
+}
+
 impl<VF, S, ReqBody, ResBody, C> Future for ResponseFuture<VF, S, ReqBody>
 where
     VF: Future<Output = Result<C, AuthError>>,
@@ -307,7 +319,7 @@ where
                             let future = inner.call(request);
                             this.state.set(State::Calling { future });
                         }
-                        Err(failure) => this.state.set(State::Rejected { failure }),
+                        Err(failure) => this.state.set(State::rejected(failure, &request)),
                     }
                 }
                 StateProj::Calling { future } => {

@@ -1,11 +1,20 @@
-//! Capturing what a `tracing` subscriber writes, to check that no secret is ever logged.
+//! Capturing what a `tracing` subscriber writes, to check that no secret is ever logged, and
+//! the events themselves, to check what they say.
 
 use std::{
-    io,
+    collections::BTreeMap,
+    fmt, io,
     sync::{Arc, Mutex},
 };
 
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::{
+    Level, Subscriber,
+    field::{Field, Visit},
+};
+use tracing_subscriber::{
+    fmt::MakeWriter,
+    layer::{Context, Layer},
+};
 
 /// Everything a fmt subscriber writes, kept in memory: give a clone to
 /// `tracing_subscriber::fmt().with_writer(..)`, read it with [`text`](Self::text).
@@ -40,5 +49,47 @@ impl<'a> MakeWriter<'a> for Capture {
 
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
+    }
+}
+
+/// One event as a subscriber saw it: its level, its target and its fields (the message under
+/// `message`), strings as recorded and every other value in its `Debug` form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub level: Level,
+    pub target: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A layer keeping every event it sees: `tracing_subscriber::registry().with(events.clone())`,
+/// read them with [`take`](Self::take).
+#[derive(Clone, Default)]
+pub struct Events(Arc<Mutex<Vec<Recorded>>>);
+
+impl Events {
+    /// The events recorded so far, emptying the record.
+    pub fn take(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Events {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        struct Fields<'a>(&'a mut BTreeMap<String, String>);
+        impl Visit for Fields<'_> {
+            fn record_str(&mut self, field: &Field, value: &str) {
+                self.0.insert(field.name().to_owned(), value.to_owned());
+            }
+            fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+                self.0.insert(field.name().to_owned(), format!("{value:?}"));
+            }
+        }
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(Recorded {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_owned(),
+            fields,
+        });
     }
 }
