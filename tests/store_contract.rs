@@ -9,7 +9,6 @@ use tower_bearer::upstream::store::{
 };
 
 #[cfg(feature = "redis")]
-#[allow(dead_code)]
 mod support;
 
 async fn load<St: TokenStore>(store: &St, key: &LinkKey) -> Option<Link> {

@@ -4,10 +4,7 @@
 //! [`LinkStore`] is either one behind the one `TokenStore` the outbound stacks and the connect
 //! flow share.
 
-use std::{
-    future::{Future, ready},
-    pin::Pin,
-};
+use std::{future::Future, pin::Pin};
 
 #[cfg(feature = "encryption")]
 use tower_bearer::upstream::store::crypto::Keyring;
@@ -200,11 +197,7 @@ impl TokenStore for LinkStore {
 
     fn load(&self, key: &LinkKey) -> Self::Load {
         let (store, key) = (self.clone(), key.clone());
-        match store {
-            // Not boxed into an async block: no allocation beyond the box.
-            Self::Memory(store) => Box::pin(ready(Ok(store.get(&key)))),
-            _ => Box::pin(async move { each_store!(&store, s => s.load(&key)) }),
-        }
+        Box::pin(async move { each_store!(&store, s => s.load(&key)) })
     }
 
     fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<LinkGuard, StoreError>> + Send {

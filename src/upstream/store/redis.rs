@@ -611,19 +611,19 @@ impl TokenStore for RedisStore {
     type Guard = RedisGuard;
 
     fn load(&self, key: &LinkKey) -> Self::Load {
-        if self.inner.listening.load(Ordering::Acquire) {
-            if let Some(link) = self.inner.cache.get(key) {
-                return Box::pin(ready(Ok(Some(link))));
-            }
+        if self.inner.listening.load(Ordering::Acquire)
+            && let Some(link) = self.inner.cache.get(key)
+        {
+            return Box::pin(ready(Ok(Some(link))));
         }
         let epoch = self.inner.cache.epoch();
         let (inner, key) = (self.inner.clone(), key.clone());
         Box::pin(async move {
             let link = inner.read(&key).await?;
-            if let Some(link) = &link {
-                if inner.listening.load(Ordering::Acquire) {
-                    inner.cache.put_read(epoch, &key, link);
-                }
+            if let Some(link) = &link
+                && inner.listening.load(Ordering::Acquire)
+            {
+                inner.cache.put_read(epoch, &key, link);
             }
             Ok(link)
         })
