@@ -1,6 +1,8 @@
 //! Where the user × provider links live: the [`TokenStore`] trait, the in-memory
-//! [`MemoryStore`], and (feature `sqlite`) the persistent `sqlite::SqliteStore`, its tokens
-//! encrypted at rest with a `crypto::Keyring` (feature `encryption`).
+//! [`MemoryStore`], the persistent `sqlite::SqliteStore` (feature `sqlite`, one process per
+//! file) and `redis::RedisStore` (feature `redis`, shared by replicas), their tokens encrypted
+//! at rest with a `crypto::Keyring` (feature `encryption`). Connect flows in progress are kept
+//! beside the links ([`FlowStore`], [`PendingFlow`]), so that any replica can finish a flow.
 //!
 //! A link is one user's grant at one third-party provider: an access token, its expiry, usually a
 //! refresh token, the granted scopes, and a mark set when the grant is gone and the user has to
@@ -44,8 +46,11 @@
 //! ## The lock's lease
 //!
 //! A lock shared between processes expires (its holder may die). Its lease must outlast
-//! everything a holder does under it, or two replicas refresh at once. Counted from the moment
-//! the lock is granted, with `T` the layer's
+//! everything a holder does under it, or two replicas refresh at once. A store whose holders
+//! renew their lease while they live (`RedisStore` does, every third of it) keeps a short lease
+//! — how long a killed holder blocks the link — and this bound holds by renewal. A store with a
+//! fixed lease must make it longer than all of it: counted from the moment the lock is granted,
+//! with `T` the layer's
 //! [`refresh_timeout`](super::refresh::RefreshAndRetryLayer::refresh_timeout):
 //!
 //! ```text
