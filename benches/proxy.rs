@@ -149,6 +149,9 @@ fn settings(public_url: &str, issuer: &str, provider: &str) -> Settings {
                 base_url: format!("{provider}/v1"),
                 authorize_url: loopback("/authorize"),
                 token_url: loopback("/token"),
+                revocation_url: None,
+                issuer: None,
+                iss_parameter_supported: false,
                 client_id: "bench".to_owned(),
                 client_secret: None,
                 client_auth: ClientAuth::None,
@@ -161,6 +164,7 @@ fn settings(public_url: &str, issuer: &str, provider: &str) -> Settings {
         )]
         .into(),
         store: StoreSettings::Memory,
+        cors_origins: Vec::new(),
     }
 }
 

@@ -265,7 +265,7 @@ impl World {
     async fn connect(&self, login: &str, return_to: &str, keep_binding: bool) -> Reply {
         let (mut browser, callback) = self.begin_connect(login, return_to).await;
         if !keep_binding {
-            browser.cookies.remove("tb_connect");
+            browser.cookies.remove("tb-connect");
         }
         browser
             .go(&self.client, Method::GET, &callback, None, None)
@@ -286,7 +286,7 @@ async fn link_call_refresh_revoke_relink() {
     let world = world().await;
     let connect_link = format!("<{}/connect/acme>; rel=\"{CONNECT_RELATION}\"", world.proxy);
 
-    // Not linked yet: U4, pointing at the connect flow; a browser navigation is redirected there.
+    // Not linked yet: U4, pointing at the connect flow.
     let response = world.call("/api/acme/me").await;
     assert_eq!(response.status, StatusCode::FORBIDDEN, "{response:?}");
     assert_eq!(
@@ -295,25 +295,61 @@ async fn link_call_refresh_revoke_relink() {
     );
     assert_eq!(response.header(header::LINK), Some(connect_link.as_str()));
     assert!(response.header(header::WWW_AUTHENTICATE).is_none());
-    let navigation = h::get(
+    // A script's `fetch()` asking for HTML is no navigation: the 403 it can act on.
+    let fetched = h::get(
         &world.client,
         &format!("{}/api/acme/me", world.proxy),
         &[
             ("authorization", format!("Bearer {}", world.caller).as_str()),
             ("accept", "text/html"),
+            ("sec-fetch-mode", "cors"),
+            ("sec-fetch-dest", "empty"),
         ],
     )
     .await;
-    assert_eq!(navigation.status, StatusCode::SEE_OTHER);
-    assert_eq!(
-        navigation.location(),
-        Some(format!("{}/connect/acme", world.proxy).as_str())
-    );
+    assert_eq!(fetched.status, StatusCode::FORBIDDEN, "{fetched:?}");
+    assert_eq!(fetched.header(header::LINK), Some(connect_link.as_str()));
+    assert!(fetched.header(header::SET_COOKIE).is_none());
 
-    // Link through the connect flow; the callback sends the browser back to `return_to`.
-    let callback = world.connect("alice-at-acme", "/api/acme/me", true).await;
+    // A browser navigation is sent straight to the authorization server, the flow started
+    // there; signing in links the user and brings the browser back to the page it navigated to.
+    let mut browser = Browser::default();
+    let page = format!("{}/api/acme/me?view=full", world.proxy);
+    let navigation = browser
+        .navigate(&world.client, &page, Some(&world.caller))
+        .await;
+    assert_eq!(navigation.status, StatusCode::SEE_OTHER, "{navigation:?}");
+    assert_eq!(
+        navigation.header("proxy-status"),
+        Some(reauth_status(None).as_str())
+    );
+    let authorize = navigation.location().unwrap().to_owned();
+    assert!(
+        authorize.starts_with(&format!("{}/auth?", world.authorization_server.issuer())),
+        "{authorize}"
+    );
+    for param in ["code_challenge_method=S256", "state=", "code_challenge="] {
+        assert!(authorize.contains(param), "{param} in {authorize}");
+    }
+    let cookie = navigation.header(header::SET_COOKIE).unwrap();
+    assert!(
+        cookie.starts_with("tb-connect=")
+            && cookie.ends_with("; Path=/; Max-Age=600; HttpOnly; SameSite=Lax"),
+        "loopback: no __Host- prefix, no Secure: {cookie}"
+    );
+    let callback = sign_in(
+        &mut browser,
+        &world.client,
+        world.authorization_server.issuer(),
+        authorize,
+        "alice-at-acme",
+    )
+    .await;
+    let callback = browser
+        .go(&world.client, Method::GET, &callback, None, None)
+        .await;
     assert_eq!(callback.status, StatusCode::SEE_OTHER, "{callback:?}");
-    assert_eq!(callback.location(), Some("/api/acme/me"));
+    assert_eq!(callback.location(), Some("/api/acme/me?view=full"));
     let link = world.link();
     assert!(
         link.refresh_token().is_some(),

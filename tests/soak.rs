@@ -227,6 +227,9 @@ impl Provider {
             base_url: format!("{}/v1", self.base),
             authorize_url: format!("{}/authorize", self.base).parse().unwrap(),
             token_url: format!("{}/token", self.base).parse().unwrap(),
+            revocation_url: None,
+            issuer: None,
+            iss_parameter_supported: false,
             client_id: "soak-proxy".to_owned(),
             client_secret: Some(TokenSecret::new("soak-secret")),
             client_auth: ClientAuth::ClientSecretBasic,
@@ -468,6 +471,7 @@ async fn the_proxy_under_load_while_the_token_endpoint_and_the_jwks_flap() {
         },
         providers: [(PROVIDER.to_owned(), provider.settings())].into(),
         store: app::config::StoreSettings::Memory,
+        cors_origins: Vec::new(),
     };
     let store = MemoryStore::new();
     let key = LinkKey::new(USER, PROVIDER);

@@ -281,6 +281,7 @@ mod sqlite {
             limits: Limits::default(),
             providers: [(PROVIDER.to_owned(), provider.settings())].into(),
             store: StoreSettings::Memory, // the store is handed to `build` directly
+            cors_origins: Vec::new(),
         };
         {
             let store = SqliteStore::open(&db, Keyring::new("k1", [5; 32])).unwrap();
@@ -695,6 +696,7 @@ vendor_rules = ["power-bi"]
             received: after.received - before.received,
             refreshed: after.refreshed - before.refreshed,
             replayed: after.replayed - before.replayed,
+            revoked: after.revoked - before.revoked,
         }
     }
 
@@ -728,7 +730,11 @@ vendor_rules = ["power-bi"]
         );
         let finished = h::get(&replicas.client, &callback, &[("cookie", &binding)]).await;
         assert_eq!(finished.status, StatusCode::OK, "{finished:?}");
-        assert_eq!(finished.json()["connected"], PROVIDER);
+        assert_eq!(
+            String::from_utf8_lossy(&finished.body),
+            "<!doctype html><meta charset=utf-8><title>Connected</title>\
+             <p>Your demo account is connected. You can close this page.</p>"
+        );
         for replica in 0..2 {
             assert_eq!(replicas.call(replica, "dave").await.status, StatusCode::OK);
         }
@@ -751,7 +757,8 @@ vendor_rules = ["power-bi"]
             RefreshStats {
                 received: 1,
                 refreshed: 1,
-                replayed: 0
+                replayed: 0,
+                revoked: 0
             }
         );
 
@@ -778,7 +785,8 @@ vendor_rules = ["power-bi"]
             RefreshStats {
                 received: 20,
                 refreshed: 20,
-                replayed: 0
+                replayed: 0,
+                revoked: 0
             }
         );
 
@@ -853,7 +861,8 @@ vendor_rules = ["power-bi"]
             RefreshStats {
                 received: 2,
                 refreshed: 1,
-                replayed: 0
+                replayed: 0,
+                revoked: 0
             },
             "served after {waited:?}"
         );

@@ -8,12 +8,9 @@
 //! ```
 
 pub mod config;
-pub mod connect;
 pub mod demo;
-mod exchange;
 mod forward;
 mod http_client;
-mod pkce;
 mod providers;
 mod random;
 mod reply;

@@ -41,6 +41,9 @@ pub struct Settings {
     pub providers: BTreeMap<String, ProviderSettings>,
     /// Where the users' links are kept.
     pub store: StoreSettings,
+    /// Origins whose scripts may call the proxy (`[cors] allowed_origins`): they get CORS
+    /// answers, with the failure signals exposed to them.
+    pub cors_origins: Vec<String>,
 }
 
 /// Where the users' links are kept (`[store]`).
@@ -153,6 +156,13 @@ pub struct ProviderSettings {
     pub authorize_url: Uri,
     /// The token endpoint (code exchange and refresh).
     pub token_url: Uri,
+    /// The revocation endpoint (RFC 7009): an unlinked or replaced grant is revoked there.
+    pub revocation_url: Option<Uri>,
+    /// The provider's issuer identifier (RFC 9207): a callback's `iss` must equal it.
+    pub issuer: Option<String>,
+    /// The provider advertises `authorization_response_iss_parameter_supported`: a callback
+    /// without `iss` is refused.
+    pub iss_parameter_supported: bool,
     /// The proxy's client id at the provider.
     pub client_id: String,
     /// Its secret, unless it is a public client.
@@ -237,6 +247,15 @@ struct File {
     #[serde(default)]
     providers: BTreeMap<String, ProviderFile>,
     store: Option<StoreFile>,
+    #[serde(default)]
+    cors: CorsFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CorsFile {
+    #[serde(default)]
+    allowed_origins: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +332,10 @@ struct ProviderFile {
     base_url: String,
     authorize_url: String,
     token_url: String,
+    revocation_url: Option<String>,
+    issuer: Option<String>,
+    #[serde(default)]
+    iss_parameter_supported: bool,
     client_id: String,
     client_secret: Option<String>,
     client_secret_env: Option<String>,
@@ -422,6 +445,7 @@ impl File {
             limits,
             providers,
             store,
+            cors_origins: self.cors.check()?,
         })
     }
 }
@@ -562,6 +586,23 @@ impl StoreFile {
     }
 }
 
+impl CorsFile {
+    fn check(self) -> Result<Vec<String>, ConfigError> {
+        for (i, origin) in self.allowed_origins.iter().enumerate() {
+            let field = format!("cors.allowed_origins[{i}]");
+            let uri = url(origin, &field)?;
+            // An origin is scheme, host and port: nothing after it, not even `/`.
+            if !(uri.path() == "/" && !origin.ends_with('/') && uri.query().is_none()) {
+                return Err(invalid(
+                    field,
+                    "an origin (https://app.example.com), no path",
+                ));
+            }
+        }
+        Ok(self.allowed_origins)
+    }
+}
+
 impl AuthFile {
     fn check(self) -> Result<AuthSettings, ConfigError> {
         url(&self.issuer, "auth.issuer")?;
@@ -628,6 +669,20 @@ impl ProviderFile {
         }
         let authorize_url = url(&self.authorize_url, &at("authorize_url"))?;
         let token_url = url(&self.token_url, &at("token_url"))?;
+        let revocation_url = self
+            .revocation_url
+            .as_deref()
+            .map(|revocation| url(revocation, &at("revocation_url")))
+            .transpose()?;
+        if let Some(issuer) = &self.issuer {
+            url(issuer, &at("issuer"))?;
+        }
+        if self.iss_parameter_supported && self.issuer.is_none() {
+            return Err(invalid(
+                at("iss_parameter_supported"),
+                "needs the provider's issuer (issuer = \"https://…\")",
+            ));
+        }
         nonempty(&self.client_id, &at("client_id"))?;
         let client_secret = match (self.client_secret, self.client_secret_env) {
             (Some(_), Some(_)) => {
@@ -700,6 +755,9 @@ impl ProviderFile {
             base_url,
             authorize_url,
             token_url,
+            revocation_url,
+            issuer: self.issuer,
+            iss_parameter_supported: self.iss_parameter_supported,
             client_id: self.client_id,
             client_secret,
             client_auth: self.client_auth,

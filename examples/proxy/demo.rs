@@ -81,6 +81,7 @@ impl Demo {
             limits: Limits::default(),
             providers: [(PROVIDER.to_owned(), provider.settings())].into(),
             store: demo_store(),
+            cors_origins: Vec::new(),
         };
         let files = DemoFiles(match &settings.store {
             StoreSettings::Sqlite { path, .. } => Some(path.clone()),

@@ -19,10 +19,7 @@ use percent_encoding::percent_decode_str;
 use tokio::time::{Instant, timeout_at};
 use tower::ServiceExt as _;
 use tower_bearer::{
-    axum::Authenticated,
-    emit::pending_response,
-    upstream::{UpstreamError, store::LinkKey},
-    validate::StandardClaims,
+    axum::Authenticated, emit::pending_response, upstream::UpstreamError, validate::StandardClaims,
 };
 
 use super::{providers::Provider, reply::problem, router::App};
@@ -41,7 +38,7 @@ pub async fn forward(
         return problem(StatusCode::NOT_FOUND, "No such provider");
     };
     // The validator requires `sub`: it names the user whose link is used.
-    let Some(user) = claims.sub else {
+    let Some(key) = app.connect.link_key(&claims, &provider.name) else {
         return problem(StatusCode::FORBIDDEN, "The token names no user");
     };
     let Some(uri) = upstream_uri(&provider, rest, request.uri().query()) else {
@@ -49,6 +46,8 @@ pub async fn forward(
     };
 
     let (parts, body) = request.into_parts();
+    // A navigation that meets a grant gone is sent to the provider (row U4).
+    let navigation = app.connect.navigation(&parts);
     let limit = app.settings.limits.max_request_body;
     let body = match timeout_at(deadline, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -69,9 +68,7 @@ pub async fn forward(
     *upstream.uri_mut() = uri;
     *upstream.version_mut() = Version::HTTP_11;
     *upstream.headers_mut() = forwarded_headers(parts.headers, &app.settings.proxy_name);
-    upstream
-        .extensions_mut()
-        .insert(LinkKey::new(user, provider.name.clone()));
+    upstream.extensions_mut().insert(key.clone());
 
     match timeout_at(deadline, provider.api.clone().oneshot(upstream)).await {
         Ok(Ok(response)) => {
@@ -80,18 +77,16 @@ pub async fn forward(
             parts.headers.remove(header::SET_COOKIE);
             Response::from_parts(parts, Body::new(body))
         }
-        Ok(Err(error)) => upstream_failure(error),
-        Err(_) => upstream_failure(UpstreamError::TimedOut {
+        Ok(Err(error)) => {
+            // The error's text names the provider and the reason, never a token.
+            tracing::warn!(provider = error.provider(), %error, "upstream failure");
+            app.connect.failure_response(navigation, &key, error).await
+        }
+        Err(_) => pending_response(UpstreamError::TimedOut {
             provider: provider.name.clone(),
             source: "the request deadline passed".into(),
         }),
     }
-}
-
-fn upstream_failure(error: UpstreamError) -> Response {
-    // The error's text names the provider and the reason, never a token.
-    tracing::warn!(provider = error.provider(), %error, "upstream failure");
-    pending_response::<Body>(error)
 }
 
 /// `/api/{provider}/{rest}` → (`provider`, `/rest`), from the raw (still percent-encoded) path,

@@ -5,13 +5,16 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use bytes::Bytes;
-use http::Uri;
 use http_body_util::Full;
 use tower::{ServiceBuilder, timeout::Timeout};
-use tower_bearer::upstream::{
-    classify::{ClassifyUpstream, ClassifyUpstreamLayer, Standard},
-    grant::RefreshGrant,
-    refresh::{RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
+use tower_bearer::{
+    http_client::HttpClient,
+    upstream::{
+        classify::{ClassifyUpstream, ClassifyUpstreamLayer, Standard},
+        connect::Connector,
+        grant::{OAuthClient, RefreshGrant},
+        refresh::{RefreshAndRetry, RefreshAndRetryLayer, RetryBody},
+    },
 };
 
 use super::{
@@ -38,8 +41,8 @@ pub struct Provider {
     pub settings: ProviderSettings,
     /// The stack calls go through.
     pub api: ApiStack,
-    /// The redirect URI registered at the provider for the connect flow.
-    pub redirect_uri: String,
+    /// Its connect flow (and the client its refresh grant uses too).
+    pub connector: Connector,
 }
 
 /// Every provider, by name.
@@ -56,12 +59,13 @@ pub fn build(
         .providers
         .iter()
         .map(|(name, provider)| {
-            let stack = stack(name, provider, settings, store, api, tokens);
+            let connector = connector(name, provider, settings, tokens);
+            let stack = stack(name, provider, settings, store, api, &connector);
             let provider = Provider {
                 name: Arc::from(name.as_str()),
                 settings: provider.clone(),
                 api: stack,
-                redirect_uri: format!("{}/connect/{name}/callback", settings.public_url),
+                connector,
             };
             (name.clone(), Arc::new(provider))
         })
@@ -74,7 +78,7 @@ fn stack(
     settings: &Settings,
     store: &LinkStore,
     api: &ApiClient,
-    tokens: &TokenClient,
+    connector: &Connector,
 ) -> ApiStack {
     let Limits {
         upstream_timeout,
@@ -83,7 +87,7 @@ fn stack(
     } = settings.limits;
     // The grant keeps its own, longer time limit: a late answer may carry a rotated refresh
     // token, which the refresh layer still stores after the callers were told to retry.
-    let grant = refresh_grant(provider, tokens.clone());
+    let grant = connector.refresh_grant();
     let classifier = provider
         .rules
         .iter()
@@ -104,20 +108,38 @@ fn stack(
         .service(api.clone())
 }
 
-fn refresh_grant(provider: &ProviderSettings, client: TokenClient) -> RefreshGrant {
-    let token_url: Uri = provider.token_url.clone();
-    let grant = RefreshGrant::new(
-        tower_bearer::http_client::HttpClient::new(client),
-        token_url,
-        provider.client_id.clone(),
-    );
-    let grant = match (&provider.client_auth, &provider.client_secret) {
-        (ClientAuth::ClientSecretBasic, Some(secret)) => grant.client_secret_basic(secret.clone()),
-        (ClientAuth::ClientSecretPost, Some(secret)) => grant.client_secret_post(secret.clone()),
-        _ => grant,
+/// The provider's connect flow, as the OAuth client configured for it.
+fn connector(
+    name: &str,
+    provider: &ProviderSettings,
+    settings: &Settings,
+    tokens: &TokenClient,
+) -> Connector {
+    let client = OAuthClient::new(HttpClient::new(tokens.clone()), provider.client_id.clone());
+    let client = match (&provider.client_auth, &provider.client_secret) {
+        (ClientAuth::ClientSecretBasic, Some(secret)) => client.client_secret_basic(secret.clone()),
+        (ClientAuth::ClientSecretPost, Some(secret)) => client.client_secret_post(secret.clone()),
+        _ => client,
     };
-    match &provider.resource {
-        Some(resource) => grant.resource(resource.clone()),
-        None => grant,
+    let mut connector = Connector::new(
+        name,
+        provider.authorize_url.clone(),
+        provider.token_url.clone(),
+        client,
+        format!("{}/connect/{name}/callback", settings.public_url),
+    )
+    .scopes(provider.scopes.iter().cloned());
+    if let Some(resource) = &provider.resource {
+        connector = connector.resource(resource.clone());
     }
+    for (param, value) in &provider.authorize_params {
+        connector = connector.param(param.clone(), value.clone());
+    }
+    if let Some(revocation) = &provider.revocation_url {
+        connector = connector.revocation_endpoint(revocation.clone());
+    }
+    if let Some(issuer) = &provider.issuer {
+        connector = connector.issuer(issuer.clone(), provider.iss_parameter_supported);
+    }
+    connector
 }

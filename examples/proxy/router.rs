@@ -3,8 +3,9 @@
 //! | route | who may call | what |
 //! |---|---|---|
 //! | `/api/{provider}/{*path}` | a caller with a valid token and the configured scopes | forwarded to the provider with the user's upstream token |
-//! | `GET /connect/{provider}` | same | starts linking the caller's account at the provider |
+//! | `GET`/`POST /connect/{provider}` | same | starts linking the caller's account at the provider (`303`, or JSON for a script) |
 //! | `GET /connect/{provider}/callback` | the browser that started the flow | finishes it |
+//! | `GET /links`, `DELETE /links/{provider}` | a caller | lists the caller's links; unlinks one (revoking it) |
 //! | `GET /.well-known/oauth-protected-resource` | anyone | RFC 9728 metadata |
 //! | `GET /healthz` | anyone | `ok` |
 
@@ -14,18 +15,22 @@ use axum::{
     Router, middleware,
     routing::{any, get},
 };
+use http::{HeaderName, HeaderValue, Method, header};
+use tower::ServiceBuilder;
 use tower_bearer::{
     BoxError,
     authorize::{AuthorizeLayer, Requirements},
-    emit::Emitter,
+    emit::{Emitter, PROXY_STATUS},
     http_client::HttpClient,
     metadata::ProtectedResourceMetadata,
+    upstream::connect::routes::ConnectRoutes,
     validate::{CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearerLayer},
 };
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::{
     config::Settings,
-    connect, forward, http_client,
+    forward, http_client,
     providers::{self, ApiClient, Providers, TokenClient},
     request_id,
     store::LinkStore,
@@ -41,11 +46,9 @@ pub struct Shared {
     pub settings: Settings,
     /// The providers and their outbound stacks.
     pub providers: Providers,
-    /// The users' links, in memory or in an SQLite file (`[store]`). Either way one replica
-    /// only — a store shared by replicas must lock refreshes across them (see `TokenStore`).
-    pub store: LinkStore,
-    /// The client for token endpoints.
-    pub token_client: TokenClient,
+    /// The link lifecycle's routes, over the users' links (`[store]`); the forwarder keys
+    /// links and answers navigations through it.
+    pub connect: ConnectRoutes<LinkStore>,
 }
 
 impl Deref for App {
@@ -83,25 +86,68 @@ pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Ro
         .fold(Requirements::new(), |r, scope| r.scope(scope.clone()));
 
     let providers = providers::build(&settings, &store, &api_client, &token_client);
+    let connect = providers
+        .values()
+        .fold(ConnectRoutes::new(store), |routes, provider| {
+            routes.connector(provider.connector.clone())
+        })
+        .for_public_url(&settings.public_url);
+    // The caller's token, then the configured scopes, on every route but the callback.
+    let callers = ServiceBuilder::new()
+        .layer(ValidateBearerLayer::new(validator, emitter))
+        .layer(AuthorizeLayer::new(requirements));
+    let cors = cors(&settings.cors_origins);
     let app = App(Arc::new(Shared {
         settings,
         providers,
-        store,
-        token_client,
+        connect: connect.clone(),
     }));
 
-    let callers = Router::new()
+    let api = Router::new()
         .route("/api/{provider}/{*path}", any(forward::forward))
-        .route("/connect/{provider}", get(connect::start))
-        .route_layer(AuthorizeLayer::new(requirements))
-        .route_layer(ValidateBearerLayer::new(validator, emitter));
-    Ok(Router::new()
-        .merge(callers)
-        .route("/connect/{provider}/callback", get(connect::callback))
+        .route_layer(callers.clone())
+        .with_state(app);
+    let mut router = Router::new()
+        .merge(api)
+        .merge(connect.router(callers))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route_service(&metadata.well_known_path(), metadata.service())
-        .layer(middleware::from_fn(request_id::track))
-        .with_state(app))
+        .route_service(&metadata.well_known_path(), metadata.service());
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    Ok(router.layer(middleware::from_fn(request_id::track)))
+}
+
+/// CORS for the configured origins, if any: their scripts may call with a bearer token, and read
+/// the signals that say which side failed and what to do — without them a cross-origin script
+/// cannot tell the caller's 401 from the provider's, nor find the connect flow.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::try_from(origin.as_str()).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .expose_headers([
+                header::WWW_AUTHENTICATE,
+                PROXY_STATUS,
+                header::LINK,
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-request-id"),
+            ]),
+    )
 }
 
 /// Callers' JWTs, checked against the issuer's published keys (OpenID Connect discovery), with

@@ -51,7 +51,7 @@ use http::{
 pub use self::{
     format::{FailureView, FormatBody, FormatBodyFn, format_body_fn},
     layer::{Emit, EmitLayer, ResponseFuture},
-    upstream::CONNECT_RELATION,
+    upstream::{CONNECT_RELATION, ReauthorizeInBrowser},
 };
 use self::{passed_on::PassedOn, plan::Rendering};
 use crate::{body::MaybeBuffered, challenge::Challenge};
@@ -335,6 +335,9 @@ impl Emitter {
         if let Some(location) = &rendering.location {
             headers.insert(LOCATION, location.clone());
         }
+        if let Some(cookie) = &rendering.set_cookie {
+            headers.insert(http::header::SET_COOKIE, cookie.clone());
+        }
     }
 
     fn problem_json(&self, rendering: &Rendering) -> Bytes {
@@ -381,6 +384,7 @@ fn retry_after_seconds(after: Duration) -> u64 {
 }
 
 const SEC_FETCH_MODE: http::HeaderName = http::HeaderName::from_static("sec-fetch-mode");
+const SEC_FETCH_DEST: http::HeaderName = http::HeaderName::from_static("sec-fetch-dest");
 
 /// The `Proxy-Status` header name (RFC 9209).
 pub const PROXY_STATUS: http::HeaderName = http::HeaderName::from_static("proxy-status");
@@ -406,11 +410,17 @@ impl RequestContext {
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+        // Fetch Metadata decides when the browser sends it: only a document navigation is one
+        // (a script's `fetch()` is `cors`, `same-origin` or `no-cors`, whatever it accepts).
+        // Without it, an `Accept` asking for HTML is taken for one.
         let navigation = method == Method::GET
-            && (headers
-                .get(SEC_FETCH_MODE)
-                .is_some_and(|v| v.as_bytes() == b"navigate")
-                || accept.is_some_and(|a| a.contains("text/html")));
+            && match (headers.get(SEC_FETCH_MODE), headers.get(SEC_FETCH_DEST)) {
+                (None, None) => accept.is_some_and(|a| a.contains("text/html")),
+                (mode, dest) => {
+                    mode.is_some_and(|v| v.as_bytes() == b"navigate")
+                        || dest.is_some_and(|v| v.as_bytes() == b"document")
+                }
+            };
         let mut accepts = headers.get_all(ACCEPT).iter().peekable();
         let accepts_problem = accepts.peek().is_none()
             || problem_json_quality(accepts.filter_map(|v| v.to_str().ok())) > 0.0;

@@ -58,6 +58,7 @@ pub struct Rendering {
     pub retry_after: Option<Duration>,
     pub link: Option<HeaderValue>,
     pub location: Option<HeaderValue>,
+    pub set_cookie: Option<HeaderValue>,
     /// `None` renders as `about:blank`.
     pub problem_slug: Option<&'static str>,
     pub title: &'static str,
@@ -79,6 +80,7 @@ impl Rendering {
             retry_after: None,
             link: None,
             location: None,
+            set_cookie: None,
             problem_slug: None,
             title: status.canonical_reason().unwrap_or("Error"),
             detail: detail.into(),

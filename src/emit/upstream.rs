@@ -36,7 +36,7 @@ impl Sealed for UpstreamError {
         }
     }
 
-    fn rendering(&self, emitter: &Emitter, request: &RequestContext) -> Rendering {
+    fn rendering(&self, emitter: &Emitter, _: &RequestContext) -> Rendering {
         let proxy = ProxyStatus::new(emitter.proxy_name());
         let provider = self.provider().to_owned();
         // The caller's own token is fine: never a Bearer challenge, let alone an error code.
@@ -60,14 +60,10 @@ impl Sealed for UpstreamError {
                     "upstream-reauth-required",
                     "Upstream re-authorization required",
                 );
+                // A navigation carries no bearer token, so it is not sent to the connect route:
+                // `connect::routes` starts the flow and sends it to the provider instead.
                 if let Some(url) = connect_url {
                     rendering.link = header_value(format!("<{url}>; rel=\"{CONNECT_RELATION}\""));
-                    if request.is_browser_navigation() {
-                        rendering.location = header_value(url.to_string());
-                        if rendering.location.is_some() {
-                            rendering.status = StatusCode::SEE_OTHER;
-                        }
-                    }
                     rendering = rendering.member("connect", url.to_string().into());
                 }
                 rendering
@@ -171,5 +167,44 @@ mod tests {
         assert_eq!(anchor, "connect");
         let docs = include_str!("../upstream/mod.rs");
         assert_eq!(docs.lines().filter(|l| *l == "//! # Connect").count(), 1);
+    }
+}
+
+/// Row U4 for a browser navigation: the link needs re-authorization and a connect flow was
+/// started for it, so the browser is sent (`303`) straight to the provider's authorization
+/// endpoint with the flow's binding cookie — a navigation carries no bearer token, so it
+/// cannot be sent to a route that needs one. Every other header is U4's. Made by
+/// [`connect::routes`](crate::upstream::connect::routes).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}; the browser is sent to the provider to authorize again")]
+pub struct ReauthorizeInBrowser {
+    error: UpstreamError,
+    location: HeaderValue,
+    set_cookie: HeaderValue,
+}
+
+impl ReauthorizeInBrowser {
+    /// `error` (a re-authorization failure), answered with a redirect to `location` setting
+    /// `set_cookie`.
+    pub fn new(error: UpstreamError, location: HeaderValue, set_cookie: HeaderValue) -> Self {
+        Self {
+            error,
+            location,
+            set_cookie,
+        }
+    }
+}
+
+impl Sealed for ReauthorizeInBrowser {
+    fn status(&self) -> StatusCode {
+        StatusCode::SEE_OTHER
+    }
+
+    fn rendering(&self, emitter: &Emitter, request: &RequestContext) -> Rendering {
+        let mut rendering = self.error.rendering(emitter, request);
+        rendering.status = StatusCode::SEE_OTHER;
+        rendering.location = Some(self.location.clone());
+        rendering.set_cookie = Some(self.set_cookie.clone());
+        rendering
     }
 }

@@ -49,6 +49,7 @@
 
 pub mod body;
 pub mod classify;
+pub mod connect;
 mod error;
 pub mod grant;
 pub mod refresh;

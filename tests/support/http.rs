@@ -323,7 +323,40 @@ impl Browser {
         form: Option<String>,
         bearer: Option<&str>,
     ) -> Reply {
+        self.send(client, method, url, form, bearer, &[]).await
+    }
+
+    /// A top-level navigation to `url`, as a browser sends it (Fetch Metadata, an `Accept`
+    /// asking for HTML), with the cookies kept so far — and `bearer`, standing in for however
+    /// the page authenticates a navigation (a session, RFC 6750 §2.3's query parameter).
+    pub async fn navigate(
+        &mut self,
+        client: &TestClient,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Reply {
+        let headers = [
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+            ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+        ];
+        self.send(client, Method::GET, url, None, bearer, &headers)
+            .await
+    }
+
+    async fn send(
+        &mut self,
+        client: &TestClient,
+        method: Method,
+        url: &str,
+        form: Option<String>,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = request(method, url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if !self.cookies.is_empty() {
             let cookies: Vec<String> = self
                 .cookies

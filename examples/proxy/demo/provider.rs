@@ -37,8 +37,7 @@ use tower_bearer::upstream::{classify::JsonErrorCode, store::Link, store::TokenS
 use super::{
     super::{
         config::{ClientAuth, ProviderSettings},
-        exchange::encode,
-        pkce, random,
+        random,
     },
     serve_in_background,
 };
@@ -62,6 +61,8 @@ pub struct Provider {
 }
 
 struct Shared {
+    /// Its issuer identifier: its origin.
+    issuer: String,
     client_secret: String,
     redirect_uri: String,
     state: Mutex<Tokens>,
@@ -77,6 +78,8 @@ pub struct RefreshStats {
     pub received: usize,
     /// Refresh tokens honoured (each one rotated).
     pub refreshed: usize,
+    /// Grants revoked through the revocation endpoint (RFC 7009).
+    pub revoked: usize,
     /// Spent refresh tokens presented again (each one revoked its grant).
     pub replayed: usize,
 }
@@ -121,6 +124,7 @@ impl Provider {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let base = format!("http://{}", listener.local_addr()?);
         let shared = Arc::new(Shared {
+            issuer: base.clone(),
             client_secret: random::url_safe::<24>(),
             redirect_uri,
             state: Mutex::default(),
@@ -129,6 +133,7 @@ impl Provider {
         let router = Router::new()
             .route("/authorize", get(authorize))
             .route("/token", post(token))
+            .route("/oauth/revoke", post(revoke_token))
             .route("/v1/me", get(me))
             .route("/v1/admin", get(admin))
             .route("/demo/expire", post(expire))
@@ -153,6 +158,13 @@ impl Provider {
             token_url: format!("{}/token", self.base)
                 .parse()
                 .expect("a loopback URL"),
+            revocation_url: Some(
+                format!("{}/oauth/revoke", self.base)
+                    .parse()
+                    .expect("a loopback URL"),
+            ),
+            issuer: Some(self.base.clone()),
+            iss_parameter_supported: true,
             client_id: CLIENT_ID.to_owned(),
             client_secret: Some(TokenSecret::new(self.shared.client_secret.clone())),
             client_auth: ClientAuth::ClientSecretBasic,
@@ -273,10 +285,12 @@ async fn authorize(
             expires: Instant::now() + Duration::from_secs(60),
         },
     );
+    // RFC 9207: the response names its issuer (this provider's origin).
     let location = format!(
-        "{}?code={code}&state={}",
+        "{}?code={code}&state={}&iss={}",
         shared.redirect_uri,
-        encode(&query.state)
+        encode(&query.state),
+        encode(&shared.issuer)
     );
     see_other(&location)
 }
@@ -319,10 +333,9 @@ async fn token(
             let verified = code.filter(|code| {
                 code.expires > Instant::now()
                     && form.redirect_uri.as_deref() == Some(shared.redirect_uri.as_str())
-                    && form
-                        .code_verifier
-                        .as_deref()
-                        .is_some_and(|verifier| pkce::challenge(verifier) == code.challenge)
+                    && form.code_verifier.as_deref().is_some_and(|verifier| {
+                        tower_bearer::upstream::connect::s256_challenge(verifier) == code.challenge
+                    })
             });
             match verified {
                 Some(code) => code.grant,
@@ -473,6 +486,34 @@ async fn revoke(
     StatusCode::NO_CONTENT
 }
 
+#[derive(Deserialize)]
+struct RevocationForm {
+    token: String,
+}
+
+/// RFC 7009: revoking a refresh token (or an access token) ends its whole grant.
+async fn revoke_token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<RevocationForm>,
+) -> Response {
+    if !client_authenticated(&headers, &shared.client_secret) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let mut tokens = shared.tokens();
+    let grant = tokens
+        .refresh
+        .get(&form.token)
+        .map(|refresh| refresh.grant)
+        .or_else(|| tokens.access.get(&form.token).map(|access| access.grant));
+    // An unknown token is no error (§2.2).
+    if let Some(grant) = grant {
+        tokens.grants[grant].revoked = true;
+        tokens.stats.revoked += 1;
+    }
+    StatusCode::OK.into_response()
+}
+
 /// HTTP Basic client authentication (RFC 6749 §2.3.1: each part form-encoded).
 fn client_authenticated(headers: &HeaderMap, secret: &str) -> bool {
     let decoded = headers
@@ -511,4 +552,9 @@ fn see_other(location: &str) -> Response {
         Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
         Err(_) => StatusCode::BAD_REQUEST.into_response(),
     }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
