@@ -9,7 +9,14 @@ pub mod idp;
 pub mod provider;
 mod walkthrough;
 
-use axum::Router;
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    response::Html,
+    routing::{get, post},
+};
+use http::StatusCode;
 use tokio::net::TcpListener;
 use tower_bearer::{
     BoxError,
@@ -39,6 +46,9 @@ pub struct Demo {
     pub walkthrough: String,
     /// The demo's link store file, removed when this is dropped.
     pub files: DemoFiles,
+    /// The demo provider (what its token and revocation endpoints saw).
+    #[allow(dead_code)] // read by the browser test (tests/browser.rs)
+    pub provider: Arc<Provider>,
 }
 
 /// The files of the demo's SQLite store (the database, its write-ahead log and its index),
@@ -81,7 +91,8 @@ impl Demo {
             limits: Limits::default(),
             providers: [(PROVIDER.to_owned(), provider.settings())].into(),
             store: demo_store(),
-            cors_origins: Vec::new(),
+            // The demo's second origin: the same server reached by another host name.
+            cors_origins: vec![format!("http://localhost:{}", listen.port())],
         };
         let files = DemoFiles(match &settings.store {
             StoreSettings::Sqlite { path, .. } => Some(path.clone()),
@@ -101,16 +112,56 @@ impl Demo {
             token: &idp.token(USER, &format!("openid {SCOPE}"), &public_url),
             narrow_token: &idp.token(USER, "openid", &public_url),
         });
-        let router = super::build(settings, store).await?;
+        let idp = Arc::new(idp);
+        let provider = Arc::new(provider);
+        let router =
+            super::build(settings, store)
+                .await?
+                .merge(page(idp, provider.clone(), public_url));
         Ok(Self {
             listener,
             router,
             walkthrough,
             files,
+            provider,
         })
     }
 }
 
+/// The demo's pages: `/demo`, where alice calls the provider, and re-links or unlinks when told
+/// to; `/demo/other-origin`, the same call from an app on another origin (open it as
+/// `http://localhost:<port>/demo/other-origin`); and what they need, demo mode only — a token
+/// for alice, and the provider's "revoke" button.
+fn page(idp: Arc<Idp>, provider: Arc<Provider>, public_url: String) -> Router {
+    let proxy = public_url.clone();
+    let token = move || idp.token(USER, &format!("openid {SCOPE}"), &public_url);
+    let token_for_other_origin = token.clone();
+    Router::new()
+        .route("/demo", get(|| async { Html(include_str!("demo/page.html")) }))
+        .route(
+            "/demo/other-origin",
+            // The app on the other origin holds its own token (it has its own login).
+            get(move || async move {
+                let token = token_for_other_origin();
+                Html(include_str!("demo/other_origin.html").replacen(
+                    "<!doctype html>",
+                    &format!("<!doctype html>\n<html data-proxy=\"{proxy}\" data-token=\"{token}\">"),
+                    1,
+                ))
+            }),
+        )
+        .route(
+            "/demo/token",
+            get(move || async move { Json(serde_json::json!({ "token": token() })) }),
+        )
+        .route(
+            "/demo/revoke",
+            post(move || async move {
+                provider.revoke_account(provider::ACCOUNT);
+                StatusCode::NO_CONTENT
+            }),
+        )
+}
 /// SQLite in a file of its own under the temporary directory, sealed with a random key: the
 /// real thing, thrown away with the demo. In memory when built without SQLite.
 fn demo_store() -> StoreSettings {

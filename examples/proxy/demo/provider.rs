@@ -23,7 +23,7 @@ use std::{
 use axum::{
     Form, Json, Router,
     extract::{Query, State},
-    response::{IntoResponse, Response},
+    response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -131,7 +131,7 @@ impl Provider {
             token_delay: Mutex::default(),
         });
         let router = Router::new()
-            .route("/authorize", get(authorize))
+            .route("/authorize", get(authorize).post(consent))
             .route("/token", post(token))
             .route("/oauth/revoke", post(revoke_token))
             .route("/v1/me", get(me))
@@ -184,6 +184,15 @@ impl Provider {
             .token_delay
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = delay;
+    }
+
+    /// Revokes `account`'s grants, as its user would in the provider's settings.
+    pub fn revoke_account(&self, account: &str) {
+        for grant in self.shared.tokens().grants.iter_mut() {
+            if grant.account == account {
+                grant.revoked = true;
+            }
+        }
     }
 
     /// What the token endpoint saw so far.
@@ -245,7 +254,7 @@ impl Tokens {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 struct AuthorizeQuery {
     response_type: String,
     client_id: String,
@@ -255,10 +264,77 @@ struct AuthorizeQuery {
     code_challenge_method: Option<String>,
 }
 
+/// A browser (it asks for HTML) is shown a consent page; a script consents at once.
 async fn authorize(
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     Query(query): Query<AuthorizeQuery>,
 ) -> Response {
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if !browser {
+        return grant_code(&shared, query);
+    }
+    // The request's own parameters, carried through the form as they came.
+    let fields: String = serde_json::to_value(&query)
+        .ok()
+        .and_then(|value| value.as_object().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_str()?.to_owned())))
+        .map(|(name, value)| {
+            format!(
+                "<input type=hidden name=\"{}\" value=\"{}\">",
+                html_escape(&name),
+                html_escape(&value)
+            )
+        })
+        .collect();
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><title>Demo provider: consent</title>\
+         <h1>Demo provider</h1><p>The tower-bearer proxy asks to read your profile \
+         (account <b>{ACCOUNT}</b>).</p>\
+         <form method=post action=/authorize>{fields}\
+         <button id=allow name=decision value=allow>Allow</button> \
+         <button id=deny name=decision value=deny>Deny</button></form>"
+    ))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct Decision {
+    decision: String,
+    #[serde(flatten)]
+    query: AuthorizeQuery,
+}
+
+/// The consent page's answer.
+async fn consent(State(shared): State<Arc<Shared>>, Form(form): Form<Decision>) -> Response {
+    if form.decision == "allow" {
+        return grant_code(&shared, form.query);
+    }
+    if form.query.redirect_uri != shared.redirect_uri {
+        return (StatusCode::BAD_REQUEST, "unknown redirect_uri\n").into_response();
+    }
+    see_other(&format!(
+        "{}?error=access_denied&state={}&iss={}",
+        shared.redirect_uri,
+        encode(&form.query.state),
+        encode(&shared.issuer)
+    ))
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Consents: issues a code and sends the browser back with it.
+fn grant_code(shared: &Shared, query: AuthorizeQuery) -> Response {
     // Errors before the redirect URI is known to be ours must not redirect (RFC 6749 §4.1.2.1).
     if query.client_id != CLIENT_ID || query.redirect_uri != shared.redirect_uri {
         return (StatusCode::BAD_REQUEST, "unknown client or redirect_uri\n").into_response();
@@ -478,11 +554,11 @@ async fn revoke(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<AccountQuery>,
 ) -> StatusCode {
-    for grant in shared.tokens().grants.iter_mut() {
-        if grant.account == query.account {
-            grant.revoked = true;
-        }
+    Provider {
+        base: String::new(),
+        shared,
     }
+    .revoke_account(&query.account);
     StatusCode::NO_CONTENT
 }
 

@@ -138,6 +138,12 @@ pub fn render(demo: &Demo<'_>) -> String {
     );
     let _ = writeln!(
         text,
+        "In a browser: {proxy}/demo (call, revoke, re-link, unlink), and the same call from \
+         another origin: {}/demo/other-origin\n",
+        proxy.replacen("127.0.0.1", "localhost", 1)
+    );
+    let _ = writeln!(
+        text,
         "Paste into a shell, top to bottom. `{USER}`'s tokens from the demo IdP (1 h):"
     );
     let _ = writeln!(text, "TOKEN='{token}'");
