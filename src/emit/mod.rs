@@ -528,6 +528,30 @@ mod tests {
     }
 
     #[test]
+    fn fetch_metadata_decides_what_a_navigation_is() {
+        let navigation = |method: Method, headers: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.append(*name, HeaderValue::from_static(value));
+            }
+            RequestContext::from_parts(&method, &map).is_browser_navigation()
+        };
+        assert!(navigation(Method::GET, &[("sec-fetch-mode", "navigate")]));
+        assert!(navigation(Method::GET, &[("sec-fetch-dest", "document")]));
+        // A script's `fetch()` asking for HTML is no navigation.
+        for mode in ["cors", "same-origin", "no-cors"] {
+            assert!(!navigation(
+                Method::GET,
+                &[("sec-fetch-mode", mode), ("accept", "text/html")]
+            ));
+        }
+        // Without Fetch Metadata, an `Accept` asking for HTML is taken for one.
+        assert!(navigation(Method::GET, &[("accept", "text/html,*/*;q=0.8")]));
+        assert!(!navigation(Method::GET, &[("accept", "application/json")]));
+        assert!(!navigation(Method::POST, &[("sec-fetch-mode", "navigate")]));
+    }
+
+    #[test]
     fn accept_negotiation() {
         assert!(accepts_problem_json("*/*"));
         assert!(accepts_problem_json("text/html, application/json;q=0.9"));

@@ -43,9 +43,11 @@
 //! Link: <https://gw.example/connect/github>; rel="https://docs.rs/tower-bearer/latest/tower_bearer/upstream/#connect"
 //! ```
 //!
-//! The client starts that flow with its own bearer token, the user signs in and consents at the
-//! provider, and the request can be retried. Only this service sends the relation: responses
-//! passed on from a provider lose any `Link` carrying it.
+//! A script asks that URL with `POST` and its own bearer token for the provider's authorization
+//! URL (JSON) and navigates there; the user signs in and consents at the provider, comes back,
+//! and the request can be retried ([`connect`], and its `routes` with the `axum` feature). A
+//! browser navigation meeting U4 is sent to the provider directly. Only this service sends the
+//! relation: responses passed on from a provider lose any `Link` carrying it.
 
 pub mod body;
 pub mod classify;
