@@ -137,7 +137,10 @@ fn page(idp: Arc<Idp>, provider: Arc<Provider>, public_url: String) -> Router {
     let token = move || idp.token(USER, &format!("openid {SCOPE}"), &public_url);
     let token_for_other_origin = token.clone();
     Router::new()
-        .route("/demo", get(|| async { Html(include_str!("demo/page.html")) }))
+        .route(
+            "/demo",
+            get(|| async { Html(include_str!("demo/page.html")) }),
+        )
         .route(
             "/demo/other-origin",
             // The app on the other origin holds its own token (it has its own login).
@@ -145,7 +148,9 @@ fn page(idp: Arc<Idp>, provider: Arc<Provider>, public_url: String) -> Router {
                 let token = token_for_other_origin();
                 Html(include_str!("demo/other_origin.html").replacen(
                     "<!doctype html>",
-                    &format!("<!doctype html>\n<html data-proxy=\"{proxy}\" data-token=\"{token}\">"),
+                    &format!(
+                        "<!doctype html>\n<html data-proxy=\"{proxy}\" data-token=\"{token}\">"
+                    ),
                     1,
                 ))
             }),

@@ -546,7 +546,10 @@ mod tests {
             ));
         }
         // Without Fetch Metadata, an `Accept` asking for HTML is taken for one.
-        assert!(navigation(Method::GET, &[("accept", "text/html,*/*;q=0.8")]));
+        assert!(navigation(
+            Method::GET,
+            &[("accept", "text/html,*/*;q=0.8")]
+        ));
         assert!(!navigation(Method::GET, &[("accept", "application/json")]));
         assert!(!navigation(Method::POST, &[("sec-fetch-mode", "navigate")]));
     }
