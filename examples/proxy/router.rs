@@ -165,9 +165,10 @@ async fn validator(
     if let Some(typ) = &auth.token_type {
         policy = policy.token_type(typ.clone());
     }
-    let jwks = JwksValidator::discover(&auth.issuer, http)
+    let jwks = JwksValidator::discover(&auth.issuer)
+        .client(http)
         .policy(policy)
-        .build()?;
+        .build_lazy()?;
     if let Err(error) = jwks.refresh().await {
         tracing::warn!(%error, "the identity provider's keys are not available yet; callers get 503 until they are");
     }

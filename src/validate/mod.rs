@@ -89,10 +89,12 @@ pub use claims::{AuthClaims, OneOrMany, StandardClaims, TokenExpiry};
 pub use discovery::{ProviderMetadata, discover, discovery_url};
 pub use introspect::{IntrospectionValidator, IntrospectionValidatorBuilder};
 pub use issuers::Issuers;
-pub use jwks::{ASYMMETRIC_ALGORITHMS, JwksValidator, JwksValidatorBuilder, SourceError};
+pub use jwks::{
+    ASYMMETRIC_ALGORITHMS, BuildError, JwksValidator, JwksValidatorBuilder, SourceError,
+};
 pub use jwt::{JwtValidator, JwtValidatorBuilder};
 pub use keys::{KeyError, KeySet, VerificationKey};
-pub use policy::ClaimsPolicy;
+pub use policy::{ClaimsPolicy, PolicyError};
 
 use crate::{
     body::MaybeBuffered,
