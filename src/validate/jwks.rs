@@ -328,6 +328,7 @@ impl Shared {
             return None;
         }
         let outcome = self.fetch_keys(&mut flight).await;
+        crate::metrics::key_fetch(outcome.is_ok());
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         status.last_completed = Some(now);

@@ -225,6 +225,7 @@ where
             Err(failure) => State::rejected(failure, &request),
             Ok(token) => match self.validator.validate(&token) {
                 Verdict::Decided(Ok(claims)) => {
+                    crate::metrics::validation("valid");
                     request.extensions_mut().insert(claims);
                     State::Calling {
                         future: self.inner.call(request),
@@ -286,6 +287,7 @@ where
     /// operator's log.
     fn rejected(failure: AuthError, request: &Request<ReqBody>) -> Self {
         failure.trace_refusal(request);
+        crate::metrics::validation(failure.reason());
         Self::Rejected { failure }
     }
 }
@@ -317,6 +319,7 @@ where
                     let (mut request, mut inner) = *waiting;
                     match outcome {
                         Ok(claims) => {
+                            crate::metrics::validation("valid");
                             request.extensions_mut().insert(claims);
                             let future = inner.call(request);
                             this.state.set(State::Calling { future });
