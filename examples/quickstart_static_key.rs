@@ -3,11 +3,9 @@ use tower_bearer::jsonwebtoken::Algorithm;
 use tower_bearer::{axum::Authenticated, emit::Emitter, validate::*};
 
 pub fn app(public_key_pem: &[u8]) -> Result<Router, KeyError> {
+    let key = VerificationKey::rsa_pem(public_key_pem, &[Algorithm::RS256])?;
     let validator = JwtValidator::<StandardClaims>::builder()
-        .key(VerificationKey::rsa_pem(
-            public_key_pem,
-            &[Algorithm::RS256],
-        )?)
+        .key(key)
         .policy(ClaimsPolicy::new().issuer("https://login.example.com"))
         .audience("https://api.example.com")
         .build()?;
