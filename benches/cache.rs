@@ -58,9 +58,10 @@ fn jwks_validator(keys: &[(&str, &EncodingKey, Algorithm)]) -> JwksValidator<Sta
             )
         }
     }));
-    let validator = JwksValidator::builder("https://issuer.example/jwks", client)
+    let validator = JwksValidator::builder("https://issuer.example/jwks")
+        .client(client)
         .policy(ClaimsPolicy::new().issuer(ISSUER).audience(AUDIENCE))
-        .build()
+        .build_lazy()
         .unwrap();
     tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -13,6 +13,12 @@ use tower_service::Service;
 
 use crate::BoxError;
 
+#[cfg(feature = "reqwest")]
+mod reqwest;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use self::reqwest::ReqwestService;
+
 type ErasedBody = UnsyncBoxBody<Bytes, BoxError>;
 type Erased = BoxCloneSyncService<Request<Full<Bytes>>, Response<ErasedBody>, BoxError>;
 
@@ -51,6 +57,11 @@ type Erased = BoxCloneSyncService<Request<Full<Bytes>>, Response<ErasedBody>, Bo
 /// # let _ = client;
 /// ```
 ///
+/// Without a client of your own, [`HttpClient::builtin`] (feature `client`, on by default) is
+/// hyper-util's client over rustls, and the key sources use it unless given another; an
+/// application's `reqwest::Client` plugs in through [`HttpClient::from_reqwest`] (feature
+/// `reqwest`).
+///
 /// Cheap to clone. Defaults: 5 s timeout per request (connect to last body byte), 1 MiB
 /// response limit.
 #[derive(Clone)]
@@ -74,7 +85,7 @@ impl fmt::Debug for HttpClient {
 #[non_exhaustive]
 pub enum FetchError {
     /// The request could not be sent or the connection failed.
-    #[error("request to {uri} failed: {source}")]
+    #[error("request to {uri} failed: {}", Causes(source.as_ref()))]
     Transport {
         /// The URL.
         uri: Uri,
@@ -111,11 +122,32 @@ pub enum FetchError {
         /// What was expected.
         what: &'static str,
     },
+    /// The body is not JSON of the expected shape.
+    #[error("the response from {uri} is not a valid {what}: {source}")]
+    Unparseable {
+        /// The URL.
+        uri: Uri,
+        /// What was expected.
+        what: &'static str,
+        /// What the JSON parser says (the documents read this way are public: no secret in it).
+        source: serde_json::Error,
+    },
     /// A discovery document names another issuer than the configured one.
-    #[error("the discovery document at {uri} names another issuer")]
+    #[error(
+        "the discovery document at {uri} names the issuer {found:?}, expected {expected:?}{}",
+        if found.trim_end_matches('/') == expected.trim_end_matches('/') {
+            " (they differ in the trailing slash: configure the issuer exactly as the provider spells it)"
+        } else {
+            ""
+        }
+    )]
     IssuerMismatch {
         /// The URL.
         uri: Uri,
+        /// The configured issuer.
+        expected: Box<str>,
+        /// The issuer the document names.
+        found: Box<str>,
     },
     /// A URL from configuration or a document is not a valid absolute URL.
     #[error("invalid URL in {what}")]
@@ -123,6 +155,22 @@ pub enum FetchError {
         /// Where the URL came from.
         what: &'static str,
     },
+}
+
+/// An error and its sources, `: `-separated: hyper-util's "client error (Connect)" alone does
+/// not say that the connection was refused.
+struct Causes<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 /// A collected response.
@@ -163,6 +211,55 @@ impl HttpClient {
             timeout: Duration::from_secs(5),
             max_body: 1024 * 1024,
         }
+    }
+
+    /// The built-in client: hyper-util's pooled HTTP/1.1 client over rustls, trusting the
+    /// Mozilla roots (webpki-roots) with the crate's crypto backend, speaking HTTPS and plain
+    /// HTTP (a loopback issuer in development). Connection attempts give up after 3 s, whole
+    /// requests after 5 s, bodies over 1 MiB are refused.
+    ///
+    /// ```
+    /// let client = tower_bearer::http_client::HttpClient::builtin();
+    /// # let _ = client;
+    /// ```
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    pub fn builtin() -> Self {
+        use hyper_util::client::legacy::{Client, connect::HttpConnector};
+
+        // With both backends compiled in, rustls cannot pick a process default: name ours.
+        #[cfg(feature = "aws-lc-rs")]
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        #[cfg(not(feature = "aws-lc-rs"))]
+        let provider = rustls::crypto::ring::default_provider();
+
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(Duration::from_secs(3)));
+        tcp.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .expect("the crypto provider supports TLS 1.2 and 1.3")
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        Self::new(
+            Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, Full<Bytes>>(connector),
+        )
+    }
+
+    /// An application's `reqwest::Client` (its TLS, proxy and pool settings) as the client,
+    /// through [`ReqwestService`], with this type's timeout and body limit on top.
+    ///
+    /// ```
+    /// let client = tower_bearer::http_client::HttpClient::from_reqwest(reqwest::Client::new());
+    /// # let _ = client;
+    /// ```
+    #[cfg(feature = "reqwest")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub fn from_reqwest(client: ::reqwest::Client) -> Self {
+        Self::new(ReqwestService::new(client))
     }
 
     /// Limits each request, from sending to the last body byte.
@@ -210,7 +307,8 @@ impl HttpClient {
         }
     }
 
-    /// `GET uri` expecting `200` and a JSON document; returns it with the response headers.
+    /// `GET uri` expecting `200` and a public JSON document (discovery, JWKS: their parse errors
+    /// may quote them); returns it with the response headers.
     pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         uri: &Uri,
@@ -227,10 +325,12 @@ impl HttpClient {
                 status: fetched.status,
             });
         }
-        let document = serde_json::from_slice(&fetched.body).map_err(|_| FetchError::Invalid {
-            uri: uri.clone(),
-            what,
-        })?;
+        let document =
+            serde_json::from_slice(&fetched.body).map_err(|source| FetchError::Unparseable {
+                uri: uri.clone(),
+                what,
+                source,
+            })?;
         Ok((document, fetched.headers))
     }
 }

@@ -79,6 +79,7 @@ pub mod failure;
 pub mod grpc;
 pub mod http_client;
 pub mod metadata;
+mod metrics;
 pub mod problem;
 pub mod syntax;
 pub mod token;

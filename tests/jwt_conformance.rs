@@ -64,10 +64,11 @@ fn jwks_validator() -> JwksValidator<StandardClaims> {
             )
         }
     });
-    JwksValidator::builder("http://issuer.invalid/jwks", HttpClient::new(issuer))
+    JwksValidator::builder("http://issuer.invalid/jwks")
+        .client(HttpClient::new(issuer))
         .algorithms(&[Algorithm::RS256, Algorithm::ES256])
         .policy(policy())
-        .build()
+        .build_lazy()
         .unwrap()
 }
 

@@ -131,7 +131,8 @@ fn jwks_validator(
     client: HttpClient,
     refetch: Duration,
 ) -> JwksValidator<StandardClaims> {
-    JwksValidator::discover(provider.issuer(), client)
+    JwksValidator::discover(provider.issuer())
+        .client(client)
         .policy(
             ClaimsPolicy::new()
                 .audience(RESOURCE_RS256)
@@ -141,7 +142,7 @@ fn jwks_validator(
                 .leeway(0),
         )
         .refetch_interval(refetch)
-        .build()
+        .build_lazy()
         .unwrap()
 }
 
@@ -309,7 +310,8 @@ async fn with_the_provider_down_cached_keys_validate_and_unknown_keys_get_503() 
     let mut provider = OidcProvider::start(OidcConfig::new()).await;
     let (client, counts) = counting_client();
     let refetch = Duration::from_secs(1);
-    let validator = JwksValidator::<StandardClaims>::discover(provider.issuer(), client)
+    let validator = JwksValidator::<StandardClaims>::discover(provider.issuer())
+        .client(client)
         .policy(
             ClaimsPolicy::new()
                 .audience(RESOURCE_RS256)
@@ -318,7 +320,7 @@ async fn with_the_provider_down_cached_keys_validate_and_unknown_keys_get_503() 
         .refetch_interval(refetch)
         // Keys go stale at once: every later request would like to refresh them.
         .cache_ttl_bounds(Duration::ZERO, Duration::from_millis(100))
-        .build()
+        .build_lazy()
         .unwrap();
     let base = serve(validator).await;
     let http = client_without_reuse();
@@ -560,7 +562,8 @@ async fn several_issuers_each_with_their_own_keys() {
 async fn opaque_tokens_are_introspected() {
     let mut provider = OidcProvider::start(OidcConfig::new()).await;
     let (client, counts) = counting_client();
-    let validator = IntrospectionValidator::<StandardClaims>::discover(provider.issuer(), client)
+    let validator = IntrospectionValidator::<StandardClaims>::discover(provider.issuer())
+        .client(client)
         .client_credentials(CLIENT_ID, CLIENT_SECRET)
         .audience(RESOURCE_OPAQUE)
         .retry_after(Duration::from_secs(7))
@@ -700,11 +703,11 @@ async fn tokens_and_secrets_stay_out_of_logs_debug_and_errors() {
     let (client, _) = counting_client();
     let jwks = jwks_validator(&provider, client.clone(), Duration::from_millis(100));
     const SECRET: &str = "a-wrong-secret-that-must-not-leak";
-    let wrong_secret =
-        IntrospectionValidator::<StandardClaims>::discover(provider.issuer(), client.clone())
-            .client_credentials(CLIENT_ID, SECRET)
-            .build()
-            .unwrap();
+    let wrong_secret = IntrospectionValidator::<StandardClaims>::discover(provider.issuer())
+        .client(client.clone())
+        .client_credentials(CLIENT_ID, SECRET)
+        .build()
+        .unwrap();
     let jwks_base = serve(CachedValidator::new(jwks.clone())).await;
     let introspect_base = serve(wrong_secret.clone()).await;
     let http = client_without_reuse();

@@ -61,19 +61,17 @@ const ACME_SECRET: &str = "acme-proxy-secret";
 /// without leeway, so an expired token is refused the second it expires. It records the status
 /// of every request it answers.
 async fn acme_api(authorization_server: &OidcProvider) -> (String, Arc<Mutex<Vec<u16>>>) {
-    let validator = JwksValidator::<StandardClaims>::builder(
-        authorization_server.jwks_uri(),
-        HttpClient::new(client_without_reuse()),
-    )
-    .policy(
-        ClaimsPolicy::new()
-            .issuer(authorization_server.issuer())
-            .audience(ACME_API)
-            .token_type("at+jwt")
-            .leeway(0),
-    )
-    .build()
-    .unwrap();
+    let validator = JwksValidator::<StandardClaims>::builder(authorization_server.jwks_uri())
+        .client(HttpClient::new(client_without_reuse()))
+        .policy(
+            ClaimsPolicy::new()
+                .issuer(authorization_server.issuer())
+                .audience(ACME_API)
+                .token_type("at+jwt")
+                .leeway(0),
+        )
+        .build_lazy()
+        .unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     let router = Router::new()

@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 mod forward;
 mod http_client;
+mod metrics;
 mod providers;
 mod random;
 mod reply;

@@ -8,6 +8,7 @@
 //! | `GET /links`, `DELETE /links/{provider}` | a caller | lists the caller's links; unlinks one (revoking it) |
 //! | `GET /.well-known/oauth-protected-resource` | anyone | RFC 9728 metadata |
 //! | `GET /healthz` | anyone | `ok` |
+//! | `GET /metrics` | anyone (feature `metrics`) | the crate's counters, Prometheus text format |
 
 use std::{ops::Deref, sync::Arc};
 
@@ -30,7 +31,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::{
     config::Settings,
-    forward, http_client,
+    forward, http_client, metrics,
     providers::{self, ApiClient, Providers, TokenClient},
     request_id,
     store::LinkStore,
@@ -65,6 +66,8 @@ impl Deref for App {
 /// and answers `503` (row I8) until it is back.
 pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Router, BoxError> {
     let store = store.into();
+    // First: the recorder counts from the warm-up fetch of the keys on.
+    let metrics = metrics::routes();
     let timeout = settings.limits.upstream_timeout;
     let token_client: TokenClient = http_client::https(timeout);
     let api_client: ApiClient = http_client::https(timeout);
@@ -111,6 +114,7 @@ pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Ro
         .merge(api)
         .merge(connect.router(callers))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(metrics)
         .route_service(&metadata.well_known_path(), metadata.service());
     if let Some(cors) = cors {
         router = router.layer(cors);
@@ -165,9 +169,10 @@ async fn validator(
     if let Some(typ) = &auth.token_type {
         policy = policy.token_type(typ.clone());
     }
-    let jwks = JwksValidator::discover(&auth.issuer, http)
+    let jwks = JwksValidator::discover(&auth.issuer)
+        .client(http)
         .policy(policy)
-        .build()?;
+        .build_lazy()?;
     if let Err(error) = jwks.refresh().await {
         tracing::warn!(%error, "the identity provider's keys are not available yet; callers get 503 until they are");
     }

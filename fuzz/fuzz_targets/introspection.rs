@@ -79,13 +79,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }));
     let mut builder = if discover {
-        IntrospectionValidator::<StandardClaims>::discover(ISSUER, client)
+        IntrospectionValidator::<StandardClaims>::discover(ISSUER)
     } else {
-        IntrospectionValidator::<StandardClaims>::builder(
-            "https://issuer.example/introspect",
-            client,
-        )
-    };
+        IntrospectionValidator::<StandardClaims>::builder("https://issuer.example/introspect")
+    }
+    .client(client);
     if credentials {
         builder = builder.client_credentials("api", SECRET);
     }

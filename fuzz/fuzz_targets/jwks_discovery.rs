@@ -53,13 +53,14 @@ fuzz_target!(|data: &[u8]| {
         }
     }));
     let builder = if discover {
-        JwksValidator::<StandardClaims>::discover(ISSUER, client)
+        JwksValidator::<StandardClaims>::discover(ISSUER)
     } else {
-        JwksValidator::<StandardClaims>::builder("https://issuer.example/jwks", client)
+        JwksValidator::<StandardClaims>::builder("https://issuer.example/jwks")
     };
     let validator = builder
+        .client(client)
         .policy(policy())
-        .build()
+        .build_lazy()
         .expect("a valid configuration builds");
 
     let token = BearerToken::new(token_kind(kind)).expect("a b64token");

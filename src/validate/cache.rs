@@ -139,8 +139,10 @@ where
     fn validate(&self, token: &BearerToken) -> Verdict<Self::Claims, Self::Future> {
         let key = self.store.digest(token.as_str());
         if let Some(claims) = self.store.get(key) {
+            crate::metrics::token_cache(true);
             return Verdict::Decided(Ok(claims));
         }
+        crate::metrics::token_cache(false);
         match self.inner.validate(token) {
             Verdict::Decided(outcome) => {
                 if let Ok(claims) = &outcome {

@@ -50,7 +50,11 @@ pub async fn discover(client: &HttpClient, issuer: &str) -> Result<ProviderMetad
     let (metadata, _headers): (ProviderMetadata, _) =
         client.get_json(&uri, "discovery document").await?;
     if metadata.issuer != issuer {
-        return Err(FetchError::IssuerMismatch { uri });
+        return Err(FetchError::IssuerMismatch {
+            uri,
+            expected: issuer.into(),
+            found: metadata.issuer.into(),
+        });
     }
     absolute(&metadata.jwks_uri, "jwks_uri")?;
     Ok(metadata)

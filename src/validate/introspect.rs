@@ -19,7 +19,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 use super::{
     OneOrMany, StandardClaims, ValidateToken, Verdict,
     discovery::{absolute, discover},
-    jwks::SourceError,
+    jwks::{SourceError, default_client},
 };
 use crate::{
     failure::{AuthError, TokenRejection},
@@ -52,19 +52,11 @@ const FORM: &AsciiSet = &NON_ALPHANUMERIC
 /// in front, mindful of its revocation window.
 ///
 /// ```no_run
-/// use tower_bearer::http_client::HttpClient;
 /// use tower_bearer::validate::{IntrospectionValidator, StandardClaims};
-/// # use bytes::Bytes;
-/// # use http_body_util::Full;
-/// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 ///
-/// // Plain HTTP keeps the example short: give it an HTTPS connector (e.g. hyper-rustls).
-/// fn client() -> HttpClient {
-///     HttpClient::new(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
-/// }
-///
+/// // Through `HttpClient::builtin()`, unless `.client(..)` gives another.
 /// let validator = IntrospectionValidator::<StandardClaims>::builder(
-///         "https://login.example.com/oauth2/introspect", client())
+///         "https://login.example.com/oauth2/introspect")
 ///     .client_credentials("my-api", "its secret")
 ///     .issuer("https://login.example.com")
 ///     .audience("https://api.example.com")
@@ -138,20 +130,20 @@ struct Checked {
     nbf: Option<u64>,
 }
 
-impl<C> IntrospectionValidator<C> {
-    /// Introspects at `endpoint`.
-    pub fn builder(endpoint: &str, client: HttpClient) -> IntrospectionValidatorBuilder<C> {
+impl IntrospectionValidator {
+    /// Introspects at `endpoint`. The claims are [`StandardClaims`] unless
+    /// [`claims`](IntrospectionValidatorBuilder::claims) names a type of your own.
+    pub fn builder(endpoint: &str) -> IntrospectionValidatorBuilder {
         IntrospectionValidatorBuilder::new(
             absolute(endpoint, "introspection endpoint")
                 .map(Endpoint::Fixed)
                 .map_err(|_| SourceError::InvalidUrl("introspection endpoint")),
-            client,
         )
     }
 
     /// Introspects at the `introspection_endpoint` of `issuer`'s discovery document (fetched at
     /// the first token), and requires `iss`, when the answer carries one, to equal `issuer`.
-    pub fn discover(issuer: &str, client: HttpClient) -> IntrospectionValidatorBuilder<C> {
+    pub fn discover(issuer: &str) -> IntrospectionValidatorBuilder {
         let endpoint = super::discovery::discovery_url(issuer)
             .map(|_| Endpoint::Discovered {
                 issuer: issuer.to_owned(),
@@ -159,7 +151,7 @@ impl<C> IntrospectionValidator<C> {
                 failed_at: std::sync::Mutex::default(),
             })
             .map_err(|_| SourceError::InvalidUrl("issuer"));
-        let builder = IntrospectionValidatorBuilder::new(endpoint, client);
+        let builder = IntrospectionValidatorBuilder::new(endpoint);
         builder.issuer(issuer)
     }
 }
@@ -327,9 +319,9 @@ where
 }
 
 /// Configures an [`IntrospectionValidator`].
-pub struct IntrospectionValidatorBuilder<C> {
+pub struct IntrospectionValidatorBuilder<C = StandardClaims> {
     endpoint: Result<Endpoint, SourceError>,
-    client: HttpClient,
+    client: Option<HttpClient>,
     credentials: Option<(String, String)>,
     issuer: Option<String>,
     audiences: Vec<String>,
@@ -349,11 +341,11 @@ impl<C> fmt::Debug for IntrospectionValidatorBuilder<C> {
     }
 }
 
-impl<C> IntrospectionValidatorBuilder<C> {
-    fn new(endpoint: Result<Endpoint, SourceError>, client: HttpClient) -> Self {
+impl IntrospectionValidatorBuilder {
+    fn new(endpoint: Result<Endpoint, SourceError>) -> Self {
         Self {
             endpoint,
-            client,
+            client: default_client(),
             credentials: None,
             issuer: None,
             audiences: Vec::new(),
@@ -361,6 +353,28 @@ impl<C> IntrospectionValidatorBuilder<C> {
             retry_after: Duration::from_secs(5),
             claims: PhantomData,
         }
+    }
+}
+
+impl<C> IntrospectionValidatorBuilder<C> {
+    /// Deserializes the claims into `D` (any `serde` type) instead of [`StandardClaims`].
+    pub fn claims<D>(self) -> IntrospectionValidatorBuilder<D> {
+        IntrospectionValidatorBuilder {
+            endpoint: self.endpoint,
+            client: self.client,
+            credentials: self.credentials,
+            issuer: self.issuer,
+            audiences: self.audiences,
+            leeway: self.leeway,
+            retry_after: self.retry_after,
+            claims: PhantomData,
+        }
+    }
+
+    /// The HTTP client for discovery and introspection (default: [`HttpClient::builtin`]).
+    pub fn client(mut self, client: HttpClient) -> Self {
+        self.client = Some(client);
+        self
     }
 
     /// Authenticates to the endpoint with HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1).
@@ -400,6 +414,7 @@ impl<C> IntrospectionValidatorBuilder<C> {
     /// Builds the validator. Nothing is fetched yet.
     pub fn build(self) -> Result<IntrospectionValidator<C>, SourceError> {
         let endpoint = self.endpoint?;
+        let client = self.client.ok_or(SourceError::NoClient)?;
         let (client_id, authorization) = match self.credentials {
             Some((id, secret)) => {
                 let raw = format!(
@@ -418,7 +433,7 @@ impl<C> IntrospectionValidatorBuilder<C> {
         Ok(IntrospectionValidator {
             shared: Arc::new(Shared {
                 endpoint,
-                client: self.client,
+                client,
                 client_id,
                 authorization,
                 issuer: self.issuer,
@@ -474,12 +489,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failing_discovery_is_tried_once_per_backoff() {
         let (up, discoveries) = (Arc::new(AtomicBool::new(false)), Arc::default());
-        let validator = IntrospectionValidator::<StandardClaims>::discover(
-            ISSUER,
-            issuer(up.clone(), Arc::clone(&discoveries)),
-        )
-        .build()
-        .unwrap();
+        let validator = IntrospectionValidator::<StandardClaims>::discover(ISSUER)
+            .client(issuer(up.clone(), Arc::clone(&discoveries)))
+            .build()
+            .unwrap();
         let token = BearerToken::new("opaque").unwrap();
         let attempts: Vec<_> = (0..20)
             .map(|_| {

@@ -17,22 +17,14 @@ use crate::{
 /// refused as `invalid_token` (row I4) without any fetch.
 ///
 /// ```no_run
-/// use tower_bearer::http_client::HttpClient;
 /// use tower_bearer::validate::{ClaimsPolicy, Issuers, JwksValidator, StandardClaims};
-/// # use bytes::Bytes;
-/// # use http_body_util::Full;
-/// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-///
-/// // Plain HTTP keeps the example short: give it an HTTPS connector (e.g. hyper-rustls).
-/// fn client() -> HttpClient {
-///     HttpClient::new(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
-/// }
 ///
 /// let mut issuers = Issuers::new();
 /// for tenant in ["https://login.example.com/a", "https://login.example.com/b"] {
-///     let validator = JwksValidator::<StandardClaims>::discover(tenant, client())
+///     // Lazy: a tenant whose issuer is down answers 503 until it is back.
+///     let validator = JwksValidator::<StandardClaims>::discover(tenant)
 ///         .policy(ClaimsPolicy::new().audience("https://api.example.com"))
-///         .build()
+///         .build_lazy()
 ///         .unwrap();
 ///     issuers = issuers.issuer(tenant, validator);
 /// }

@@ -17,7 +17,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 use tokio::time::Instant;
 
 use super::{
-    ClaimsPolicy, KeySet, StandardClaims, ValidateToken, Verdict, VerificationKey,
+    ClaimsPolicy, KeySet, PolicyError, StandardClaims, ValidateToken, Verdict, VerificationKey,
     discovery::{absolute, discover},
     peek,
 };
@@ -54,6 +54,35 @@ pub enum SourceError {
     /// The algorithm allow-list is empty or contains an HMAC algorithm (a published key is public).
     #[error("the algorithm allow-list must be non-empty and asymmetric")]
     Algorithms,
+    /// The claims policy holds a value no token can satisfy.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// Built without the feature `client` and without a client of the application's.
+    #[error(
+        "no HTTP client: pass one with `.client(..)` or enable the feature `client` for the built-in one"
+    )]
+    NoClient,
+}
+
+/// Why [`JwksValidatorBuilder::build`] could not start a validator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] SourceError),
+    /// The discovery document or the first key set could not be fetched: the error names the
+    /// URL and the cause.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+}
+
+/// The client a key source uses unless given one: the built-in one, with the feature `client`.
+pub(super) fn default_client() -> Option<HttpClient> {
+    #[cfg(feature = "client")]
+    return Some(HttpClient::builtin());
+    #[cfg(not(feature = "client"))]
+    return None;
 }
 
 /// Validates JWTs with keys from a JWKS URL or an OpenID provider's discovery document.
@@ -85,24 +114,22 @@ pub enum SourceError {
 ///   without spoiling the rest. The algorithm is never taken from the token alone.
 ///
 /// ```no_run
-/// use tower_bearer::http_client::HttpClient;
 /// use tower_bearer::validate::{ClaimsPolicy, JwksValidator, StandardClaims};
-/// # use bytes::Bytes;
-/// # use http_body_util::Full;
-/// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 ///
-/// // Plain HTTP keeps the example short: give it an HTTPS connector (e.g. hyper-rustls).
-/// fn client() -> HttpClient {
-///     HttpClient::new(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>())
-/// }
-///
+/// # async fn run() -> Result<(), tower_bearer::validate::BuildError> {
 /// // Issuer → /.well-known/openid-configuration → jwks_uri; `iss` must equal the issuer.
-/// let validator = JwksValidator::<StandardClaims>::discover("https://login.example.com", client())
+/// // `build` fetches both now: a wrong or unreachable issuer fails here, naming the URL.
+/// let validator = JwksValidator::<StandardClaims>::discover("https://login.example.com")
 ///     .policy(ClaimsPolicy::new().audience("https://api.example.com").token_type("at+jwt"))
 ///     .build()
-///     .unwrap();
-/// # let _ = validator;
+///     .await?;
+/// # let _ = validator; Ok(()) }
 /// ```
+///
+/// The requests go through [`HttpClient::builtin`] unless
+/// [`client`](JwksValidatorBuilder::client) gives another; [`build_lazy`](JwksValidatorBuilder::build_lazy)
+/// fetches nothing until the first token (an issuer that is down at start-up then yields
+/// 503s, not a start-up failure).
 ///
 /// Cheap to clone: clones share the key cache.
 pub struct JwksValidator<C = StandardClaims> {
@@ -201,28 +228,34 @@ enum Reason {
 /// apply as they are): the keys are used again as soon as the issuer is back.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
-impl<C> JwksValidator<C> {
+impl JwksValidator {
     /// Keys from this JWKS URL. The [policy](JwksValidatorBuilder::policy) must name the issuer.
-    pub fn builder(jwks_uri: &str, client: HttpClient) -> JwksValidatorBuilder<C> {
+    ///
+    /// The claims are [`StandardClaims`] unless [`claims`](JwksValidatorBuilder::claims) names
+    /// a type of your own.
+    pub fn builder(jwks_uri: &str) -> JwksValidatorBuilder {
         JwksValidatorBuilder::new(
             absolute(jwks_uri, "jwks_uri")
                 .map(Source::Jwks)
                 .map_err(|_| SourceError::InvalidUrl("jwks_uri")),
-            client,
         )
     }
 
-    /// Keys of the OpenID provider `issuer`, found through its discovery document, fetched
-    /// lazily (an issuer that is down at start-up yields 503s, not a start-up failure). The
+    /// Keys of the OpenID provider `issuer`, found through its discovery document. The
     /// document's `issuer` must equal `issuer` exactly, and so must the tokens' `iss` (added to
     /// the policy unless it names issuers itself).
-    pub fn discover(issuer: &str, client: HttpClient) -> JwksValidatorBuilder<C> {
+    ///
+    /// The claims are [`StandardClaims`] unless [`claims`](JwksValidatorBuilder::claims) names
+    /// a type of your own.
+    pub fn discover(issuer: &str) -> JwksValidatorBuilder {
         let source = super::discovery::discovery_url(issuer)
             .map(|_| Source::Discovery(issuer.to_owned()))
             .map_err(|_| SourceError::InvalidUrl("issuer"));
-        JwksValidatorBuilder::new(source, client)
+        JwksValidatorBuilder::new(source)
     }
+}
 
+impl<C> JwksValidator<C> {
     /// Fetches the key set now, waiting for a fetch already in progress instead of starting a
     /// second one; ignores the refetch interval. Useful at start-up to fail fast or warm up.
     pub async fn refresh(&self) -> Result<(), FetchError> {
@@ -295,6 +328,7 @@ impl Shared {
             return None;
         }
         let outcome = self.fetch_keys(&mut flight).await;
+        crate::metrics::key_fetch(outcome.is_ok());
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         status.last_completed = Some(now);
@@ -449,9 +483,9 @@ async fn slow_path<C: DeserializeOwned>(
 }
 
 /// Configures a [`JwksValidator`].
-pub struct JwksValidatorBuilder<C> {
+pub struct JwksValidatorBuilder<C = StandardClaims> {
     source: Result<Source, SourceError>,
-    client: HttpClient,
+    client: Option<HttpClient>,
     algorithms: Vec<Algorithm>,
     policy: ClaimsPolicy,
     timing: Timing,
@@ -468,11 +502,11 @@ impl<C> fmt::Debug for JwksValidatorBuilder<C> {
     }
 }
 
-impl<C> JwksValidatorBuilder<C> {
-    fn new(source: Result<Source, SourceError>, client: HttpClient) -> Self {
+impl JwksValidatorBuilder {
+    fn new(source: Result<Source, SourceError>) -> Self {
         Self {
             source,
-            client,
+            client: default_client(),
             algorithms: ASYMMETRIC_ALGORITHMS.to_vec(),
             policy: ClaimsPolicy::new(),
             timing: Timing {
@@ -484,10 +518,36 @@ impl<C> JwksValidatorBuilder<C> {
             claims: PhantomData,
         }
     }
+}
+
+impl<C> JwksValidatorBuilder<C> {
+    /// Deserializes the claims into `D` (any `serde` type) instead of [`StandardClaims`].
+    pub fn claims<D>(self) -> JwksValidatorBuilder<D> {
+        JwksValidatorBuilder {
+            source: self.source,
+            client: self.client,
+            algorithms: self.algorithms,
+            policy: self.policy,
+            timing: self.timing,
+            claims: PhantomData,
+        }
+    }
+
+    /// The HTTP client for discovery and the JWKS (default: [`HttpClient::builtin`]).
+    pub fn client(mut self, client: HttpClient) -> Self {
+        self.client = Some(client);
+        self
+    }
 
     /// The claims policy (issuer, audience, leeway, `typ`, required claims).
     pub fn policy(mut self, policy: ClaimsPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Accepts tokens for this audience: [`ClaimsPolicy::audience`] on the policy.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.policy = self.policy.audience(audience);
         self
     }
 
@@ -517,9 +577,22 @@ impl<C> JwksValidatorBuilder<C> {
         self
     }
 
-    /// Builds the validator. Nothing is fetched yet.
-    pub fn build(self) -> Result<JwksValidator<C>, SourceError> {
+    /// Builds the validator and fetches the discovery document and the first key set now, so
+    /// that a wrong or unreachable issuer fails at start-up with an error naming the URL and
+    /// the cause, instead of answering every request `503`.
+    pub async fn build(self) -> Result<JwksValidator<C>, BuildError> {
+        let validator = self.build_lazy()?;
+        validator.refresh().await?;
+        Ok(validator)
+    }
+
+    /// Builds the validator without fetching anything: discovery and the keys are fetched at
+    /// the first token, and an issuer that is down until then yields `503`s (row I8), not a
+    /// start-up failure.
+    pub fn build_lazy(self) -> Result<JwksValidator<C>, SourceError> {
         let source = self.source?;
+        let client = self.client.ok_or(SourceError::NoClient)?;
+        self.policy.check()?;
         if self.algorithms.is_empty()
             || self
                 .algorithms
@@ -538,7 +611,7 @@ impl<C> JwksValidatorBuilder<C> {
         Ok(JwksValidator {
             shared: Arc::new(Shared {
                 source,
-                client: self.client,
+                client,
                 algorithms: self.algorithms,
                 policy,
                 timing: self.timing,
@@ -632,11 +705,12 @@ mod tests {
     }
 
     fn validator(fake: &Fake, refetch: Duration) -> JwksValidator<StandardClaims> {
-        JwksValidator::builder("https://issuer.test/jwks", fake.client())
+        JwksValidator::builder("https://issuer.test/jwks")
+            .client(fake.client())
             .policy(ClaimsPolicy::new().issuer(ISSUER))
             .refetch_interval(refetch)
             .cache_ttl_bounds(Duration::ZERO, Duration::from_secs(3600))
-            .build()
+            .build_lazy()
             .unwrap()
     }
 
@@ -784,20 +858,31 @@ mod tests {
     #[test]
     fn building_requires_an_issuer_and_asymmetric_algorithms() {
         let fake = Fake::default();
-        let no_issuer =
-            JwksValidator::<StandardClaims>::builder("https://i.test/jwks", fake.client()).build();
+        let builder = || JwksValidator::<StandardClaims>::builder("https://i.test/jwks");
+        let no_issuer = builder().client(fake.client()).build_lazy();
         assert_eq!(no_issuer.unwrap_err(), SourceError::NoIssuer);
-        let hmac = JwksValidator::<StandardClaims>::builder("https://i.test/jwks", fake.client())
+        let hmac = builder()
+            .client(fake.client())
             .policy(ClaimsPolicy::new().issuer(ISSUER))
             .algorithms(&[Algorithm::HS256])
-            .build();
+            .build_lazy();
         assert_eq!(hmac.unwrap_err(), SourceError::Algorithms);
-        let relative = JwksValidator::<StandardClaims>::builder("/jwks", fake.client()).build();
+        let relative = JwksValidator::<StandardClaims>::builder("/jwks").build_lazy();
         assert_eq!(relative.unwrap_err(), SourceError::InvalidUrl("jwks_uri"));
+        let empty_audience = builder()
+            .client(fake.client())
+            .policy(ClaimsPolicy::new().issuer(ISSUER))
+            .audience("")
+            .build_lazy();
+        assert_eq!(
+            empty_audience.unwrap_err(),
+            SourceError::Policy(PolicyError::EmptyAudience)
+        );
         // Discovery names the issuer itself.
         assert!(
-            JwksValidator::<StandardClaims>::discover(ISSUER, fake.client())
-                .build()
+            JwksValidator::<StandardClaims>::discover(ISSUER)
+                .client(fake.client())
+                .build_lazy()
                 .is_ok()
         );
     }

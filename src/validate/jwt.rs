@@ -89,11 +89,18 @@ impl<C> JwtValidatorBuilder<C> {
         self
     }
 
-    /// Builds the validator.
+    /// Accepts tokens for this audience: [`ClaimsPolicy::audience`] on the policy.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.policy = self.policy.audience(audience);
+        self
+    }
+
+    /// Builds the validator; an empty audience or issuer is refused.
     pub fn build(self) -> Result<JwtValidator<C>, KeyError> {
         if self.keys.is_empty() {
             return Err(KeyError::NoKeys);
         }
+        self.policy.check()?;
         Ok(JwtValidator {
             keys: Arc::new(KeySet::new(self.keys, self.policy)),
             claims: PhantomData,

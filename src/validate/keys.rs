@@ -45,6 +45,18 @@ pub enum KeyError {
     /// No keys were configured.
     #[error("no verification keys were configured")]
     NoKeys,
+    /// A private key was passed where the public key belongs.
+    #[error(
+        "this PEM holds a private key (-----BEGIN {label}-----): pass the public key instead \
+         (`openssl pkey -in key.pem -pubout`); verifying never needs the private one"
+    )]
+    PrivateKey {
+        /// The PEM label, e.g. `RSA PRIVATE KEY`.
+        label: String,
+    },
+    /// The claims policy holds a value no token can satisfy.
+    #[error(transparent)]
+    Policy(#[from] super::PolicyError),
 }
 
 /// A public key (or HMAC secret) with the algorithms it may verify and, optionally, its `kid`.
@@ -95,7 +107,7 @@ impl VerificationKey {
     /// An RSA public key in PEM.
     pub fn rsa_pem(pem: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeyError> {
         Self::new(
-            DecodingKey::from_rsa_pem(pem).map_err(unreadable)?,
+            DecodingKey::from_rsa_pem(refuse_private(pem)?).map_err(unreadable)?,
             algorithms,
         )
     }
@@ -103,7 +115,7 @@ impl VerificationKey {
     /// An EC public key (P-256 or P-384) in PEM.
     pub fn ec_pem(pem: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeyError> {
         Self::new(
-            DecodingKey::from_ec_pem(pem).map_err(unreadable)?,
+            DecodingKey::from_ec_pem(refuse_private(pem)?).map_err(unreadable)?,
             algorithms,
         )
     }
@@ -111,7 +123,7 @@ impl VerificationKey {
     /// An Ed25519 public key in PEM.
     pub fn ed_pem(pem: &[u8], algorithms: &[Algorithm]) -> Result<Self, KeyError> {
         Self::new(
-            DecodingKey::from_ed_pem(pem).map_err(unreadable)?,
+            DecodingKey::from_ed_pem(refuse_private(pem)?).map_err(unreadable)?,
             algorithms,
         )
     }
@@ -170,6 +182,23 @@ impl fmt::Debug for VerificationKey {
             .field("algorithms", &self.algorithms)
             .field("kid", &self.kid)
             .finish()
+    }
+}
+
+/// `pem` unless it holds a private key: jsonwebtoken would read some of them and then refuse
+/// every token, one request at a time.
+fn refuse_private(pem: &[u8]) -> Result<&[u8], KeyError> {
+    let text = String::from_utf8_lossy(pem);
+    let private = text.lines().find_map(|line| {
+        let label = line
+            .trim()
+            .strip_prefix("-----BEGIN ")?
+            .strip_suffix("-----")?;
+        label.ends_with("PRIVATE KEY").then(|| label.to_owned())
+    });
+    match private {
+        Some(label) => Err(KeyError::PrivateKey { label }),
+        None => Ok(pem),
     }
 }
 

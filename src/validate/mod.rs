@@ -89,10 +89,12 @@ pub use claims::{AuthClaims, OneOrMany, StandardClaims, TokenExpiry};
 pub use discovery::{ProviderMetadata, discover, discovery_url};
 pub use introspect::{IntrospectionValidator, IntrospectionValidatorBuilder};
 pub use issuers::Issuers;
-pub use jwks::{ASYMMETRIC_ALGORITHMS, JwksValidator, JwksValidatorBuilder, SourceError};
+pub use jwks::{
+    ASYMMETRIC_ALGORITHMS, BuildError, JwksValidator, JwksValidatorBuilder, SourceError,
+};
 pub use jwt::{JwtValidator, JwtValidatorBuilder};
 pub use keys::{KeyError, KeySet, VerificationKey};
-pub use policy::ClaimsPolicy;
+pub use policy::{ClaimsPolicy, PolicyError};
 
 use crate::{
     body::MaybeBuffered,
@@ -223,6 +225,7 @@ where
             Err(failure) => State::rejected(failure, &request),
             Ok(token) => match self.validator.validate(&token) {
                 Verdict::Decided(Ok(claims)) => {
+                    crate::metrics::validation("valid");
                     request.extensions_mut().insert(claims);
                     State::Calling {
                         future: self.inner.call(request),
@@ -284,6 +287,7 @@ where
     /// operator's log.
     fn rejected(failure: AuthError, request: &Request<ReqBody>) -> Self {
         failure.trace_refusal(request);
+        crate::metrics::validation(failure.reason());
         Self::Rejected { failure }
     }
 }
@@ -315,6 +319,7 @@ where
                     let (mut request, mut inner) = *waiting;
                     match outcome {
                         Ok(claims) => {
+                            crate::metrics::validation("valid");
                             request.extensions_mut().insert(claims);
                             let future = inner.call(request);
                             this.state.set(State::Calling { future });

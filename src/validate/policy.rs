@@ -6,6 +6,23 @@ use jsonwebtoken::{Algorithm, Validation};
 use super::registered::Checks;
 use crate::failure::TokenRejection;
 
+/// A policy value that no token can satisfy: refused when a validator is built, instead of
+/// refusing every token later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// `audience("")`: no issuer puts an empty `aud` in a token.
+    #[error(
+        "the audience is empty (\"\"): configure the identifier your issuer puts in the tokens' `aud` (often the API's URL)"
+    )]
+    EmptyAudience,
+    /// `issuer("")`: no issuer is named by the empty string.
+    #[error(
+        "the issuer is empty (\"\"): configure the issuer's URL exactly as it appears in the tokens' `iss`"
+    )]
+    EmptyIssuer,
+}
+
 /// What a token's claims and header must satisfy, whichever key verifies it.
 #[derive(Debug, Clone)]
 pub struct ClaimsPolicy {
@@ -96,6 +113,18 @@ impl ClaimsPolicy {
         }
         validation.set_required_spec_claims(&required);
         validation
+    }
+
+    /// Refuses values no token can satisfy (an empty audience or issuer).
+    pub(super) fn check(&self) -> Result<(), PolicyError> {
+        let empty = |values: &[String]| values.iter().any(|v| v.trim().is_empty());
+        if empty(&self.audiences) {
+            return Err(PolicyError::EmptyAudience);
+        }
+        if empty(&self.issuers) {
+            return Err(PolicyError::EmptyIssuer);
+        }
+        Ok(())
     }
 
     /// The checks of the registered claims, as [`validation`](Self::validation) would make them

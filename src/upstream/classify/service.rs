@@ -144,6 +144,7 @@ where
                         && content_length(headers).is_none_or(|len| len <= limit as u64);
                     if !peek {
                         let class = classifier.classify(status, headers, None);
+                        crate::metrics::upstream_class(&class);
                         let mut response = response.map(UpstreamBody::plain);
                         response.extensions_mut().insert(class);
                         return Poll::Ready(Ok(response));
@@ -163,6 +164,7 @@ where
                     let contents = peeked.contents();
                     let class =
                         classifier.classify(parts.status, &parts.headers, contents.as_deref());
+                    crate::metrics::upstream_class(&class);
                     parts.extensions.insert(class);
                     return Poll::Ready(Ok(Response::from_parts(
                         parts,

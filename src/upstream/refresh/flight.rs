@@ -235,6 +235,7 @@ where
     Box::pin(async move {
         // This request waits until then; the refresh itself may run on (see `refresh_link`).
         let deadline = deadline(shared.refresh_timeout);
+        let waiting = crate::metrics::Stopwatch::start();
         let (mut receiver, leader) = shared.flights.with(|map| match map.get(&key) {
             Some(receiver) => (receiver.clone(), None),
             None => {
@@ -252,11 +253,14 @@ where
                 Err(_) => lead.await,
             }
         }
-        match tokio::time::timeout_at(deadline, receiver.wait_for(Option::is_some)).await {
-            Ok(Ok(outcome)) => outcome.clone().expect("waited for an outcome"),
-            Ok(Err(_)) => Err(RefreshFailure::Aborted),
-            Err(_) => Err(RefreshFailure::TimedOut),
-        }
+        let outcome =
+            match tokio::time::timeout_at(deadline, receiver.wait_for(Option::is_some)).await {
+                Ok(Ok(outcome)) => outcome.clone().expect("waited for an outcome"),
+                Ok(Err(_)) => Err(RefreshFailure::Aborted),
+                Err(_) => Err(RefreshFailure::TimedOut),
+            };
+        crate::metrics::refresh_wait(&outcome, waiting);
+        outcome
     })
 }
 
@@ -276,6 +280,7 @@ async fn lead<St, R>(
         };
         refresh_link(&shared, &key, &observed).await
     };
+    crate::metrics::refresh(&outcome);
     // Landed first: whoever asks from now on starts a new flight, which finds the new token in
     // the store (the token it saw differs) and uses it.
     sender.send_replace(Some(outcome));

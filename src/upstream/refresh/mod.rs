@@ -87,7 +87,7 @@
 //! # }
 //! ```
 
-mod flight;
+pub(crate) mod flight;
 mod future;
 mod layer;
 mod service;
