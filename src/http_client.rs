@@ -274,6 +274,11 @@ impl HttpClient {
         self
     }
 
+    /// How long each request may take.
+    pub fn time_limit(&self) -> Duration {
+        self.timeout
+    }
+
     /// Sends `request` and collects the answer, whatever its status.
     pub(crate) async fn send(&self, request: Request<Full<Bytes>>) -> Result<Fetched, FetchError> {
         let uri = request.uri().clone();

@@ -9,11 +9,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use base64::Engine;
-use bytes::Bytes;
-use http::{Request, StatusCode, Uri, header};
-use http_body_util::Full;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use http::{StatusCode, Uri};
 use serde::{Deserialize, de::DeserializeOwned};
 
 use super::{
@@ -25,14 +21,8 @@ use crate::{
     failure::{AuthError, TokenRejection},
     http_client::{FetchError, HttpClient},
     token::BearerToken,
+    upstream::grant::{Form, OAuthClient},
 };
-
-/// `application/x-www-form-urlencoded` keeps only these unescaped.
-const FORM: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'*');
 
 /// Validates opaque tokens through an RFC 7662 introspection endpoint, yielding claims `C`
 /// deserialized from the introspection answer.
@@ -82,7 +72,7 @@ impl<C> fmt::Debug for IntrospectionValidator<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntrospectionValidator")
             .field("endpoint", &self.shared.endpoint)
-            .field("client_id", &self.shared.client_id)
+            .field("client_id", &self.shared.oauth.client_id())
             .field("issuer", &self.shared.issuer)
             .field("audiences", &self.shared.audiences)
             .finish_non_exhaustive()
@@ -106,10 +96,10 @@ const DISCOVERY_BACKOFF: Duration = Duration::from_secs(1);
 
 struct Shared {
     endpoint: Endpoint,
+    /// For discovery.
     client: HttpClient,
-    client_id: String,
-    /// The precomputed `Authorization` value; never printed.
-    authorization: Option<http::HeaderValue>,
+    /// The resource server as an OAuth client of the introspection endpoint.
+    oauth: OAuthClient,
     issuer: Option<String>,
     audiences: Vec<String>,
     leeway: u64,
@@ -214,20 +204,10 @@ impl Shared {
 
     async fn introspect<C: DeserializeOwned>(&self, token: &BearerToken) -> Result<C, AuthError> {
         let endpoint = self.endpoint().await.ok_or_else(|| self.unavailable())?;
-        let body = format!(
-            "token={}&token_type_hint=access_token",
-            utf8_percent_encode(token.as_str(), FORM)
-        );
-        let mut request = Request::post(endpoint.clone())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json");
-        if let Some(authorization) = &self.authorization {
-            request = request.header(header::AUTHORIZATION, authorization.clone());
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|_| self.unavailable())?;
-        let fetched = self.client.send(request).await.map_err(|error| {
+        let form = Form::new()
+            .field("token", token.as_str())
+            .field("token_type_hint", "access_token");
+        let fetched = self.oauth.post(&endpoint, form).await.map_err(|error| {
             tracing::warn!(%error, "token introspection failed");
             self.unavailable()
         })?;
@@ -415,27 +395,15 @@ impl<C> IntrospectionValidatorBuilder<C> {
     pub fn build(self) -> Result<IntrospectionValidator<C>, SourceError> {
         let endpoint = self.endpoint?;
         let client = self.client.ok_or(SourceError::NoClient)?;
-        let (client_id, authorization) = match self.credentials {
-            Some((id, secret)) => {
-                let raw = format!(
-                    "{}:{}",
-                    utf8_percent_encode(&id, FORM),
-                    utf8_percent_encode(&secret, FORM)
-                );
-                let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
-                let mut value = http::HeaderValue::from_str(&format!("Basic {encoded}"))
-                    .map_err(|_| SourceError::InvalidUrl("client credentials"))?;
-                value.set_sensitive(true);
-                (id, Some(value))
-            }
-            None => (String::new(), None),
+        let oauth = match self.credentials {
+            Some((id, secret)) => OAuthClient::new(client.clone(), id).client_secret_basic(secret),
+            None => OAuthClient::new(client.clone(), ""),
         };
         Ok(IntrospectionValidator {
             shared: Arc::new(Shared {
                 endpoint,
                 client,
-                client_id,
-                authorization,
+                oauth,
                 issuer: self.issuer,
                 audiences: self.audiences,
                 leeway: self.leeway,

@@ -19,10 +19,9 @@ use http::{
 use http_body_util::Full;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::{
-    DEFAULT_BODY_LIMIT, DEFAULT_TIMEOUT,
-    answer::{GrantError, TokenResponse, classify_answer, error_code},
-};
+use super::answer::{GrantError, TokenResponse, classify_answer, error_code};
+#[cfg(doc)]
+use super::{DEFAULT_BODY_LIMIT, DEFAULT_TIMEOUT};
 use crate::{
     http_client::{FetchError, Fetched, HttpClient},
     upstream::store::{Link, TokenSecret},
@@ -68,8 +67,10 @@ struct Config {
     client_id: String,
     client_secret: Option<TokenSecret>,
     auth: ClientAuth,
-    timeout: Duration,
-    body_limit: usize,
+    /// `None`: the HTTP client's own.
+    timeout: Option<Duration>,
+    /// `None`: the HTTP client's own.
+    body_limit: Option<usize>,
 }
 
 impl fmt::Debug for OAuthClient {
@@ -86,7 +87,10 @@ impl fmt::Debug for OAuthClient {
 }
 
 impl OAuthClient {
-    /// The public client `client_id` (no secret), speaking through `http`.
+    /// The public client `client_id` (no secret), speaking through `http`, within `http`'s
+    /// time and size limits unless [`timeout`](Self::timeout) and
+    /// [`body_limit`](Self::body_limit) say otherwise. An empty `client_id` is sent nowhere (an
+    /// introspection endpoint that needs no client).
     pub fn new(http: HttpClient, client_id: impl Into<String>) -> Self {
         Self {
             http,
@@ -94,10 +98,17 @@ impl OAuthClient {
                 client_id: client_id.into(),
                 client_secret: None,
                 auth: ClientAuth::None,
-                timeout: DEFAULT_TIMEOUT,
-                body_limit: DEFAULT_BODY_LIMIT,
+                timeout: None,
+                body_limit: None,
             }),
         }
+    }
+
+    /// The public client `client_id` over the built-in HTTP client ([`HttpClient::builtin`]).
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    pub fn builtin(client_id: impl Into<String>) -> Self {
+        Self::new(HttpClient::builtin(), client_id)
     }
 
     /// Authenticates with `client_secret_basic` (RFC 6749 §2.3.1).
@@ -116,16 +127,18 @@ impl OAuthClient {
         })
     }
 
-    /// How long an endpoint has to answer ([`DEFAULT_TIMEOUT`] unless set). See
-    /// [`RefreshGrant::timeout`](super::RefreshGrant::timeout) for why it is long.
+    /// How long an endpoint has to answer (the HTTP client's limit unless set; a
+    /// [`RefreshGrant`](super::RefreshGrant) sets [`DEFAULT_TIMEOUT`] — see its
+    /// [`timeout`](super::RefreshGrant::timeout) for why it is long).
     pub fn timeout(self, timeout: Duration) -> Self {
-        self.with_config(|c| c.timeout = timeout)
+        self.with_config(|c| c.timeout = Some(timeout))
     }
 
-    /// The largest answer read ([`DEFAULT_BODY_LIMIT`] unless set); a longer one is treated as
-    /// unparseable.
+    /// The largest answer read (the HTTP client's limit unless set; a
+    /// [`RefreshGrant`](super::RefreshGrant) sets [`DEFAULT_BODY_LIMIT`]); a longer one is
+    /// treated as unparseable.
     pub fn body_limit(self, bytes: usize) -> Self {
-        self.with_config(|c| c.body_limit = bytes)
+        self.with_config(|c| c.body_limit = Some(bytes))
     }
 
     /// The client id.
@@ -138,9 +151,14 @@ impl OAuthClient {
         self.config.auth
     }
 
-    /// How long an endpoint has to answer.
-    pub fn time_limit(&self) -> Duration {
+    /// How long an endpoint has to answer, when set here (else the HTTP client's limit).
+    pub fn time_limit(&self) -> Option<Duration> {
         self.config.timeout
+    }
+
+    /// The largest answer read, when set here (else the HTTP client's limit).
+    pub fn answer_limit(&self) -> Option<usize> {
+        self.config.body_limit
     }
 
     fn with_config(mut self, f: impl FnOnce(&mut Config)) -> Self {
@@ -181,6 +199,7 @@ impl OAuthClient {
                 form.push("client_id", &c.client_id);
                 form.push("client_secret", secret.expose_secret());
             }
+            _ if c.client_id.is_empty() => {}
             _ => form.push("client_id", &c.client_id),
         }
         *request.body_mut() = Full::new(Bytes::from(form.0));
@@ -194,13 +213,15 @@ impl OAuthClient {
         form: Form,
     ) -> impl Future<Output = Result<Fetched, GrantError>> + Send + 'static {
         let request = self.request(endpoint, form);
-        let timeout = self.config.timeout;
-        // The client's own bounds, whatever the HTTP client was built with.
-        let http = self
-            .http
-            .clone()
-            .timeout(timeout)
-            .body_limit(self.config.body_limit);
+        // This client's own bounds where set, else the HTTP client's.
+        let mut http = self.http.clone();
+        if let Some(timeout) = self.config.timeout {
+            http = http.timeout(timeout);
+        }
+        if let Some(limit) = self.config.body_limit {
+            http = http.body_limit(limit);
+        }
+        let timeout = http.time_limit();
         async move {
             http.send(request).await.map_err(|error| match error {
                 FetchError::Timeout { .. } => GrantError::TimedOut(timeout),

@@ -6,6 +6,7 @@ use std::{fmt, future::Future, time::Duration};
 use http::Uri;
 
 use super::{
+    DEFAULT_BODY_LIMIT, DEFAULT_TIMEOUT,
     answer::{GrantError, TokenResponse},
     client::{ClientAuth, Form, OAuthClient},
 };
@@ -79,7 +80,17 @@ impl RefreshGrant {
     }
 
     /// Refreshes at `token_endpoint` as `client` (the one the connect flow exchanges codes as).
+    /// Unless `client` sets its own, the grant's limits are [`DEFAULT_TIMEOUT`] (long: see
+    /// [`timeout`](Self::timeout)) and [`DEFAULT_BODY_LIMIT`].
     pub fn with_client(client: OAuthClient, token_endpoint: Uri) -> Self {
+        let client = match client.time_limit() {
+            Some(_) => client,
+            None => client.timeout(DEFAULT_TIMEOUT),
+        };
+        let client = match client.answer_limit() {
+            Some(_) => client,
+            None => client.body_limit(DEFAULT_BODY_LIMIT),
+        };
         Self {
             client,
             token_endpoint,
@@ -113,8 +124,7 @@ impl RefreshGrant {
         self
     }
 
-    /// How long the token endpoint has to answer ([`DEFAULT_TIMEOUT`](super::DEFAULT_TIMEOUT)
-    /// unless set).
+    /// How long the token endpoint has to answer ([`DEFAULT_TIMEOUT`] unless set).
     ///
     /// A provider that rotates refresh tokens retires the old one as soon as it receives the
     /// request, so an answer given up on loses the link. Under
@@ -126,8 +136,8 @@ impl RefreshGrant {
         self
     }
 
-    /// The largest answer read ([`DEFAULT_BODY_LIMIT`](super::DEFAULT_BODY_LIMIT) unless set);
-    /// a longer one is treated as unparseable.
+    /// The largest answer read ([`DEFAULT_BODY_LIMIT`] unless set); a longer one is treated as
+    /// unparseable.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.client = self.client.body_limit(bytes);
         self
