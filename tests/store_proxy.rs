@@ -506,7 +506,7 @@ mod redis {
     const KEY: [u8; 32] = [21; 32];
     const KEY_ENV: &str = "TEST_PROXY_STORE_KEY";
     /// How long a killed replica's lock blocks a link.
-    const LEASE: Duration = Duration::from_millis(2000);
+    const LEASE: Duration = Duration::from_millis(5000);
     const STORE_UNAVAILABLE: &str =
         r#"proxy; error=proxy_internal_error; details="link_store_unavailable""#;
 

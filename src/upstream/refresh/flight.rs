@@ -22,8 +22,11 @@
 //! - kept in this process's memory for that key, and used instead of the stale stored record
 //!   (the one it was refreshed from) — by every request, and by the next refresh, which thus
 //!   never replays the revoked refresh token;
-//! - written back in the background, a bounded number of times, and again under the lock by
-//!   the next refresh of the key.
+//! - written back in the background, a bounded number of times, *still holding the link's lock*
+//!   — so that no other replica sharing the store reloads the stale record and presents the
+//!   spent refresh token — and again under the lock by the next refresh of the key. Meanwhile
+//!   this process answers from the kept link without waiting for the lock; other replicas wait
+//!   (and answer U7 past their refresh timeout) rather than replay.
 //!
 //! The kept record is dropped once it is written, or as soon as the store holds anything else
 //! than the record it was refreshed from (the link was connected again, or removed).
@@ -203,6 +206,14 @@ impl Flights {
         self.with_unsaved(|unsaved| unsaved.remove(key));
     }
 
+    /// The refreshed link kept in memory for `key`, whatever the store holds.
+    fn kept(&self, key: &LinkKey) -> Option<Link> {
+        if self.unsaved_len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.with_unsaved(|unsaved| unsaved.get(key).map(|kept| kept.token.clone()))
+    }
+
     fn is_kept(&self, key: &LinkKey) -> bool {
         self.unsaved_len.load(Ordering::Acquire) != 0
             && self.with_unsaved(|unsaved| unsaved.contains_key(key))
@@ -313,14 +324,15 @@ fn deadline(after: Duration) -> tokio::time::Instant {
 /// Locking and loading end at `deadline`; the later store calls are each bounded on their own
 /// (by the refresh timeout), so that a decided write is never cut short by the deadline.
 ///
-/// Returns `decide`'s value, and whether a link was kept in memory because the store did not
-/// take it (it is then to be written back later).
+/// Returns `decide`'s value, and — when the store did not take a link, which is then kept in
+/// memory — the lock, *still held*: until the link is written back, another replica sharing the
+/// store must not reload the record it replaced and present its spent refresh token.
 async fn under_lock<St, R, T, Fut>(
     shared: &Shared<St, R>,
     key: &LinkKey,
     deadline: tokio::time::Instant,
     decide: impl FnOnce(Link) -> Fut,
-) -> Result<(T, bool), RefreshFailure>
+) -> Result<(T, Option<St::Guard>), RefreshFailure>
 where
     St: TokenStore,
     Fut: Future<Output = (Option<Link>, T)>,
@@ -336,22 +348,43 @@ where
             return Err(timed_out);
         }
     };
-    let result = async {
-        let stored = bounded(deadline, store.load(key))
-            .await?
-            .map_err(store_failure)?
-            .ok_or(RefreshFailure::NotConnected)?;
-        let kept = shared.flights.newer_than(key, &stored);
-        let current = kept.clone().unwrap_or_else(|| stored.clone());
-        let (write, value) = decide(current.clone()).await;
-        let kept_unsaved = match write.or(kept) {
-            Some(write) => save(shared, key, &stored, &current, write).await,
-            None => false,
-        };
-        Ok((value, kept_unsaved))
+    match reload_and_save(shared, key, deadline, decide).await {
+        Ok((value, true)) => Ok((value, Some(guard))),
+        result => {
+            unlock(shared, key, guard).await;
+            result.map(|(value, _)| (value, None))
+        }
     }
-    .await;
-    if tokio::time::timeout(shared.refresh_timeout, store.unlock(guard))
+}
+
+/// The part of [`under_lock`] done with the lock held: reload → `decide` → save. Whether a link
+/// was kept in memory because the store did not take it.
+async fn reload_and_save<St, R, T, Fut>(
+    shared: &Shared<St, R>,
+    key: &LinkKey,
+    deadline: tokio::time::Instant,
+    decide: impl FnOnce(Link) -> Fut,
+) -> Result<(T, bool), RefreshFailure>
+where
+    St: TokenStore,
+    Fut: Future<Output = (Option<Link>, T)>,
+{
+    let stored = bounded(deadline, shared.store.load(key))
+        .await?
+        .map_err(store_failure)?
+        .ok_or(RefreshFailure::NotConnected)?;
+    let kept = shared.flights.newer_than(key, &stored);
+    let current = kept.clone().unwrap_or_else(|| stored.clone());
+    let (write, value) = decide(current.clone()).await;
+    let kept_unsaved = match write.or(kept) {
+        Some(write) => save(shared, key, &stored, &current, write).await,
+        None => false,
+    };
+    Ok((value, kept_unsaved))
+}
+
+async fn unlock<St: TokenStore, R>(shared: &Shared<St, R>, key: &LinkKey, guard: St::Guard) {
+    if tokio::time::timeout(shared.refresh_timeout, shared.store.unlock(guard))
         .await
         .is_err()
     {
@@ -360,7 +393,6 @@ where
             "the token store did not unlock in time"
         );
     }
-    result
 }
 
 /// Writes `next` over `stored` (of which `current` is the current state), trying a few times:
@@ -439,6 +471,16 @@ where
     St: TokenStore,
     R: Refresher,
 {
+    // A link the store did not take is written back under the lock, held until then: this
+    // process decides from it without waiting.
+    if let Some(kept) = shared.flights.kept(key) {
+        if kept.needs_reauthorization() {
+            return Err(RefreshFailure::Marked);
+        }
+        if kept.access_token() != observed && !kept.refresh_due(shared.skew, SystemTime::now()) {
+            return Ok(kept);
+        }
+    }
     let hard_cap = deadline(shared.refresh_timeout.saturating_mul(ANSWER_GRACE));
     let deadline = deadline(shared.refresh_timeout);
     let (outcome, kept) = under_lock(shared, key, deadline, |current| async move {
@@ -513,8 +555,8 @@ where
         }
     })
     .await?;
-    if kept {
-        write_back_later(shared.clone(), key.clone());
+    if let Some(guard) = kept {
+        write_back_later(shared.clone(), key.clone(), guard);
     }
     outcome
 }
@@ -525,45 +567,54 @@ fn mark(current: Link) -> Link {
     current.with_needs_reauthorization(true)
 }
 
-/// Writes the kept link of `key` back in the background, a bounded number of times, each under
-/// the lock and only over the record it replaces.
-fn write_back_later<St, R>(shared: Arc<Shared<St, R>>, key: LinkKey)
+/// Writes the kept link of `key` back in the background, a bounded number of times, under the
+/// lock `guard` that the refresh kept — so no other replica refreshes from the record it
+/// replaces meanwhile — and only over that record; then releases the lock.
+fn write_back_later<St, R>(shared: Arc<Shared<St, R>>, key: LinkKey, guard: St::Guard)
 where
     St: TokenStore,
     R: Send + Sync + 'static,
 {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         // Kept in memory; the next refresh of the key writes it back.
+        drop(guard);
         return;
     };
     drop(runtime.spawn(async move {
         let mut delay = WRITE_BACK_DELAY;
+        let mut written = false;
         for _ in 0..WRITE_BACK_ATTEMPTS {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(WRITE_BACK_MAX_DELAY);
             if !shared.flights.is_kept(&key) {
-                return;
+                written = true;
+                break;
             }
             // Deciding nothing writes the kept link back (or forgets it, when the store holds
             // anything else than the record it was refreshed from).
             let deadline = deadline(shared.refresh_timeout);
-            match under_lock(&shared, &key, deadline, |_| ready((None, ()))).await {
+            match reload_and_save(&shared, &key, deadline, |_| ready((None, ()))).await {
                 Ok(((), false)) => {
                     tracing::info!(provider = key.provider(), "kept link written back");
-                    return;
+                    written = true;
+                    break;
                 }
                 // Removed meanwhile: nothing to write back to.
                 Err(RefreshFailure::NotConnected) => {
                     shared.flights.forget(&key);
-                    return;
+                    written = true;
+                    break;
                 }
                 Ok(((), true)) | Err(_) => {}
             }
         }
-        tracing::error!(
-            provider = key.provider(),
-            "could not write a kept link back; it is kept in memory until the next refresh"
-        );
+        unlock(&shared, &key, guard).await;
+        if !written {
+            tracing::error!(
+                provider = key.provider(),
+                "could not write a kept link back; it is kept in memory until the next refresh"
+            );
+        }
     }));
 }
 
@@ -585,8 +636,8 @@ where
             ready((unchanged.then(|| mark(current)), ()))
         })
         .await;
-        if let Ok(((), true)) = marked {
-            write_back_later(shared.clone(), key.clone());
+        if let Ok(((), Some(guard))) = marked {
+            write_back_later(shared.clone(), key.clone(), guard);
         }
     })
 }
@@ -820,6 +871,19 @@ mod tests {
         let stale = store.inner.get(&key()).unwrap();
         let kept = shared.flights.newer_than(&key(), &stale).unwrap();
         assert_eq!(kept.refresh_token().unwrap().expose_secret(), "rt-1");
+        // The lock stays held until the link is written back: another replica sharing the
+        // store would reload the stale record and present the spent refresh token.
+        let other =
+            tokio::time::timeout(Duration::from_millis(300), store.inner.lock(&key())).await;
+        assert!(
+            other.is_err(),
+            "the lock was released with the link unsaved"
+        );
+        // This process answers from the kept link meanwhile, without waiting for the lock.
+        let again = refresh(shared.clone(), key(), TokenSecret::new("at-0"))
+            .await
+            .unwrap();
+        assert_eq!(again.access_token().expose_secret(), "at-1");
 
         store.down.store(false, Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -829,6 +893,9 @@ mod tests {
         }
         assert!(!shared.flights.is_kept(&key()));
         assert_eq!(*presented.lock().unwrap(), ["rt-0"]);
+        // Written back: the lock is released.
+        let released = tokio::time::timeout(Duration::from_secs(5), store.inner.lock(&key())).await;
+        assert!(released.is_ok(), "the lock was never released");
     }
 
     /// Waits until the stored link of [`key`] is `expected`.
