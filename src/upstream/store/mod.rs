@@ -25,7 +25,8 @@
 //!   no failure path removes it. When a save fails after a rotation,
 //!   [`RefreshAndRetry`](super::refresh::RefreshAndRetry) uses the refreshed link anyway, keeps
 //!   it in memory (in place of the stale stored record, so the revoked refresh token is never
-//!   sent again from this process) and writes it back later.
+//!   sent again from this process) and writes it back later — holding the link's lock until it
+//!   is written, so that no other replica refreshes from the stale record either.
 //! - **Secrets.** Tokens never appear in `Debug` output; persistent stores keep them encrypted
 //!   at rest in the versioned record format of the module `record` (unless explicitly told not
 //!   to, with `Keyring::insecure_plaintext`).
