@@ -296,7 +296,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let verdict = match request.extensions().get::<C>() {
+        let verdict = match request.extensions().get::<Arc<C>>() {
             // No claims: this layer sits outside `ValidateBearer`, or without it.
             None => Err(AuthError::MissingCredentials),
             Some(claims) => self.rule.check(claims),

@@ -609,7 +609,7 @@ struct CountCalls<V> {
 impl<V: ValidateToken> ValidateToken for CountCalls<V> {
     type Claims = V::Claims;
     type Future = V::Future;
-    fn validate(&self, token: &BearerToken) -> Verdict<V::Claims, V::Future> {
+    fn validate(&self, token: &BearerToken) -> Verdict<Arc<V::Claims>, V::Future> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.validate(token)
     }
