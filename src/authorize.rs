@@ -24,7 +24,9 @@
 //!     }));
 //!
 //! let mut request = Request::new(());
-//! request.extensions_mut().insert(StandardClaims { scope: Some("profile".into()), ..Default::default() });
+//! // As `ValidateBearer` puts them: shared, behind an `Arc`.
+//! let claims = StandardClaims { scope: Some("profile".into()), ..Default::default() };
+//! request.extensions_mut().insert(std::sync::Arc::new(claims));
 //! let response = service.oneshot(request).await.unwrap();
 //! assert_eq!(response.status(), StatusCode::FORBIDDEN);
 //! assert_eq!(
