@@ -1,31 +1,36 @@
 //! The verified-token cache: a repeated RS256 / ES256 token through the validation layer, keys
-//! from a JWKS, with `CachedValidator` in front and without, in one run.
+//! from a JWKS, with `CachedValidator` in front and without, in one run; and the cache at scale.
 //!
-//! `cargo bench --bench cache`
+//! `cargo bench --bench cache` (criterion), or `scripts/callgrind` (instruction counts: this
+//! binary run under callgrind with `--instructions VARIANT`, see `VARIANTS`).
 //!
 //! Both sides pay for everything a request pays for: header extraction, the validator, claims
 //! into the request extensions, the inner service call and the response. Without the cache each
 //! request verifies the signature (and decodes and checks the claims); with it, a repeat costs a
-//! keyed 128-bit digest of the token, a sharded map lookup and a clone of the claims.
+//! keyed 128-bit digest of the token, a lookup and a reference count on the shared claims.
 //! `*/layer_floor` is the layer around a validator that answers constant claims: what any
-//! validator costs at least.
+//! validator costs at least. `*/cached_1M` is the same hit with a million other entries cached;
+//! `miss/{10k,1M}` is a new token into a full cache of that size (the validator alone: digest,
+//! lookup, insert, eviction).
 
 mod common;
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, hint::black_box, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion};
 use http::{Request, Response};
 use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp, jwk::Jwk};
-use tower::service_fn;
+use tower::{Layer, Service, service_fn};
 use tower_bearer::{
+    emit::Emitter,
     failure::AuthError,
     http_client::HttpClient,
     token::BearerToken,
     validate::{
-        CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateToken, Verdict,
+        CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearerLayer,
+        ValidateToken, Verdict,
     },
 };
 
@@ -74,40 +79,116 @@ fn jwks_validator(keys: &[(&str, &EncodingKey, Algorithm)]) -> JwksValidator<Sta
 
 /// A validator that answers the same claims for any token: the cost of the layer itself.
 #[derive(Clone)]
-struct Constant(StandardClaims);
+struct Constant(Arc<StandardClaims>);
 
 impl ValidateToken for Constant {
     type Claims = StandardClaims;
-    type Future = std::future::Ready<Result<StandardClaims, AuthError>>;
+    type Future = std::future::Ready<Result<Arc<StandardClaims>, AuthError>>;
 
-    fn validate(&self, _token: &BearerToken) -> Verdict<StandardClaims, Self::Future> {
+    fn validate(&self, _token: &BearerToken) -> Verdict<Arc<StandardClaims>, Self::Future> {
         Verdict::Decided(Ok(self.0.clone()))
     }
 }
 
+const MILLION: usize = 1_000_000;
+
+/// Accepts the filler tokens of [`full_cache`] with constant claims, and hands any other to `V`.
+#[derive(Clone)]
+struct Filled<V>(V, Arc<StandardClaims>);
+
+impl<V: ValidateToken<Claims = StandardClaims>> ValidateToken for Filled<V> {
+    type Claims = StandardClaims;
+    type Future = V::Future;
+
+    fn validate(&self, token: &BearerToken) -> Verdict<Arc<StandardClaims>, Self::Future> {
+        if token.as_str().starts_with("fill.") {
+            Verdict::Decided(Ok(self.1.clone()))
+        } else {
+            self.0.validate(token)
+        }
+    }
+}
+
+fn filled<V>(inner: V) -> Filled<V> {
+    Filled(inner, constant().0)
+}
+
+/// A cache of `capacity` entries, full: `capacity` distinct tokens (none of them `token`) seen once.
+fn full_cache<V>(inner: V, capacity: usize) -> CachedValidator<V>
+where
+    V: ValidateToken<Claims = StandardClaims>,
+{
+    let cache = CachedValidator::new(inner)
+        .max_entries(capacity)
+        .max_ttl(Duration::from_secs(3600));
+    for i in 0..capacity {
+        admit(&cache, &fresh_token(i));
+    }
+    cache
+}
+
+/// A distinct, syntactically valid token per `i`.
+fn fresh_token(i: usize) -> BearerToken {
+    BearerToken::new(&format!("fill.{i:016x}.token")).unwrap()
+}
+
+fn admit<V: ValidateToken>(validator: &V, token: &BearerToken) {
+    match validator.validate(token) {
+        Verdict::Decided(Ok(claims)) => drop(black_box(claims)),
+        _ => panic!("the token was not accepted at once"),
+    }
+}
+
+/// A new token into a full cache: `capacity` tokens are cached, the measured ones never were.
+fn misses(capacity: usize) -> (CachedValidator<Constant>, impl FnMut() -> BearerToken) {
+    let cache = full_cache(constant(), capacity);
+    let mut next = capacity;
+    let new_token = move || {
+        next += 1;
+        fresh_token(next)
+    };
+    (cache, new_token)
+}
+
+fn constant() -> Constant {
+    Constant(Arc::new(serde_json::from_value(claims()).unwrap()))
+}
+
+fn claims() -> serde_json::Value {
+    serde_json::json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1234", "scope": "reports:read profile",
+        "client_id": "bench-client", "jti": "0123456789abcdef",
+        "iat": get_current_timestamp(), "exp": get_current_timestamp() + 24 * 3600,
+    })
+}
+
+fn signed(kid: &str, key: &EncodingKey, algorithm: Algorithm) -> String {
+    let mut header = Header::new(algorithm);
+    header.kid = Some(kid.to_owned());
+    header.typ = Some("at+jwt".to_owned());
+    encode(&header, &claims(), key).unwrap()
+}
+
+fn keys() -> (EncodingKey, EncodingKey) {
+    (
+        EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap(),
+        EncodingKey::from_ec_pem(&pem("ec_private.pem")).unwrap(),
+    )
+}
+
 fn bench(c: &mut Criterion) {
-    let rsa = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap();
-    let ec = EncodingKey::from_ec_pem(&pem("ec_private.pem")).unwrap();
+    let (rsa, ec) = keys();
     let validator = jwks_validator(&[
         ("rsa", &rsa, Algorithm::RS256),
         ("ec", &ec, Algorithm::ES256),
     ]);
-    let claims = serde_json::json!({
-        "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1234", "scope": "reports:read profile",
-        "client_id": "bench-client", "jti": "0123456789abcdef",
-        "iat": get_current_timestamp(), "exp": get_current_timestamp() + 24 * 3600,
-    });
 
     let mut group = c.benchmark_group("cache");
     for (name, kid, key, algorithm) in [
         ("RS256", "rsa", &rsa, Algorithm::RS256),
         ("ES256", "ec", &ec, Algorithm::ES256),
     ] {
-        let mut header = Header::new(algorithm);
-        header.kid = Some(kid.to_owned());
-        header.typ = Some("at+jwt".to_owned());
-        let token = encode(&header, &claims, key).unwrap();
-
+        let token = signed(kid, key, algorithm);
         common::through_layer(
             &mut group,
             format!("{name}/verify"),
@@ -116,13 +197,108 @@ fn bench(c: &mut Criterion) {
         );
         let cached = CachedValidator::new(validator.clone()).max_ttl(Duration::from_secs(3600));
         common::through_layer(&mut group, format!("{name}/cached"), cached, &token);
+        if algorithm == Algorithm::RS256 {
+            let crowded = full_cache(filled(validator.clone()), MILLION);
+            common::through_layer(&mut group, format!("{name}/cached_1M"), crowded, &token);
+        }
         // The floor: the layer around a validator that hands out the same claims without
-        // looking at the token (extraction, claims clone, extensions, inner call).
-        let constant = Constant(serde_json::from_value(claims.clone()).unwrap());
-        common::through_layer(&mut group, format!("{name}/layer_floor"), constant, &token);
+        // looking at the token (extraction, claims into the extensions, inner call).
+        common::through_layer(
+            &mut group,
+            format!("{name}/layer_floor"),
+            constant(),
+            &token,
+        );
+    }
+    for (name, capacity) in [("miss/10k", 10_000), ("miss/1M", MILLION)] {
+        let (cache, mut new_token) = misses(capacity);
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                &mut new_token,
+                |token| admit(&cache, &token),
+                BatchSize::NumIterations(common::BATCH),
+            )
+        });
     }
     group.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// What `scripts/callgrind` counts: each variant's setup, then `ITERATIONS` runs inside
+/// [`measured`], the only function callgrind collects in.
+const VARIANTS: [&str; 6] = ["floor", "hit_1", "hit_1M", "verify", "miss_10k", "miss_1M"];
+const ITERATIONS: usize = 1_000;
+
+#[inline(never)]
+fn measured(mut run: impl FnMut()) {
+    for _ in 0..ITERATIONS {
+        run();
+    }
+}
+
+fn instructions(variant: &str) {
+    let (rsa, _) = keys();
+    let token = signed("rsa", &rsa, Algorithm::RS256);
+    let jwks = || jwks_validator(&[("rsa", &rsa, Algorithm::RS256)]);
+    match variant {
+        "floor" => layer_requests(constant(), &token),
+        "hit_1" => layer_requests(CachedValidator::new(jwks()), &token),
+        "hit_1M" => layer_requests(full_cache(filled(jwks()), MILLION), &token),
+        "verify" => layer_requests(jwks(), &token),
+        "miss_10k" | "miss_1M" => {
+            let (cache, mut new_token) = misses(if variant == "miss_1M" {
+                MILLION
+            } else {
+                10_000
+            });
+            let tokens: Vec<_> = (0..ITERATIONS).map(|_| new_token()).collect();
+            let mut tokens = tokens.iter();
+            measured(|| admit(&cache, tokens.next().unwrap()));
+        }
+        other => panic!("unknown variant {other}; one of {VARIANTS:?}"),
+    }
+}
+
+/// `ITERATIONS` requests with `token` through the layer around `validator`, each built before
+/// the measurement (as in `common::through_layer`); the first, which may fill the cache, is not
+/// counted.
+fn layer_requests<V>(validator: V, token: &str)
+where
+    V: ValidateToken<Claims = StandardClaims> + Clone,
+{
+    let mut service = ValidateBearerLayer::new(validator, Emitter::new("bench")).layer(service_fn(
+        |request: Request<()>| async move {
+            black_box(request.extensions().get::<Arc<StandardClaims>>());
+            Ok::<_, Infallible>(Response::new(request))
+        },
+    ));
+    let authorization = Bytes::from(format!("Bearer {token}"));
+    let request = || {
+        Request::builder()
+            .header(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_maybe_shared(authorization.clone()).unwrap(),
+            )
+            .body(())
+            .unwrap()
+    };
+    let _first = common::complete(service.call(request()));
+    let mut requests: Vec<_> = (0..ITERATIONS).map(|_| request()).collect();
+    let mut responses = Vec::with_capacity(ITERATIONS);
+    measured(|| {
+        let response = common::complete(service.call(requests.pop().unwrap())).unwrap();
+        responses.push(response);
+    });
+    assert!(responses.iter().all(|r| r.status().is_success()));
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--instructions") {
+        let variant = args.next().expect("--instructions VARIANT");
+        instructions(&variant);
+        return;
+    }
+    let mut criterion = Criterion::default().configure_from_args();
+    bench(&mut criterion);
+    criterion.final_summary();
+}

@@ -41,7 +41,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/reports",
             get(
                 |Authenticated(claims): Authenticated<StandardClaims>| async move {
-                    format!("reports for {}\n", claims.sub.unwrap_or_default())
+                    format!(
+                        "reports for {}\n",
+                        claims.sub.as_deref().unwrap_or_default()
+                    )
                 },
             )
             .route_layer(AuthorizeLayer::new(

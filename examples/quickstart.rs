@@ -8,7 +8,7 @@ pub async fn app(issuer: &str, audience: &str) -> Result<Router, BuildError> {
 }
 
 async fn reports(Authenticated(claims): Authenticated<StandardClaims>) -> String {
-    format!("reports for {}", claims.sub.unwrap_or_default())
+    format!("reports for {}", claims.sub.clone().unwrap_or_default())
 }
 
 #[tokio::main]

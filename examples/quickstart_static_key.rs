@@ -14,7 +14,7 @@ pub fn app(public_key_pem: &[u8]) -> Result<Router, KeyError> {
 }
 
 async fn reports(Authenticated(claims): Authenticated<StandardClaims>) -> String {
-    format!("reports for {}", claims.sub.unwrap_or_default())
+    format!("reports for {}", claims.sub.clone().unwrap_or_default())
 }
 
 #[tokio::main]

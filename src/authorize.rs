@@ -24,7 +24,9 @@
 //!     }));
 //!
 //! let mut request = Request::new(());
-//! request.extensions_mut().insert(StandardClaims { scope: Some("profile".into()), ..Default::default() });
+//! // As `ValidateBearer` puts them: shared, behind an `Arc`.
+//! let claims = StandardClaims { scope: Some("profile".into()), ..Default::default() };
+//! request.extensions_mut().insert(std::sync::Arc::new(claims));
 //! let response = service.oneshot(request).await.unwrap();
 //! assert_eq!(response.status(), StatusCode::FORBIDDEN);
 //! assert_eq!(
@@ -296,7 +298,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let verdict = match request.extensions().get::<C>() {
+        let verdict = match request.extensions().get::<Arc<C>>() {
             // No claims: this layer sits outside `ValidateBearer`, or without it.
             None => Err(AuthError::MissingCredentials),
             Some(claims) => self.rule.check(claims),

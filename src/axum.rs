@@ -1,6 +1,6 @@
 //! axum integration: the validated claims as an extractor, and failures as responses.
 
-use std::convert::Infallible;
+use std::{convert::Infallible, ops::Deref, sync::Arc};
 
 use axum_core::{
     body::Body,
@@ -13,25 +13,42 @@ use crate::{emit::pending_response, failure::AuthError, upstream::UpstreamError}
 
 /// Extracts the claims [`ValidateBearer`](crate::validate::ValidateBearer) validated.
 ///
+/// The claims are the ones in the request's extensions, shared (an `Arc<C>`, never copied):
+/// `Authenticated(claims)` binds an `Arc<C>`, and `Authenticated<C>` derefs to `C`.
 /// Without them (the route is outside the layer) the request is refused as unauthenticated,
 /// rendered by the enclosing emitting layer.
-#[derive(Debug, Clone)]
-pub struct Authenticated<C>(pub C);
+#[derive(Debug)]
+pub struct Authenticated<C>(pub Arc<C>);
+
+impl<C> Clone for Authenticated<C> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<C> Deref for Authenticated<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.0
+    }
+}
+
+impl<C: Send + Sync + 'static> Authenticated<C> {
+    fn from_parts(parts: &Parts) -> Option<Self> {
+        parts.extensions.get::<Arc<C>>().cloned().map(Authenticated)
+    }
+}
 
 impl<S, C> FromRequestParts<S> for Authenticated<C>
 where
     S: Send + Sync,
-    C: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
 {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<C>()
-            .cloned()
-            .map(Authenticated)
-            .ok_or(AuthError::MissingCredentials)
+        Self::from_parts(parts).ok_or(AuthError::MissingCredentials)
     }
 }
 
@@ -41,7 +58,7 @@ where
 impl<S, C> OptionalFromRequestParts<S> for Authenticated<C>
 where
     S: Send + Sync,
-    C: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
 {
     type Rejection = Infallible;
 
@@ -49,7 +66,7 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<C>().cloned().map(Authenticated))
+        Ok(Self::from_parts(parts))
     }
 }
 

@@ -102,9 +102,9 @@ struct KeysDownForUnknownKid(JwtValidator<StandardClaims>);
 
 impl ValidateToken for KeysDownForUnknownKid {
     type Claims = StandardClaims;
-    type Future = std::future::Pending<Result<StandardClaims, AuthError>>;
+    type Future = std::future::Pending<Result<Arc<StandardClaims>, AuthError>>;
 
-    fn validate(&self, token: &BearerToken) -> Verdict<StandardClaims, Self::Future> {
+    fn validate(&self, token: &BearerToken) -> Verdict<Arc<StandardClaims>, Self::Future> {
         let unknown_kid = jsonwebtoken::decode_header(token.as_str())
             .is_ok_and(|h| h.kid.as_deref() == Some("rotated"));
         if unknown_kid {

@@ -1387,7 +1387,7 @@ async fn optional_authentication_lets_anonymous_requests_through_but_not_bad_tok
     let client = client();
     let who = |claims: Option<Authenticated<StandardClaims>>| async move {
         claims.map_or("anonymous".to_owned(), |Authenticated(c)| {
-            c.sub.unwrap_or_default()
+            c.sub.clone().unwrap_or_default()
         })
     };
     let app = Router::new()

@@ -7,6 +7,7 @@ mod support;
 
 use std::{
     convert::Infallible,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -72,7 +73,10 @@ fn jwks_validator() -> JwksValidator<StandardClaims> {
         .unwrap()
 }
 
-async fn outcome<V: ValidateToken>(validator: &V, token: &str) -> Result<V::Claims, AuthError> {
+async fn outcome<V: ValidateToken>(
+    validator: &V,
+    token: &str,
+) -> Result<Arc<V::Claims>, AuthError> {
     validator
         .validate(&BearerToken::new(token).unwrap())
         .outcome()

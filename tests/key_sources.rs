@@ -104,11 +104,9 @@ fn counting_client() -> (HttpClient, Arc<Counts>) {
     )
 }
 
-async fn whoami(Extension(claims): Extension<StandardClaims>) -> String {
-    claims
-        .sub
-        .or(claims.client_id)
-        .unwrap_or_else(|| "anonymous".into())
+async fn whoami(Extension(claims): Extension<Arc<StandardClaims>>) -> String {
+    let who = claims.sub.as_ref().or(claims.client_id.as_ref());
+    who.map_or_else(|| "anonymous".into(), String::clone)
 }
 
 /// Serves `GET /` behind `ValidateBearerLayer` with `validator`; returns the base URL.
@@ -609,7 +607,7 @@ struct CountCalls<V> {
 impl<V: ValidateToken> ValidateToken for CountCalls<V> {
     type Claims = V::Claims;
     type Future = V::Future;
-    fn validate(&self, token: &BearerToken) -> Verdict<V::Claims, V::Future> {
+    fn validate(&self, token: &BearerToken) -> Verdict<Arc<V::Claims>, V::Future> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.validate(token)
     }

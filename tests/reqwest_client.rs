@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use axum::{Extension, Router, routing::get};
 use http::StatusCode;
 use support::{
@@ -28,9 +30,11 @@ async fn a_reqwest_client_validates_tokens_from_a_real_provider() {
     let app = Router::new()
         .route(
             "/",
-            get(|Extension(claims): Extension<StandardClaims>| async move {
-                claims.sub.unwrap_or_default()
-            }),
+            get(
+                |Extension(claims): Extension<Arc<StandardClaims>>| async move {
+                    claims.sub.clone().unwrap_or_default()
+                },
+            ),
         )
         .layer(ValidateBearerLayer::new(validator, Emitter::new("reqwest")));
     let base = serve(app).await;

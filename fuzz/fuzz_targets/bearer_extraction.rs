@@ -13,7 +13,7 @@
 //! handler sees the claims; no token appears in the response or in `Debug` output.
 #![no_main]
 
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     let service = ValidateBearerLayer::new(validator, emitter(flags))
         .extractor(extractor)
         .layer(service_fn(|request: Request<Full<Bytes>>| async move {
-            let claims = request.extensions().get::<StandardClaims>();
+            let claims = request.extensions().get::<Arc<StandardClaims>>();
             assert!(claims.is_some(), "the handler ran without claims");
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
         }));

@@ -12,7 +12,7 @@
 //! headers and URI alone; no token appears in the response or `Debug` output.
 #![no_main]
 
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, Uri};
@@ -83,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
                 let sent = sent.clone();
                 async move {
                     assert!(
-                        request.extensions().get::<StandardClaims>().is_some(),
+                        request.extensions().get::<Arc<StandardClaims>>().is_some(),
                         "the handler ran without claims"
                     );
                     let received = request

@@ -1,6 +1,8 @@
 //! Inbound: the caller's claims in tonic handlers, failures as `tonic::Status`, and the layers
 //! as tonic services.
 
+use std::sync::Arc;
+
 use http::header::CONTENT_TYPE;
 use tonic::server::NamedService;
 
@@ -17,7 +19,9 @@ use crate::{
 /// use tower_bearer::{grpc, validate::StandardClaims};
 ///
 /// let mut request = tonic::Request::new(());
-/// request.extensions_mut().insert(StandardClaims { sub: Some("alice".into()), ..Default::default() });
+/// let alice = StandardClaims { sub: Some("alice".into()), ..Default::default() };
+/// // As `ValidateBearer` puts them: shared, behind an `Arc`.
+/// request.extensions_mut().insert(std::sync::Arc::new(alice));
 /// let claims = grpc::claims::<StandardClaims>(&request).unwrap();
 /// assert_eq!(claims.sub.as_deref(), Some("alice"));
 /// ```
@@ -25,7 +29,7 @@ pub fn claims<C>(request: &tonic::Request<impl Sized>) -> Option<&C>
 where
     C: Send + Sync + 'static,
 {
-    request.extensions().get::<C>()
+    request.extensions().get::<Arc<C>>().map(Arc::as_ref)
 }
 
 /// Renders `failure` — the caller's own ([`AuthError`](crate::failure::AuthError)) or an

@@ -60,11 +60,17 @@ impl BearerToken {
         Ok(Self { value, start: 0 })
     }
 
+    /// The token's bytes, without the UTF-8 check of [`as_str`](Self::as_str): for the cache's
+    /// digest, so that a hit reads the token once.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.value.as_bytes()[self.start..]
+    }
+
     /// The token itself. Handle with care: never log it.
     pub fn as_str(&self) -> &str {
         // `check_b64token` admitted only ASCII, so this cannot fail; an empty string is the
         // harmless answer if it ever did.
-        std::str::from_utf8(&self.value.as_bytes()[self.start..]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
 

@@ -2,12 +2,11 @@
 //! memory instead of being verified (or introspected) again.
 
 use std::{
-    collections::HashMap,
     fmt,
     future::Future,
     hash::{BuildHasher, BuildHasherDefault, Hasher},
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::Arc,
     task::{Context, Poll, ready},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -24,8 +23,11 @@ use crate::{failure::AuthError, token::BearerToken};
 ///   token (SipHash-1-3-128) under a random key chosen when the cache is created; the token itself is never
 ///   stored, so a memory dump of the cache yields no usable credential, and an attacker who does
 ///   not know the key cannot aim a token at another's entry (a 128-bit collision is out of reach).
-/// - **Bounded.** At most [`max_entries`](CachedValidator::max_entries) entries (default 10 000);
-///   when full, expired entries go first, then those closest to expiry.
+/// - **Bounded, in constant time.** At most about [`max_entries`](CachedValidator::max_entries)
+///   entries (default 10 000), in a [`quick_cache`] S3-FIFO cache: when full, an insert evicts in
+///   O(1) whatever the size — entries seen once go before those seen again, and an expired entry,
+///   never hit again, is among the first to go. A hit shares the claims (an [`Arc`]).
+/// - **One pass over the token.** The digest is the only work a hit does on the token.
 /// - **Never outlives the token.** An entry lives until the token's `exp` (see [`TokenExpiry`])
 ///   or for [`max_ttl`](CachedValidator::max_ttl) (default 60 s), whichever comes first; an
 ///   already expired token is not cached. Only successes are cached: a refused token is checked
@@ -71,7 +73,7 @@ impl<V: ValidateToken + fmt::Debug> fmt::Debug for CachedValidator<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachedValidator")
             .field("inner", &self.inner)
-            .field("entries", &self.store.len())
+            .field("entries", &self.store.entries.len())
             .field("max_entries", &self.store.max_entries)
             .field("max_ttl", &self.store.max_ttl)
             .finish()
@@ -107,7 +109,7 @@ impl<V: ValidateToken> CachedValidator<V> {
 
     /// The number of cached entries (expired ones included until they are evicted).
     pub fn len(&self) -> usize {
-        self.store.len()
+        self.store.entries.len()
     }
 
     /// Whether the cache is empty.
@@ -117,9 +119,7 @@ impl<V: ValidateToken> CachedValidator<V> {
 
     /// Forgets every entry (e.g. after learning of a mass revocation).
     pub fn clear(&self) {
-        for shard in self.store.shards.iter() {
-            lock(shard).clear();
-        }
+        self.store.entries.clear();
     }
 
     /// The wrapped validator.
@@ -136,8 +136,8 @@ where
     type Claims = V::Claims;
     type Future = CacheFuture<V::Future, V::Claims>;
 
-    fn validate(&self, token: &BearerToken) -> Verdict<Self::Claims, Self::Future> {
-        let key = self.store.digest(token.as_str());
+    fn validate(&self, token: &BearerToken) -> Verdict<Arc<Self::Claims>, Self::Future> {
+        let key = self.store.digest(token.as_bytes());
         if let Some(claims) = self.store.get(key) {
             crate::metrics::token_cache(true);
             return Verdict::Decided(Ok(claims));
@@ -177,10 +177,10 @@ impl<F, C> fmt::Debug for CacheFuture<F, C> {
 
 impl<F, C> Future for CacheFuture<F, C>
 where
-    F: Future<Output = Result<C, AuthError>>,
-    C: TokenExpiry + Clone,
+    F: Future<Output = Result<Arc<C>, AuthError>>,
+    C: TokenExpiry,
 {
-    type Output = Result<C, AuthError>;
+    type Output = Result<Arc<C>, AuthError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -192,8 +192,9 @@ where
     }
 }
 
-/// The digests are uniformly random already: use their low bits as the table hash.
-#[derive(Default)]
+/// The digests are uniformly random already: their low bits are the table hash, and the map
+/// hashes nothing again.
+#[derive(Default, Clone, Copy)]
 struct PassThrough(u64);
 
 impl Hasher for PassThrough {
@@ -211,16 +212,31 @@ impl Hasher for PassThrough {
     }
 }
 
-type Shard<C> = Mutex<HashMap<u128, Entry<C>, BuildHasherDefault<PassThrough>>>;
-
+/// A cached success: the shared claims and when they stop being answered.
 struct Entry<C> {
-    claims: C,
+    claims: Arc<C>,
     until: Instant,
 }
 
+/// A reference count, whatever `C` is (a derive would ask `C: Clone`).
+impl<C> Clone for Entry<C> {
+    fn clone(&self) -> Self {
+        Self {
+            claims: self.claims.clone(),
+            until: self.until,
+        }
+    }
+}
+
+type Entries<C> = quick_cache::sync::Cache<
+    u128,
+    Entry<C>,
+    quick_cache::UnitWeighter,
+    BuildHasherDefault<PassThrough>,
+>;
+
 struct Store<C> {
-    shards: Box<[Shard<C>]>,
-    per_shard: usize,
+    entries: Entries<C>,
     max_entries: usize,
     max_ttl: Duration,
     /// The digest key, from the OS randomness behind std's `RandomState`.
@@ -237,19 +253,17 @@ fn random_key() -> [u8; 16] {
     key
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl<C> Store<C> {
     fn new(max_entries: usize, max_ttl: Duration) -> Self {
         let max_entries = max_entries.max(1);
-        let shards = (max_entries / 256).clamp(1, 16);
         Self {
-            shards: (0..shards)
-                .map(|_| Mutex::new(HashMap::default()))
-                .collect(),
-            per_shard: max_entries.div_ceil(shards),
+            entries: Entries::with(
+                max_entries,
+                max_entries as u64,
+                quick_cache::UnitWeighter,
+                BuildHasherDefault::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
             max_entries,
             max_ttl,
             key: random_key(),
@@ -257,33 +271,24 @@ impl<C> Store<C> {
     }
 
     /// The keyed 128-bit digest of a token.
-    fn digest(&self, token: &str) -> u128 {
+    fn digest(&self, token: &[u8]) -> u128 {
         let mut hasher = SipHasher13::new_with_key(&self.key);
-        hasher.write(token.as_bytes());
+        hasher.write(token);
         hasher.finish128().as_u128()
-    }
-
-    fn shard(&self, key: u128) -> &Shard<C> {
-        &self.shards[(key >> 64) as usize % self.shards.len()]
-    }
-
-    fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).len()).sum()
     }
 }
 
-impl<C: Clone + TokenExpiry> Store<C> {
-    fn get(&self, key: u128) -> Option<C> {
-        let mut shard = lock(self.shard(key));
-        let entry = shard.get(&key)?;
+impl<C: TokenExpiry> Store<C> {
+    fn get(&self, key: u128) -> Option<Arc<C>> {
+        let entry = self.entries.get(&key)?;
         if entry.until > Instant::now() {
-            return Some(entry.claims.clone());
+            return Some(entry.claims);
         }
-        shard.remove(&key);
+        self.entries.remove(&key);
         None
     }
 
-    fn insert(&self, key: u128, claims: &C) {
+    fn insert(&self, key: u128, claims: &Arc<C>) {
         let now = Instant::now();
         let mut lifetime = self.max_ttl;
         if let Some(exp) = claims.expires_at() {
@@ -296,16 +301,7 @@ impl<C: Clone + TokenExpiry> Store<C> {
         if lifetime.is_zero() {
             return;
         }
-        let mut shard = lock(self.shard(key));
-        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
-            shard.retain(|_, entry| entry.until > now);
-            if shard.len() >= self.per_shard
-                && let Some(soonest) = shard.iter().min_by_key(|(_, e)| e.until).map(|(k, _)| *k)
-            {
-                shard.remove(&soonest);
-            }
-        }
-        shard.insert(
+        self.entries.insert(
             key,
             Entry {
                 claims: claims.clone(),
@@ -317,17 +313,57 @@ impl<C: Clone + TokenExpiry> Store<C> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
     use crate::validate::StandardClaims;
 
-    fn claims(exp_in: i64) -> StandardClaims {
+    fn claims(exp_in: i64) -> Arc<StandardClaims> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        StandardClaims {
+        Arc::new(StandardClaims {
             exp: Some((now + exp_in) as u64),
             ..Default::default()
+        })
+    }
+
+    /// Accepts every token with claims expiring in `exp_in` seconds, counting its calls: each
+    /// one is a cache miss.
+    #[derive(Clone)]
+    struct Counting {
+        calls: Arc<AtomicUsize>,
+        exp_in: i64,
+    }
+
+    impl Counting {
+        fn new(exp_in: i64) -> Self {
+            Self {
+                calls: Arc::default(),
+                exp_in,
+            }
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::Relaxed)
+        }
+    }
+
+    impl ValidateToken for Counting {
+        type Claims = StandardClaims;
+        type Future = std::future::Pending<Result<Arc<StandardClaims>, AuthError>>;
+
+        fn validate(&self, _token: &BearerToken) -> Verdict<Arc<StandardClaims>, Self::Future> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            Verdict::Decided(Ok(claims(self.exp_in)))
+        }
+    }
+
+    fn accepted<V: ValidateToken>(validator: &V, token: &BearerToken) -> Arc<V::Claims> {
+        match validator.validate(token) {
+            Verdict::Decided(Ok(claims)) => claims,
+            _ => panic!("the token was not accepted at once"),
         }
     }
 
@@ -335,33 +371,102 @@ mod tests {
     fn digests_are_keyed_and_distinct() {
         let a: Store<StandardClaims> = Store::new(10, Duration::from_secs(60));
         let b: Store<StandardClaims> = Store::new(10, Duration::from_secs(60));
-        assert_eq!(a.digest("t1"), a.digest("t1"));
-        assert_ne!(a.digest("t1"), a.digest("t2"));
-        assert_ne!(a.digest("t1"), b.digest("t1"), "each store has its own key");
+        assert_eq!(a.digest(b"t1"), a.digest(b"t1"));
+        assert_ne!(a.digest(b"t1"), a.digest(b"t2"));
+        assert_ne!(
+            a.digest(b"t1"),
+            b.digest(b"t1"),
+            "each store has its own key"
+        );
     }
 
     #[test]
-    fn bounded_and_never_past_exp() {
-        let store: Store<StandardClaims> = Store::new(100, Duration::from_secs(60));
-        for i in 0..1000 {
-            store.insert(store.digest(&format!("token{i}")), &claims(60));
+    fn a_hit_shares_the_claims_and_skips_the_inner_validator() {
+        let inner = Counting::new(3600);
+        let cache = CachedValidator::new(inner.clone());
+        let token = BearerToken::new("abc.def.ghi").unwrap();
+        let first = accepted(&cache, &token);
+        let second = accepted(&cache, &token);
+        assert_eq!(inner.calls(), 1);
+        assert!(Arc::ptr_eq(&first, &second), "a hit is a reference count");
+        assert_eq!(cache.len(), 1);
+        cache.clear();
+        assert!(cache.is_empty());
+        accepted(&cache, &token);
+        assert_eq!(inner.calls(), 2, "cleared: verified again");
+    }
+
+    /// A working set of 0.9 × capacity visited in a cycle: after the first round every token is
+    /// answered from the cache, however the digests spread over the cache's shards.
+    #[test]
+    fn capacity_is_honoured_for_a_cyclic_working_set() {
+        const CAPACITY: usize = 10_000;
+        let inner = Counting::new(3600);
+        let cache = CachedValidator::new(inner.clone()).max_entries(CAPACITY);
+        let tokens: Vec<_> = (0..CAPACITY * 9 / 10)
+            .map(|i| BearerToken::new(&format!("token-{i}")).unwrap())
+            .collect();
+        for token in &tokens {
+            accepted(&cache, token);
         }
-        assert!(store.len() <= 100, "{}", store.len());
-        let expired = store.digest("expired");
+        assert_eq!(inner.calls(), tokens.len(), "the first round misses");
+        for _ in 0..3 {
+            for token in &tokens {
+                accepted(&cache, token);
+            }
+        }
+        let misses = inner.calls() - tokens.len();
+        assert_eq!(misses, 0, "misses after warm-up, of {}", 3 * tokens.len());
+        assert_eq!(cache.len(), tokens.len());
+    }
+
+    #[test]
+    fn bounded_when_the_working_set_is_larger() {
+        let cache = CachedValidator::new(Counting::new(3600)).max_entries(1_000);
+        for i in 0..10_000 {
+            accepted(&cache, &BearerToken::new(&format!("token-{i}")).unwrap());
+        }
+        assert!(cache.len() <= 1_000, "{} entries", cache.len());
+    }
+
+    #[test]
+    fn never_past_exp() {
+        let store: Store<StandardClaims> = Store::new(100, Duration::from_secs(60));
+        let expired = store.digest(b"expired");
         store.insert(expired, &claims(-5));
-        assert!(store.get(expired).is_none());
-        let fresh = store.digest("fresh");
+        assert!(
+            store.get(expired).is_none(),
+            "an expired token is not cached"
+        );
+        assert_eq!(store.entries.len(), 0);
+        let fresh = store.digest(b"fresh");
         store.insert(fresh, &claims(60));
         assert!(store.get(fresh).is_some());
     }
 
     #[test]
+    fn an_entry_expires_with_its_token() {
+        // `exp` two seconds away (whole seconds: the entry lives 1–2 s): the entry goes at
+        // `exp`, and the token is verified again.
+        let inner = Counting::new(2);
+        let cache = CachedValidator::new(inner.clone());
+        let token = BearerToken::new("abc.def.ghi").unwrap();
+        accepted(&cache, &token);
+        accepted(&cache, &token);
+        assert_eq!(inner.calls(), 1);
+        std::thread::sleep(Duration::from_millis(2100));
+        accepted(&cache, &token);
+        assert_eq!(inner.calls(), 2, "expired: verified again");
+    }
+
+    #[test]
     fn ttl_bounds_lifetime() {
         let store: Store<StandardClaims> = Store::new(10, Duration::from_millis(30));
-        let key = store.digest("t");
+        let key = store.digest(b"t");
         store.insert(key, &claims(3600));
         assert!(store.get(key).is_some());
         std::thread::sleep(Duration::from_millis(50));
         assert!(store.get(key).is_none());
+        assert_eq!(store.entries.len(), 0, "an expired entry found is removed");
     }
 }

@@ -286,15 +286,17 @@ fn aud_contains(aud: &OneOrMany, value: &str) -> bool {
 
 impl<C> ValidateToken for IntrospectionValidator<C>
 where
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
     type Claims = C;
-    type Future = Pin<Box<dyn Future<Output = Result<C, AuthError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Arc<C>, AuthError>> + Send>>;
 
-    fn validate(&self, token: &BearerToken) -> Verdict<C, Self::Future> {
+    fn validate(&self, token: &BearerToken) -> Verdict<Arc<C>, Self::Future> {
         let shared = self.shared.clone();
         let token = token.clone();
-        Verdict::Pending(Box::pin(async move { shared.introspect(&token).await }))
+        Verdict::Pending(Box::pin(async move {
+            shared.introspect(&token).await.map(Arc::new)
+        }))
     }
 }
 

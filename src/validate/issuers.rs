@@ -87,7 +87,7 @@ impl<V: ValidateToken> ValidateToken for Issuers<V> {
     type Claims = V::Claims;
     type Future = V::Future;
 
-    fn validate(&self, token: &BearerToken) -> Verdict<Self::Claims, Self::Future> {
+    fn validate(&self, token: &BearerToken) -> Verdict<Arc<Self::Claims>, Self::Future> {
         let chosen = match peek::issuer(token.as_str()) {
             Ok(Some(iss)) => self.by_issuer.get(&iss).ok_or(TokenRejection::WrongIssuer),
             Ok(None) => Err(TokenRejection::MissingClaim),

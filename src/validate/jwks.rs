@@ -419,12 +419,12 @@ fn usable_keys(keys: &[serde_json::Value], allowed: &[Algorithm]) -> Vec<Verific
 
 impl<C> ValidateToken for JwksValidator<C>
 where
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
     type Claims = C;
-    type Future = Pin<Box<dyn Future<Output = Result<C, AuthError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Arc<C>, AuthError>> + Send>>;
 
-    fn validate(&self, token: &BearerToken) -> Verdict<C, Self::Future> {
+    fn validate(&self, token: &BearerToken) -> Verdict<Arc<C>, Self::Future> {
         // The header is read once, here: `crit` is judged and the `kid` found in one pass.
         let jws = match peek::parse(token.as_str()) {
             Ok(jws) => jws,
@@ -435,13 +435,20 @@ where
             && s.fresh_until > Instant::now()
             && s.knows(jws.header.kid.as_deref())
         {
-            return Verdict::Decided(s.keys.verify_jws(&jws).map_err(AuthError::InvalidToken));
+            return Verdict::Decided(
+                s.keys
+                    .verify_jws(&jws)
+                    .map(Arc::new)
+                    .map_err(AuthError::InvalidToken),
+            );
         }
         let kid = jws.header.kid;
         let shared = self.shared.clone();
         let token = token.clone();
         Verdict::Pending(Box::pin(async move {
-            slow_path(&shared, &token, kid, snapshot).await
+            slow_path(&shared, &token, kid, snapshot)
+                .await
+                .map(Arc::new)
         }))
     }
 }
@@ -700,7 +707,7 @@ mod tests {
     async fn outcome(
         validator: &JwksValidator<StandardClaims>,
         kid: Option<&str>,
-    ) -> Result<StandardClaims, AuthError> {
+    ) -> Result<Arc<StandardClaims>, AuthError> {
         validator.validate(&token(kid)).outcome().await
     }
 

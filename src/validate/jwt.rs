@@ -58,14 +58,18 @@ impl<C: DeserializeOwned> JwtValidator<C> {
 
 impl<C> ValidateToken for JwtValidator<C>
 where
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
     type Claims = C;
     /// Never constructed (and zero-sized): static keys decide at once.
-    type Future = std::future::Pending<Result<C, AuthError>>;
+    type Future = std::future::Pending<Result<Arc<C>, AuthError>>;
 
-    fn validate(&self, token: &BearerToken) -> Verdict<C, Self::Future> {
-        Verdict::Decided(self.verify(token.as_str()).map_err(AuthError::InvalidToken))
+    fn validate(&self, token: &BearerToken) -> Verdict<Arc<C>, Self::Future> {
+        Verdict::Decided(
+            self.verify(token.as_str())
+                .map(Arc::new)
+                .map_err(AuthError::InvalidToken),
+        )
     }
 }
 

@@ -2,8 +2,8 @@
 //! inner service.
 //!
 //! [`ValidateBearerLayer`] extracts the token (RFC 6750 §2, see [`BearerExtractor`]), validates it
-//! with a [`ValidateToken`] implementation, inserts the claims into the request's extensions and
-//! calls the inner service. The validators:
+//! with a [`ValidateToken`] implementation, inserts the claims into the request's extensions (as
+//! an `Arc<C>`: shared, never copied per request) and calls the inner service. The validators:
 //!
 //! - [`JwtValidator`]: JWTs against static keys (HMAC, RSA, EC, Ed25519; PEM or JWK; by `kid`).
 //! - [`JwksValidator`]: JWTs against an issuer's JWKS, found directly or by OIDC discovery; keys
@@ -19,6 +19,8 @@
 //! [`Emitter`]. Authentication always runs before anything looks at the request itself (row I9).
 //!
 //! ```
+//! use std::sync::Arc;
+//!
 //! use http::{Request, Response, StatusCode};
 //! use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -36,7 +38,7 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(ValidateBearerLayer::new(validator, Emitter::new("my-api")))
 //!     .service(service_fn(|req: Request<()>| async move {
-//!         let claims = req.extensions().get::<StandardClaims>().unwrap();
+//!         let claims = req.extensions().get::<Arc<StandardClaims>>().unwrap();
 //!         Ok::<_, std::convert::Infallible>(Response::new(claims.sub.clone().unwrap_or_default()))
 //!     }));
 //!
@@ -76,6 +78,7 @@ mod registered;
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
 };
 
@@ -109,14 +112,17 @@ use crate::{
 /// needs no I/O — static keys, cached keys, a cache hit — is decided at once
 /// ([`Verdict::Decided`]), and the layer then calls the inner service without a state machine
 /// in between; only fetches and introspection calls return a future.
+///
+/// Claims are handed out behind an [`Arc`]: a cache hit is a reference count, and the request's
+/// extensions, the authorization rules and the handler share one copy.
 pub trait ValidateToken {
-    /// What a valid token yields; inserted into the request's extensions.
-    type Claims: Clone + Send + Sync + 'static;
+    /// What a valid token yields; inserted into the request's extensions as `Arc<Claims>`.
+    type Claims: Send + Sync + 'static;
     /// A validation waiting on I/O. Owns what it needs.
-    type Future: Future<Output = Result<Self::Claims, AuthError>> + Send + 'static;
+    type Future: Future<Output = Result<Arc<Self::Claims>, AuthError>> + Send + 'static;
 
     /// Starts validating `token`.
-    fn validate(&self, token: &BearerToken) -> Verdict<Self::Claims, Self::Future>;
+    fn validate(&self, token: &BearerToken) -> Verdict<Arc<Self::Claims>, Self::Future>;
 }
 
 /// How a validation started: already decided, or waiting on I/O.

@@ -1,7 +1,7 @@
 //! The inbound test application: a few routes with different rules behind
 //! `ValidateBearerLayer` with the test [`validator`](super::keys::validator).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Extension, Json, Router,
@@ -20,15 +20,15 @@ use super::keys::validator;
 /// `max_age` of the step-up route, in seconds.
 pub const STEP_UP_MAX_AGE: u64 = 300;
 
-async fn echo_sub(Extension(claims): Extension<StandardClaims>) -> String {
-    claims.sub.unwrap_or_default()
+async fn echo_sub(Extension(claims): Extension<Arc<StandardClaims>>) -> String {
+    claims.sub.clone().unwrap_or_default()
 }
 
 async fn echo_json(
-    Extension(claims): Extension<StandardClaims>,
+    Extension(claims): Extension<Arc<StandardClaims>>,
     Json(body): Json<Value>,
 ) -> Json<Value> {
-    Json(json!({ "sub": claims.sub, "body": body }))
+    Json(json!({ "sub": &claims.sub, "body": body }))
 }
 
 /// The routes, without the validation layer:
