@@ -37,7 +37,8 @@
 //! token again.
 
 use std::{
-    collections::HashMap,
+    any::Any,
+    collections::{HashMap, HashSet},
     future::{Future, ready},
     pin::{Pin, pin},
     sync::{
@@ -95,7 +96,7 @@ impl RefreshFailure {
 pub(crate) type Outcome = Result<Link, RefreshFailure>;
 
 /// The refreshes in flight, by key; the keys whose refresh ahead of expiry failed recently;
-/// and the refreshed links the store did not take.
+/// the refreshed links the store did not take, and the locks held until they are written back.
 #[derive(Default)]
 pub(crate) struct Flights {
     flying: Mutex<HashMap<LinkKey, watch::Receiver<Option<Outcome>>>>,
@@ -103,6 +104,11 @@ pub(crate) struct Flights {
     unsaved: Mutex<HashMap<LinkKey, Unsaved>>,
     /// `unsaved.len()`, read without locking on every request.
     unsaved_len: AtomicUsize,
+    /// The store's lock of each key with a link kept unsaved (a `TokenStore::Guard`), held
+    /// between write-back attempts: taken by whoever works on the key next.
+    parked: Mutex<HashMap<LinkKey, Box<dyn Any + Send>>>,
+    /// The keys whose kept link a background task is writing back.
+    writing_back: Mutex<HashSet<LinkKey>>,
 }
 
 /// A refreshed link the store did not take, and the stored record it replaces.
@@ -212,6 +218,40 @@ impl Flights {
             return None;
         }
         self.with_unsaved(|unsaved| unsaved.get(key).map(|kept| kept.token.clone()))
+    }
+
+    /// Keeps the store's lock of `key` held, for whoever works on the key next.
+    fn park<G: Send + 'static>(&self, key: &LinkKey, guard: G) {
+        self.parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone(), Box::new(guard));
+    }
+
+    /// Takes the held lock of `key`, if one is parked.
+    fn unpark<G: 'static>(&self, key: &LinkKey) -> Option<G> {
+        let parked = self
+            .parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key)?;
+        // One layer, one store: the guard is always of its type.
+        parked.downcast::<G>().ok().map(|guard| *guard)
+    }
+
+    /// Claims the write-back of `key`'s kept link; `false` if a task already has it.
+    fn start_write_back(&self, key: &LinkKey) -> bool {
+        self.writing_back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone())
+    }
+
+    fn end_write_back(&self, key: &LinkKey) {
+        self.writing_back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
     }
 
     fn is_kept(&self, key: &LinkKey) -> bool {
@@ -324,35 +364,41 @@ fn deadline(after: Duration) -> tokio::time::Instant {
 /// Locking and loading end at `deadline`; the later store calls are each bounded on their own
 /// (by the refresh timeout), so that a decided write is never cut short by the deadline.
 ///
-/// Returns `decide`'s value, and — when the store did not take a link, which is then kept in
-/// memory — the lock, *still held*: until the link is written back, another replica sharing the
-/// store must not reload the record it replaced and present its spent refresh token.
+/// Returns `decide`'s value, and whether the store did not take a link, which is then kept in
+/// memory — with the lock *still held* (parked for the write-back, or for the next refresh of
+/// this process, which works under it): until the link is written back, another replica sharing
+/// the store must not reload the record it replaced and present its spent refresh token.
 async fn under_lock<St, R, T, Fut>(
     shared: &Shared<St, R>,
     key: &LinkKey,
     deadline: tokio::time::Instant,
     decide: impl FnOnce(Link) -> Fut,
-) -> Result<(T, Option<St::Guard>), RefreshFailure>
+) -> Result<(T, bool), RefreshFailure>
 where
     St: TokenStore,
     Fut: Future<Output = (Option<Link>, T)>,
 {
-    let store = &shared.store;
-    let guard = match bounded(deadline, store.lock(key)).await {
-        Ok(guard) => guard.map_err(store_failure)?,
-        Err(timed_out) => {
-            tracing::warn!(
-                provider = key.provider(),
-                "the token store's lock was not granted in time"
-            );
-            return Err(timed_out);
-        }
+    let guard = match shared.flights.unpark::<St::Guard>(key) {
+        Some(guard) => guard,
+        None => match bounded(deadline, shared.store.lock(key)).await {
+            Ok(guard) => guard.map_err(store_failure)?,
+            Err(timed_out) => {
+                tracing::warn!(
+                    provider = key.provider(),
+                    "the token store's lock was not granted in time"
+                );
+                return Err(timed_out);
+            }
+        },
     };
     match reload_and_save(shared, key, deadline, decide).await {
-        Ok((value, true)) => Ok((value, Some(guard))),
+        Ok((value, true)) => {
+            shared.flights.park(key, guard);
+            Ok((value, true))
+        }
         result => {
             unlock(shared, key, guard).await;
-            result.map(|(value, _)| (value, None))
+            result
         }
     }
 }
@@ -555,8 +601,8 @@ where
         }
     })
     .await?;
-    if let Some(guard) = kept {
-        write_back_later(shared.clone(), key.clone(), guard);
+    if kept {
+        write_back_later(shared.clone(), key.clone());
     }
     outcome
 }
@@ -568,53 +614,66 @@ fn mark(current: Link) -> Link {
 }
 
 /// Writes the kept link of `key` back in the background, a bounded number of times, under the
-/// lock `guard` that the refresh kept — so no other replica refreshes from the record it
-/// replaces meanwhile — and only over that record; then releases the lock.
-fn write_back_later<St, R>(shared: Arc<Shared<St, R>>, key: LinkKey, guard: St::Guard)
+/// lock its refresh parked — so no other replica refreshes from the record it replaces
+/// meanwhile — and only over that record; then releases the lock. One task per key.
+fn write_back_later<St, R>(shared: Arc<Shared<St, R>>, key: LinkKey)
 where
     St: TokenStore,
     R: Send + Sync + 'static,
 {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         // Kept in memory; the next refresh of the key writes it back.
-        drop(guard);
+        drop(shared.flights.unpark::<St::Guard>(&key));
         return;
     };
+    if !shared.flights.start_write_back(&key) {
+        return;
+    }
     drop(runtime.spawn(async move {
         let mut delay = WRITE_BACK_DELAY;
-        let mut written = false;
+        let mut done = false;
         for _ in 0..WRITE_BACK_ATTEMPTS {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(WRITE_BACK_MAX_DELAY);
-            if !shared.flights.is_kept(&key) {
-                written = true;
+            let Some(guard) = shared.flights.unpark::<St::Guard>(&key) else {
+                // A refresh of this process has the lock: it parks it again if the store still
+                // does not take the link.
+                if shared.flights.is_kept(&key) {
+                    continue;
+                }
+                done = true;
                 break;
-            }
+            };
             // Deciding nothing writes the kept link back (or forgets it, when the store holds
             // anything else than the record it was refreshed from).
             let deadline = deadline(shared.refresh_timeout);
             match reload_and_save(&shared, &key, deadline, |_| ready((None, ()))).await {
                 Ok(((), false)) => {
                     tracing::info!(provider = key.provider(), "kept link written back");
-                    written = true;
+                    unlock(&shared, &key, guard).await;
+                    done = true;
                     break;
                 }
                 // Removed meanwhile: nothing to write back to.
                 Err(RefreshFailure::NotConnected) => {
                     shared.flights.forget(&key);
-                    written = true;
+                    unlock(&shared, &key, guard).await;
+                    done = true;
                     break;
                 }
-                Ok(((), true)) | Err(_) => {}
+                Ok(((), true)) | Err(_) => shared.flights.park(&key, guard),
             }
         }
-        unlock(&shared, &key, guard).await;
-        if !written {
+        if !done {
+            if let Some(guard) = shared.flights.unpark::<St::Guard>(&key) {
+                unlock(&shared, &key, guard).await;
+            }
             tracing::error!(
                 provider = key.provider(),
                 "could not write a kept link back; it is kept in memory until the next refresh"
             );
         }
+        shared.flights.end_write_back(&key);
     }));
 }
 
@@ -636,8 +695,8 @@ where
             ready((unchanged.then(|| mark(current)), ()))
         })
         .await;
-        if let Ok(((), Some(guard))) = marked {
-            write_back_later(shared.clone(), key.clone(), guard);
+        if let Ok(((), true)) = marked {
+            write_back_later(shared.clone(), key.clone());
         }
     })
 }
