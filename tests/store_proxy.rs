@@ -676,11 +676,16 @@ vendor_rules = ["power-bi"]
         }
     }
 
-    /// `calls` requests at once, `(replica, user)` each; every answer's status.
+    /// `calls` requests at once, `(replica, user)` each; every answer's status. Each user holds
+    /// one token for all its calls, as a client does (so the replicas verify it once each).
     async fn concurrently(replicas: &Replicas, calls: Vec<(usize, String)>) -> Vec<StatusCode> {
+        let mut tokens = std::collections::HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         for (replica, user) in calls {
-            let token = replicas.idp.token(&user, "openid api", AUDIENCE);
+            let token = tokens
+                .entry(user.clone())
+                .or_insert_with(|| replicas.idp.token(&user, "openid api", AUDIENCE))
+                .clone();
             let url = format!(
                 "http://127.0.0.1:{}/api/{PROVIDER}/me",
                 replicas.ports[replica]
