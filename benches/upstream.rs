@@ -102,27 +102,9 @@ fn no_refresh(c: &mut Criterion) {
     let store = MemoryStore::new();
     store.insert(key(), valid_link());
 
-    let mut group = c.benchmark_group("no_refresh");
-
-    // Over real HTTP.
     let bare = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    group.bench_function("http/bare_client", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut request = request(&uri);
-                    request
-                        .headers_mut()
-                        .insert(AUTHORIZATION, "Bearer good".parse().unwrap());
-                    black_box(drain(bare.request(request).await.unwrap()).await);
-                }
-                start.elapsed()
-            })
-        })
-    });
     let client = Client::builder(TokioExecutor::new()).build_http::<RetryBody<Full<Bytes>>>();
-    let layered = ServiceBuilder::new()
+    let layered_http = ServiceBuilder::new()
         .layer(RefreshAndRetryLayer::new(
             "acme",
             store.clone(),
@@ -130,20 +112,6 @@ fn no_refresh(c: &mut Criterion) {
         ))
         .layer(ClassifyUpstreamLayer::new())
         .service(client);
-    group.bench_function("http/layered", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut request = request(&uri);
-                    request.extensions_mut().insert(key());
-                    black_box(drain(layered.clone().oneshot(request).await.unwrap()).await);
-                }
-                start.elapsed()
-            })
-        })
-    });
-
     // In process: the layers' own cost.
     let provider = service_fn(|request: Request<RetryBody<Full<Bytes>>>| async move {
         let ok = request
@@ -157,25 +125,7 @@ fn no_refresh(c: &mut Criterion) {
         }
         Ok::<_, Infallible>(response)
     });
-    group.bench_function("in_process/bare_service", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let mut provider = provider;
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut request =
-                        request(&uri).map(|body| RetryBody::chained(Bytes::new(), body));
-                    request
-                        .headers_mut()
-                        .insert(AUTHORIZATION, "Bearer good".parse().unwrap());
-                    let response = provider.ready().await.unwrap().call(request).await.unwrap();
-                    black_box(drain(response).await);
-                }
-                start.elapsed()
-            })
-        })
-    });
-    let mut layered = ServiceBuilder::new()
+    let layered_local = ServiceBuilder::new()
         .layer(RefreshAndRetryLayer::new(
             "acme",
             store.clone(),
@@ -183,21 +133,107 @@ fn no_refresh(c: &mut Criterion) {
         ))
         .layer(ClassifyUpstreamLayer::new())
         .service(provider);
+
+    // `n` requests of each variant; how long they took.
+    let bare_http = |n: u64| {
+        let (bare, uri) = (bare.clone(), uri.clone());
+        async move {
+            let start = Instant::now();
+            for _ in 0..n {
+                let mut request = request(&uri);
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, "Bearer good".parse().unwrap());
+                black_box(drain(bare.request(request).await.unwrap()).await);
+            }
+            start.elapsed()
+        }
+    };
+    let layers_http = |n: u64| {
+        let (layered, uri) = (layered_http.clone(), uri.clone());
+        async move {
+            let start = Instant::now();
+            for _ in 0..n {
+                let mut request = request(&uri);
+                request.extensions_mut().insert(key());
+                black_box(drain(layered.clone().oneshot(request).await.unwrap()).await);
+            }
+            start.elapsed()
+        }
+    };
+    let bare_local = |n: u64| {
+        let (mut provider, uri) = (provider, uri.clone());
+        async move {
+            let start = Instant::now();
+            for _ in 0..n {
+                let mut request = request(&uri).map(|body| RetryBody::chained(Bytes::new(), body));
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, "Bearer good".parse().unwrap());
+                let response = provider.ready().await.unwrap().call(request).await.unwrap();
+                black_box(drain(response).await);
+            }
+            start.elapsed()
+        }
+    };
+    let layers_local = |n: u64| {
+        let (mut layered, uri) = (layered_local.clone(), uri.clone());
+        async move {
+            let start = Instant::now();
+            for _ in 0..n {
+                let mut request = request(&uri);
+                request.extensions_mut().insert(key());
+                let response = layered.ready().await.unwrap().call(request).await.unwrap();
+                black_box(drain(response).await);
+            }
+            start.elapsed()
+        }
+    };
+
+    let mut group = c.benchmark_group("no_refresh");
+    group.bench_function("http/bare_client", |b| {
+        b.iter_custom(|iters| runtime.block_on(bare_http(iters)))
+    });
+    group.bench_function("http/layered", |b| {
+        b.iter_custom(|iters| runtime.block_on(layers_http(iters)))
+    });
+    group.bench_function("in_process/bare_service", |b| {
+        b.iter_custom(|iters| runtime.block_on(bare_local(iters)))
+    });
     group.bench_function("in_process/layered", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut request = request(&uri);
-                    request.extensions_mut().insert(key());
-                    let response = layered.ready().await.unwrap().call(request).await.unwrap();
-                    black_box(drain(response).await);
-                }
-                start.elapsed()
-            })
-        })
+        b.iter_custom(|iters| runtime.block_on(layers_local(iters)))
     });
     group.finish();
+
+    // Interleaved: rounds of each variant in turn, so that drift of the machine hits all alike;
+    // the median of each, and the layers' cost as a ratio and a difference.
+    const ROUNDS: usize = 15;
+    const PER_ROUND: u64 = 400;
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    runtime.block_on(async {
+        for _ in 0..ROUNDS {
+            times[0].push(bare_http(PER_ROUND).await / PER_ROUND as u32);
+            times[1].push(layers_http(PER_ROUND).await / PER_ROUND as u32);
+            times[2].push(bare_local(PER_ROUND * 10).await / (PER_ROUND * 10) as u32);
+            times[3].push(layers_local(PER_ROUND * 10).await / (PER_ROUND * 10) as u32);
+        }
+    });
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let [http_bare, http_layered, local_bare, local_layered] = times.map(|mut t| median(&mut t));
+    println!("\ninterleaved, {ROUNDS} rounds, median per request:");
+    for (name, bare, layered) in [
+        ("over loopback HTTP", http_bare, http_layered),
+        ("in process", local_bare, local_layered),
+    ] {
+        println!(
+            "  {name:<20} bare {bare:>10.2?}  layered {layered:>10.2?}  {:.3}x  (+{:.2?})",
+            layered.as_secs_f64() / bare.as_secs_f64(),
+            layered.saturating_sub(bare)
+        );
+    }
 }
 
 fn refresh_storm(c: &mut Criterion) {
