@@ -142,6 +142,31 @@ async fn a_holder_whose_lock_lapsed_never_writes() {
 }
 
 #[tokio::test]
+async fn a_lapsed_lock_nobody_took_is_taken_back_by_the_holders_write() {
+    let server = RedisServer::start();
+    let (a, b) = (replica(&server).await, replica(&server).await);
+    a.insert(&key(), Link::new("at-1").with_refresh_token("rt-1"))
+        .await
+        .unwrap();
+    let guard = a.lock(&key()).await.unwrap();
+    let loaded = a.load(&key()).await.unwrap().unwrap();
+    let deleted = server.command(r#"EVAL "for _, k in ipairs(redis.call('KEYS', '*:lock:*')) do redis.call('DEL', k) end return 1" 0"#);
+    assert_eq!(deleted.as_deref(), Some(":1"));
+    // Nobody took it: the write goes through and takes the lock back.
+    assert_eq!(
+        a.save(&key(), loaded.with_refresh_token("rt-2"))
+            .await
+            .unwrap(),
+        Saved::Written
+    );
+    let other = tokio::time::timeout(Duration::from_millis(300), b.lock(&key())).await;
+    assert!(other.is_err(), "the holder has its lock back");
+    a.unlock(guard).await;
+    let stored = b.load(&key()).await.unwrap().unwrap();
+    assert_eq!(stored.refresh_token().unwrap().expose_secret(), "rt-2");
+}
+
+#[tokio::test]
 async fn another_replicas_write_evicts_the_read_cache_at_once() {
     let server = RedisServer::start();
     let (a, b) = (replica(&server).await, replica(&server).await);

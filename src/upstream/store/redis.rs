@@ -12,9 +12,10 @@
 //!   lease, while a live one keeps its lock however long the token endpoint takes.
 //! - **Fenced writes.** A save made under the lock runs as a script that checks the owner token
 //!   *and* the version together: a holder whose lease lapsed (a stall, a partition from Redis)
-//!   never writes; it gets [`RedisStoreError::LockLost`] and
+//!   and was taken over never writes (a lapsed lock nobody took is taken back); it gets
+//!   [`RedisStoreError::LockLost`] and
 //!   [`RefreshAndRetry`](crate::upstream::refresh::RefreshAndRetry) keeps the refreshed link in
-//!   memory and writes it back under a new lock (see the [store contract](super)).
+//!   memory and writes it back later (see the [store contract](super)).
 //! - **Waiters learn promptly.** Every release and every write is published on one channel;
 //!   a replica waiting for a lock tries again as soon as it hears it (and every
 //!   [`POLL_INTERVAL`] in any case), then reloads and uses the token the other replica obtained.
@@ -91,9 +92,14 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Writes the link over the version it was loaded with — and, under a lock, only while that
-/// lock is still this holder's.
+/// lock is still this holder's: a lock that lapsed and that nobody took since is taken back
+/// (for another lease) before writing; one that another holder has refuses the write.
 const SAVE: &str = r"
-if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then return -1 end
+if ARGV[3] ~= '' then
+  local holder = redis.call('GET', KEYS[2])
+  if holder and holder ~= ARGV[3] then return -1 end
+  if not holder then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[6]) end
+end
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'r', ARGV[2])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
@@ -707,6 +713,7 @@ impl TokenStore for RedisStore {
                 .arg(owner.as_deref().unwrap_or(""))
                 .arg(&inner.channel)
                 .arg(&keys.event)
+                .arg(u64::try_from(inner.lease.as_millis()).unwrap_or(u64::MAX))
                 .invoke_async(&mut inner.connection.clone())
                 .await?;
             match written {
