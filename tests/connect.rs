@@ -120,6 +120,7 @@ impl World {
         )
         .await;
         assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        assert_eq!(answer.header(header::CACHE_CONTROL), Some("no-store"));
         answer.json()
     }
 
@@ -205,6 +206,7 @@ async fn a_flow_is_checked_before_it_is_taken_and_taken_once() {
         .await;
     assert_eq!(finished.status, StatusCode::OK, "{finished:?}");
     assert_eq!(String::from_utf8_lossy(&finished.body), CONNECTED_PAGE);
+    assert_eq!(finished.header(header::CACHE_CONTROL), Some("no-store"));
     assert_eq!(
         finished.header(header::SET_COOKIE),
         Some("tb-connect=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")

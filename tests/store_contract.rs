@@ -8,7 +8,6 @@ use tower_bearer::upstream::store::{
     FlowStore, Link, LinkKey, MemoryStore, PendingFlow, Saved, TokenStore,
 };
 
-#[cfg(feature = "redis")]
 mod support;
 
 async fn load<St: TokenStore>(store: &St, key: &LinkKey) -> Option<Link> {
@@ -352,7 +351,7 @@ async fn redis_store_keeps_the_contract() {
 async fn sqlite_store_keeps_the_contract() {
     use tower_bearer::upstream::store::{crypto::Keyring, sqlite::SqliteStore};
 
-    let dir = tempdir();
+    let dir = support::temp::TempDir::new("store-contract");
     let mut n = 0;
     contract(|| {
         n += 1;
@@ -360,19 +359,4 @@ async fn sqlite_store_keeps_the_contract() {
         std::future::ready(SqliteStore::open(dir.join(format!("links-{n}.db")), keyring).unwrap())
     })
     .await;
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[cfg(feature = "sqlite")]
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tower-bearer-store-contract-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -200,6 +200,56 @@ mod child {
         assert!(status.success());
     }
 
+    /// A loopback port free right now.
+    pub fn free_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    /// The configuration file of a proxy listening on `port` and reached at `public_url`, its
+    /// callers' tokens from `issuer` for `audience`, its links kept as `store` says (the body of
+    /// a `[store]` table), and the demo provider `provider` under the name `name`.
+    pub fn config(
+        port: u16,
+        public_url: &str,
+        (issuer, audience): (&str, &str),
+        store: &str,
+        (name, provider): (&str, &app::config::ProviderSettings),
+    ) -> String {
+        format!(
+            r#"
+listen = "127.0.0.1:{port}"
+public_url = "{public_url}"
+realm = "test"
+proxy_name = "proxy"
+
+[auth]
+issuer = "{issuer}"
+audience = "{audience}"
+scopes = ["api"]
+token_type = "at+jwt"
+
+[store]
+{store}
+
+[providers.{name}]
+base_url = "{base_url}"
+authorize_url = "{authorize_url}"
+token_url = "{token_url}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+scopes = ["profile"]
+refresh_skew_secs = 30
+vendor_rules = ["power-bi"]
+"#,
+            base_url = provider.base_url,
+            authorize_url = provider.authorize_url,
+            token_url = provider.token_url,
+            client_id = provider.client_id,
+            client_secret = provider.client_secret.as_ref().unwrap().expose_secret(),
+        )
+    }
+
     /// Starts the proxy of the configuration file `config` as a child process, with `env`.
     pub fn start(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
         std::process::Command::new(std::env::current_exe().unwrap())
@@ -216,8 +266,6 @@ mod child {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use std::time::SystemTime;
-
     use http::StatusCode;
     use tokio::net::TcpListener;
 
@@ -225,6 +273,7 @@ mod sqlite {
     use app::config::Limits;
     use app::demo::{idp::Idp, provider::Provider};
     use support::http::{self as h};
+    use support::temp::TempDir;
     use tower_bearer::upstream::store::{
         LinkKey, TokenStore, crypto::Keyring, sqlite::SqliteStore,
     };
@@ -249,15 +298,7 @@ mod sqlite {
 
     #[tokio::test]
     async fn links_survive_a_restart_of_the_proxy() {
-        let dir = std::env::temp_dir().join(format!(
-            "tower-bearer-proxy-restart-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("proxy-restart");
         let db = dir.join("links.db");
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -348,20 +389,11 @@ mod sqlite {
             answer.header("proxy-status")
         );
         second.server.abort();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
     async fn the_proxy_keeps_links_across_sigkill_and_sigterm() {
-        let dir = std::env::temp_dir().join(format!(
-            "tower-bearer-proxy-kill-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("proxy-kill");
         let db = dir.join("links.db");
         let key = [11; 32];
         let key_b64 = {
@@ -369,51 +401,21 @@ mod sqlite {
             base64::engine::general_purpose::STANDARD.encode(key)
         };
 
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
+        let port = child::free_port();
         let public_url = format!("http://127.0.0.1:{port}");
         let idp = Idp::start().await.unwrap();
         let provider = Provider::start(format!("{public_url}/connect/{PROVIDER}/callback"))
             .await
             .unwrap();
-        let settings = provider.settings();
-        let config = format!(
-            r#"
-listen = "127.0.0.1:{port}"
-public_url = "{public_url}"
-realm = "test"
-proxy_name = "proxy"
-
-[auth]
-issuer = "{issuer}"
-audience = "{public_url}"
-scopes = ["api"]
-token_type = "at+jwt"
-
-[store]
-kind = "sqlite"
-path = "{db}"
-key_env = "TEST_PROXY_STORE_KEY"
-
-[providers.{PROVIDER}]
-base_url = "{base_url}"
-authorize_url = "{authorize_url}"
-token_url = "{token_url}"
-client_id = "{client_id}"
-client_secret = "{client_secret}"
-scopes = ["profile"]
-refresh_skew_secs = 30
-vendor_rules = ["power-bi"]
-"#,
-            issuer = idp.issuer(),
-            db = db.display(),
-            base_url = settings.base_url,
-            authorize_url = settings.authorize_url,
-            token_url = settings.token_url,
-            client_id = settings.client_id,
-            client_secret = settings.client_secret.as_ref().unwrap().expose_secret(),
+        let config = child::config(
+            port,
+            &public_url,
+            (idp.issuer(), &public_url),
+            &format!(
+                "kind = \"sqlite\"\npath = \"{}\"\nkey_env = \"TEST_PROXY_STORE_KEY\"",
+                db.display()
+            ),
+            (PROVIDER, &provider.settings()),
         );
         let config_path = dir.join("proxy.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -473,7 +475,6 @@ vendor_rules = ["power-bi"]
         refresh_and_call().await;
         child::signal(&proxy, "TERM");
         let _ = proxy.wait();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -485,7 +486,7 @@ mod redis {
     use std::{
         path::PathBuf,
         process::Child,
-        time::{Duration, Instant, SystemTime},
+        time::{Duration, Instant},
     };
 
     use http::StatusCode;
@@ -498,6 +499,7 @@ mod redis {
     use support::{
         http::{self as h, Reply, TestClient},
         redis::RedisServer,
+        temp::TempDir,
     };
     use tower_bearer::upstream::store::{LinkKey, TokenStore, crypto::Keyring, redis::RedisStore};
 
@@ -517,13 +519,8 @@ mod redis {
         ports: [u16; 2],
         configs: [PathBuf; 2],
         children: [Option<Child>; 2],
-        dir: PathBuf,
+        _dir: TempDir,
         client: TestClient,
-    }
-
-    fn free_port() -> u16 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
     }
 
     fn key_b64() -> String {
@@ -533,63 +530,28 @@ mod redis {
 
     impl Replicas {
         async fn start() -> Self {
-            let dir = std::env::temp_dir().join(format!(
-                "tower-bearer-replicas-{}-{}",
-                std::process::id(),
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = TempDir::new("replicas");
             let redis = RedisServer::start();
             let idp = Idp::start().await.unwrap();
-            let ports = [free_port(), free_port()];
+            let ports = [child::free_port(), child::free_port()];
             // Behind one public address (as behind a load balancer): replica 0's.
             let public_url = format!("http://127.0.0.1:{}", ports[0]);
             let provider = Provider::start(format!("{public_url}/connect/{PROVIDER}/callback"))
                 .await
                 .unwrap();
             provider.set_token_delay(Duration::from_millis(300));
-            let settings = provider.settings();
+            let store = format!(
+                "kind = \"redis\"\nurl = \"{}\"\nkey_env = \"{KEY_ENV}\"\nlock_lease_ms = {}",
+                redis.url(),
+                LEASE.as_millis()
+            );
             let configs = ports.map(|port| {
-                let config = format!(
-                    r#"
-listen = "127.0.0.1:{port}"
-public_url = "{public_url}"
-realm = "test"
-proxy_name = "proxy"
-
-[auth]
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-scopes = ["api"]
-token_type = "at+jwt"
-
-[store]
-kind = "redis"
-url = "{redis}"
-key_env = "{KEY_ENV}"
-lock_lease_ms = {lease}
-
-[providers.{PROVIDER}]
-base_url = "{base_url}"
-authorize_url = "{authorize_url}"
-token_url = "{token_url}"
-client_id = "{client_id}"
-client_secret = "{client_secret}"
-scopes = ["profile"]
-refresh_skew_secs = 30
-vendor_rules = ["power-bi"]
-"#,
-                    issuer = idp.issuer(),
-                    redis = redis.url(),
-                    lease = LEASE.as_millis(),
-                    base_url = settings.base_url,
-                    authorize_url = settings.authorize_url,
-                    token_url = settings.token_url,
-                    client_id = settings.client_id,
-                    client_secret = settings.client_secret.as_ref().unwrap().expose_secret(),
+                let config = child::config(
+                    port,
+                    &public_url,
+                    (idp.issuer(), AUDIENCE),
+                    &store,
+                    (PROVIDER, &provider.settings()),
                 );
                 let path = dir.join(format!("proxy-{port}.toml"));
                 std::fs::write(&path, config).unwrap();
@@ -602,7 +564,7 @@ vendor_rules = ["power-bi"]
                 ports,
                 configs,
                 children: [None, None],
-                dir,
+                _dir: dir,
                 client: h::client(),
             };
             for replica in 0..2 {
@@ -672,7 +634,6 @@ vendor_rules = ["power-bi"]
                 let _ = process.kill();
                 let _ = process.wait();
             }
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 

@@ -34,6 +34,14 @@ async fn replica(server: &RedisServer) -> RedisStore {
         .unwrap()
 }
 
+/// Deletes every lock in Redis, as if its lease had lapsed.
+fn delete_locks(server: &RedisServer) {
+    let deleted = server.command(
+        r#"EVAL "for _, k in ipairs(redis.call('KEYS', '*:lock:*')) do redis.call('DEL', k) end return 1" 0"#,
+    );
+    assert_eq!(deleted.as_deref(), Some(":1"));
+}
+
 async fn access(store: &RedisStore) -> Option<String> {
     store
         .load(&key())
@@ -120,8 +128,7 @@ async fn a_holder_whose_lock_lapsed_never_writes() {
     let guard = a.lock(&key()).await.unwrap();
     let loaded = a.load(&key()).await.unwrap().unwrap();
     // Its lock is gone (as after a stall longer than the lease) and another replica takes it.
-    let deleted = server.command(r#"EVAL "for _, k in ipairs(redis.call('KEYS', '*:lock:*')) do redis.call('DEL', k) end return 1" 0"#);
-    assert_eq!(deleted.as_deref(), Some(":1"));
+    delete_locks(&server);
     let other = b.lock(&key()).await.unwrap();
     let stale = a
         .save(&key(), loaded.clone().with_refresh_token("rt-stale"))
@@ -150,8 +157,7 @@ async fn a_lapsed_lock_nobody_took_is_taken_back_by_the_holders_write() {
         .unwrap();
     let guard = a.lock(&key()).await.unwrap();
     let loaded = a.load(&key()).await.unwrap().unwrap();
-    let deleted = server.command(r#"EVAL "for _, k in ipairs(redis.call('KEYS', '*:lock:*')) do redis.call('DEL', k) end return 1" 0"#);
-    assert_eq!(deleted.as_deref(), Some(":1"));
+    delete_locks(&server);
     // Nobody took it: the write goes through and takes the lock back.
     assert_eq!(
         a.save(&key(), loaded.with_refresh_token("rt-2"))

@@ -4,18 +4,21 @@
 use std::{
     convert::Infallible,
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::Duration,
 };
+
+mod support;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 use http_body_util::Full;
+use support::temp::TempDir;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_bearer::upstream::{
     classify::ClassifyUpstreamLayer,
@@ -27,34 +30,6 @@ use tower_bearer::upstream::{
         sqlite::{SqliteError, SqliteStore},
     },
 };
-
-/// A fresh directory under the system's temporary one, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "tower-bearer-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("links.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn keyring() -> Keyring {
     Keyring::new("k1", [42; 32])
@@ -140,7 +115,7 @@ async fn stored(store: &SqliteStore) -> (String, String) {
 async fn links_survive_a_restart() {
     let dir = TempDir::new("restart");
     {
-        let store = SqliteStore::open(dir.db(), keyring()).unwrap();
+        let store = SqliteStore::open(dir.join("links.db"), keyring()).unwrap();
         store.insert(&key(), stale_link()).await.unwrap();
         // A refresh through the layers, written back to the file.
         let response = client_over(store.clone(), "at-1")
@@ -149,7 +124,7 @@ async fn links_survive_a_restart() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let reopened = SqliteStore::open(dir.db(), keyring()).unwrap();
+    let reopened = SqliteStore::open(dir.join("links.db"), keyring()).unwrap();
     assert_eq!(stored(&reopened).await, ("at-1".into(), "rt-1".into()));
     // And it is used without refreshing again.
     let response = client_over(reopened.clone(), "at-1")
@@ -163,7 +138,7 @@ async fn links_survive_a_restart() {
 #[tokio::test]
 async fn no_token_is_in_the_file_or_its_log_in_the_clear() {
     let dir = TempDir::new("plaintext");
-    let store = SqliteStore::open(dir.db(), keyring()).unwrap();
+    let store = SqliteStore::open(dir.join("links.db"), keyring()).unwrap();
     let (access, refresh) = ("at-Zq8vN3kP-SECRET", "rt-Wm2xR7tL-SECRET");
     store
         .insert(&key(), Link::new(access).with_refresh_token(refresh))
@@ -182,7 +157,7 @@ async fn no_token_is_in_the_file_or_its_log_in_the_clear() {
         .unwrap();
     assert_eq!(saved, Saved::Written);
 
-    let bytes = raw_bytes(&dir.db());
+    let bytes = raw_bytes(&dir.join("links.db"));
     assert!(contains(&bytes, r#""kid":"k1""#), "the records are there");
     assert!(contains(&bytes, "alice"), "keys are not secret");
     for token in [access, refresh, access2, refresh2, "SECRET"] {
@@ -190,14 +165,15 @@ async fn no_token_is_in_the_file_or_its_log_in_the_clear() {
     }
     drop(store);
     // After the last connection closes (a checkpoint), still nothing.
-    let bytes = raw_bytes(&dir.db());
+    let bytes = raw_bytes(&dir.join("links.db"));
     assert!(!contains(&bytes, "SECRET"));
 
     // Only when explicitly asked for: plaintext.
     let plain_dir = TempDir::new("plaintext-explicit");
-    let plain = SqliteStore::open(plain_dir.db(), Keyring::insecure_plaintext()).unwrap();
+    let plain =
+        SqliteStore::open(plain_dir.join("links.db"), Keyring::insecure_plaintext()).unwrap();
     plain.insert(&key(), Link::new(access)).await.unwrap();
-    assert!(contains(&raw_bytes(&plain_dir.db()), access));
+    assert!(contains(&raw_bytes(&plain_dir.join("links.db")), access));
 }
 
 trait VersionedLike {
@@ -214,18 +190,18 @@ impl VersionedLike for Link {
 async fn keys_rotate_and_a_record_is_resealed_at_its_next_save() {
     let dir = TempDir::new("rotation");
     {
-        let store = SqliteStore::open(dir.db(), Keyring::new("k1", [1; 32])).unwrap();
+        let store = SqliteStore::open(dir.join("links.db"), Keyring::new("k1", [1; 32])).unwrap();
         store.insert(&key(), stale_link()).await.unwrap();
     }
     // Without the old key the record does not open: the store says it is unavailable.
     {
-        let store = SqliteStore::open(dir.db(), Keyring::new("k2", [2; 32])).unwrap();
+        let store = SqliteStore::open(dir.join("links.db"), Keyring::new("k2", [2; 32])).unwrap();
         let error = store.load(&key()).await.unwrap_err();
         assert!(matches!(error, SqliteError::Record(_)), "{error}");
         assert!(error.to_string().contains("`k1`"), "{error}");
     }
     let rotated = Keyring::new("k2", [2; 32]).with_old_key("k1", [1; 32]);
-    let store = SqliteStore::open(dir.db(), rotated)
+    let store = SqliteStore::open(dir.join("links.db"), rotated)
         .unwrap()
         .read_cache(Duration::ZERO, 0);
     let loaded = store.load(&key()).await.unwrap().unwrap();
@@ -239,7 +215,7 @@ async fn keys_rotate_and_a_record_is_resealed_at_its_next_save() {
     );
     drop(store);
     // Now under k2 only: the old key can go.
-    let store = SqliteStore::open(dir.db(), Keyring::new("k2", [2; 32])).unwrap();
+    let store = SqliteStore::open(dir.join("links.db"), Keyring::new("k2", [2; 32])).unwrap();
     assert_eq!(stored(&store).await, ("at-0".into(), "rt-9".into()));
 }
 
@@ -247,12 +223,12 @@ async fn keys_rotate_and_a_record_is_resealed_at_its_next_save() {
 async fn a_record_the_store_cannot_open_is_row_s1_and_stays_as_it_is() {
     let dir = TempDir::new("unopenable");
     {
-        let store = SqliteStore::open(dir.db(), Keyring::new("k1", [1; 32])).unwrap();
+        let store = SqliteStore::open(dir.join("links.db"), Keyring::new("k1", [1; 32])).unwrap();
         store.insert(&key(), stale_link()).await.unwrap();
     }
     // Started with the wrong key: the store is unavailable for that link (row S1), which is
     // neither the user's fault (401) nor a link to re-authorize — and nothing is overwritten.
-    let wrong = SqliteStore::open(dir.db(), Keyring::new("k2", [2; 32])).unwrap();
+    let wrong = SqliteStore::open(dir.join("links.db"), Keyring::new("k2", [2; 32])).unwrap();
     let error = client_over(wrong, "at-1")
         .oneshot(tagged())
         .await
@@ -264,22 +240,22 @@ async fn a_record_the_store_cannot_open_is_row_s1_and_stays_as_it_is() {
         ),
         "{error:?}"
     );
-    let right = SqliteStore::open(dir.db(), Keyring::new("k1", [1; 32])).unwrap();
+    let right = SqliteStore::open(dir.join("links.db"), Keyring::new("k1", [1; 32])).unwrap();
     assert_eq!(stored(&right).await, ("at-0".into(), "rt-0".into()));
 }
 
 #[tokio::test]
 async fn a_file_of_a_newer_schema_is_refused() {
     let dir = TempDir::new("schema");
-    drop(SqliteStore::open(dir.db(), keyring()).unwrap());
+    drop(SqliteStore::open(dir.join("links.db"), keyring()).unwrap());
     // Another process writes a newer release's schema version.
     {
-        let connection = rusqlite::Connection::open(dir.db()).unwrap();
+        let connection = rusqlite::Connection::open(dir.join("links.db")).unwrap();
         connection
             .execute("INSERT INTO schema_version (version) VALUES (99)", [])
             .unwrap();
     }
-    let error = SqliteStore::open(dir.db(), keyring()).unwrap_err();
+    let error = SqliteStore::open(dir.join("links.db"), keyring()).unwrap_err();
     assert!(matches!(error, SqliteError::NewerSchema(99)), "{error}");
 }
 
@@ -307,12 +283,12 @@ fn kill9_child() {
 async fn a_refreshed_link_survives_kill_9() {
     let dir = TempDir::new("kill9");
     {
-        let store = SqliteStore::open(dir.db(), keyring()).unwrap();
+        let store = SqliteStore::open(dir.join("links.db"), keyring()).unwrap();
         store.insert(&key(), stale_link()).await.unwrap();
     }
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "kill9_child", "--ignored", "--nocapture"])
-        .env(CHILD_DB, dir.db())
+        .env(CHILD_DB, dir.join("links.db"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -338,6 +314,6 @@ async fn a_refreshed_link_survives_kill_9() {
         assert_eq!(status.signal(), Some(9), "{status}");
     }
 
-    let reopened = SqliteStore::open(dir.db(), keyring()).unwrap();
+    let reopened = SqliteStore::open(dir.join("links.db"), keyring()).unwrap();
     assert_eq!(stored(&reopened).await, ("at-1".into(), "rt-1".into()));
 }

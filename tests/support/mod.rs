@@ -9,6 +9,7 @@
 //! - `logs`: an in-memory writer for `tracing` subscribers (`Capture`);
 //! - `oidc`: a real OpenID provider (node's `oidc-provider`) for key sources and flows;
 //! - `redis`: a real Redis server (Debian's `redis-server`) on a free loopback port;
+//! - `temp`: fresh temporary directories, removed when dropped (`TempDir`);
 //! - `upstream`: doubles of a third-party provider's API and token endpoint, and a gateway over
 //!   the outbound layers (`World`).
 //!
@@ -23,5 +24,6 @@ pub mod logs;
 pub mod oidc;
 pub mod redis;
 pub mod routes;
+pub mod temp;
 pub mod tokens;
 pub mod upstream;

@@ -189,6 +189,8 @@ impl<St: TokenStore + FlowStore> ConnectRoutes<St> {
             .route("/links/{provider}", axum::routing::delete(unlink::<St>))
             .route_layer(auth)
             .route("/connect/{provider}/callback", get(callback::<St>))
+            // Every answer is the caller's own (links, flows, cookies): never cached.
+            .layer(axum::middleware::map_response(no_store))
             .with_state(self)
     }
 
@@ -257,6 +259,13 @@ fn return_to(uri: &http::Uri) -> Option<String> {
     safe_return_to(&path).map(str::to_owned)
 }
 
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// A problem answer of the link-lifecycle routes.
 fn problem(status: StatusCode, title: &str) -> Response {
     let mut response = (
@@ -265,9 +274,6 @@ fn problem(status: StatusCode, title: &str) -> Response {
         json!({ "title": title, "status": status.as_u16() }).to_string(),
     )
         .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response
             .headers_mut()
@@ -329,7 +335,7 @@ async fn start<St: TokenStore + FlowStore>(
     claims: &StandardClaims,
     return_to: Option<String>,
     headers: &HeaderMap,
-) -> Result<(super::Started, HeaderValue), Refusal> {
+) -> Result<(super::Started, HeaderValue, std::time::Duration), Refusal> {
     let (connector, key) = caller_and_connector(routes, provider, claims)?;
     let secure = routes.inner.secure_cookies;
     let started = connector
@@ -342,7 +348,7 @@ async fn start<St: TokenStore + FlowStore>(
         .await
         .map_err(Refusal::Connect)?;
     let cookie = started.set_cookie(secure, connector.lifetime());
-    Ok((started, cookie))
+    Ok((started, cookie, connector.lifetime()))
 }
 
 /// `GET /connect/{provider}`: `303` to the provider.
@@ -354,7 +360,7 @@ async fn start_and_redirect<St: TokenStore + FlowStore>(
     headers: HeaderMap,
 ) -> Response {
     match start(&routes, &provider, &claims, params.return_to, &headers).await {
-        Ok((started, cookie)) => redirect(started.authorization_url(), cookie),
+        Ok((started, cookie, _)) => redirect(started.authorization_url(), cookie),
         Err(refusal) => refusal.into_response(),
     }
 }
@@ -368,16 +374,13 @@ async fn start_for_script<St: TokenStore + FlowStore>(
     headers: HeaderMap,
 ) -> Response {
     match start(&routes, &provider, &claims, params.return_to, &headers).await {
-        Ok((started, cookie)) => {
-            let lifetime = routes.inner.connectors[&provider].lifetime();
+        Ok((started, cookie, lifetime)) => {
             let mut response = Json(json!({
                 "authorization_url": started.authorization_url(),
                 "expires_in": lifetime.as_secs(),
             }))
             .into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::SET_COOKIE, cookie);
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
             response
         }
         Err(refusal) => refusal.into_response(),
@@ -393,7 +396,6 @@ fn redirect(location: &str, cookie: HeaderValue) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::LOCATION, location);
     headers.insert(header::SET_COOKIE, cookie);
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -469,11 +471,7 @@ async fn list<St: TokenStore + FlowStore>(
         })
         .collect();
     links.sort_by(|a, b| a["provider"].as_str().cmp(&b["provider"].as_str()));
-    let mut response = Json(json!({ "links": links })).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    Json(json!({ "links": links })).into_response()
 }
 
 /// `DELETE /links/{provider}`.
@@ -488,12 +486,7 @@ async fn unlink<St: TokenStore + FlowStore>(
     };
     match connector.unlink(&routes.inner.store, &key).await {
         Ok(unlinked) if unlinked.removed => {
-            let mut response =
-                Json(json!({ "provider": provider, "revoked": unlinked.revoked })).into_response();
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
+            Json(json!({ "provider": provider, "revoked": unlinked.revoked })).into_response()
         }
         Ok(_) => problem(StatusCode::NOT_FOUND, "No such link"),
         Err(error) => connect_error(&error),
