@@ -209,6 +209,13 @@ fn bench(c: &mut Criterion) {
             constant(),
             &token,
         );
+        // The inner service alone: what the layer's own cost is the difference from.
+        common::through(
+            &mut group,
+            format!("{name}/bare"),
+            common::handler(),
+            &token,
+        );
     }
     for (name, capacity) in [("miss/10k", 10_000), ("miss/1M", MILLION)] {
         let (cache, mut new_token) = misses(capacity);
@@ -225,7 +232,9 @@ fn bench(c: &mut Criterion) {
 
 /// What `scripts/callgrind` counts: each variant's setup, then `ITERATIONS` runs inside
 /// [`measured`], the only function callgrind collects in.
-const VARIANTS: [&str; 6] = ["floor", "hit_1", "hit_1M", "verify", "miss_10k", "miss_1M"];
+const VARIANTS: [&str; 7] = [
+    "bare", "floor", "hit_1", "hit_1M", "verify", "miss_10k", "miss_1M",
+];
 const ITERATIONS: usize = 1_000;
 
 #[inline(never)]
@@ -240,6 +249,7 @@ fn instructions(variant: &str) {
     let token = signed("rsa", &rsa, Algorithm::RS256);
     let jwks = || jwks_validator(&[("rsa", &rsa, Algorithm::RS256)]);
     match variant {
+        "bare" => service_requests(common::handler(), &token),
         "floor" => layer_requests(constant(), &token),
         "hit_1" => layer_requests(CachedValidator::new(jwks()), &token),
         "hit_1M" => layer_requests(full_cache(filled(jwks()), MILLION), &token),
@@ -258,29 +268,22 @@ fn instructions(variant: &str) {
     }
 }
 
-/// `ITERATIONS` requests with `token` through the layer around `validator`, each built before
-/// the measurement (as in `common::through_layer`); the first, which may fill the cache, is not
-/// counted.
+/// `ITERATIONS` requests with `token` through the layer around `validator`.
 fn layer_requests<V>(validator: V, token: &str)
 where
     V: ValidateToken<Claims = StandardClaims> + Clone,
 {
-    let mut service = ValidateBearerLayer::new(validator, Emitter::new("bench")).layer(service_fn(
-        |request: Request<()>| async move {
-            black_box(request.extensions().get::<Arc<StandardClaims>>());
-            Ok::<_, Infallible>(Response::new(request))
-        },
-    ));
-    let authorization = Bytes::from(format!("Bearer {token}"));
-    let request = || {
-        Request::builder()
-            .header(
-                http::header::AUTHORIZATION,
-                http::HeaderValue::from_maybe_shared(authorization.clone()).unwrap(),
-            )
-            .body(())
-            .unwrap()
-    };
+    let layer = ValidateBearerLayer::new(validator, Emitter::new("bench"));
+    service_requests(layer.layer(common::handler()), token);
+}
+
+/// `ITERATIONS` requests with `token` through `service`, each built before the measurement (as
+/// in `common::through`); the first, which may fill a cache, is not counted.
+fn service_requests<S, B>(mut service: S, token: &str)
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    let request = common::requests(token);
     let _first = common::complete(service.call(request()));
     let mut requests: Vec<_> = (0..ITERATIONS).map(|_| request()).collect();
     let mut responses = Vec::with_capacity(ITERATIONS);

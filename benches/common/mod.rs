@@ -31,6 +31,29 @@ pub fn complete<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// The inner service of every benchmark. It hands the request back in the response, so the
+/// request (and the claims in its extensions) is dropped outside the measurement.
+pub fn handler()
+-> impl Service<Request<()>, Response = Response<Request<()>>, Error = Infallible> + Clone {
+    service_fn(|request: Request<()>| async move {
+        black_box(request.extensions().get::<Arc<StandardClaims>>());
+        Ok::<_, Infallible>(Response::new(request))
+    })
+}
+
+/// Requests carrying `token` in an `Authorization` header. Header values share one buffer, as
+/// they do when hyper parses a request.
+pub fn requests(token: &str) -> impl Fn() -> Request<()> {
+    let authorization = Bytes::from(format!("Bearer {token}"));
+    move || {
+        let value = HeaderValue::from_maybe_shared(authorization.clone()).unwrap();
+        Request::builder()
+            .header(AUTHORIZATION, value)
+            .body(())
+            .unwrap()
+    }
+}
+
 /// `token` in an `Authorization` header through the layer around `validator`: extraction, the
 /// validator, claims into the request extensions, the inner service call and the response.
 pub fn through_layer<V>(
@@ -41,25 +64,24 @@ pub fn through_layer<V>(
 ) where
     V: ValidateToken<Claims = StandardClaims> + Clone,
 {
-    // The handler hands the request back in the response, so the request (and the claims in
-    // its extensions) is dropped outside the measurement.
-    let mut service = ValidateBearerLayer::new(validator, Emitter::new("bench")).layer(service_fn(
-        |request: Request<()>| async move {
-            black_box(request.extensions().get::<Arc<StandardClaims>>());
-            Ok::<_, Infallible>(Response::new(request))
-        },
-    ));
-    // Header values share one buffer, as they do when hyper parses a request.
-    let authorization = Bytes::from(format!("Bearer {token}"));
+    let layer = ValidateBearerLayer::new(validator, Emitter::new("bench"));
+    through(group, name, layer.layer(handler()), token);
+}
+
+/// The same requests through `service` (the layer around [`handler`], or the handler alone: the
+/// cost the layer's own is measured against).
+pub fn through<S, B>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: String,
+    mut service: S,
+    token: &str,
+) where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    let request = requests(token);
     group.bench_function(name, |b| {
         b.iter_batched(
-            || {
-                let value = HeaderValue::from_maybe_shared(authorization.clone()).unwrap();
-                Request::builder()
-                    .header(AUTHORIZATION, value)
-                    .body(())
-                    .unwrap()
-            },
+            &request,
             |request| {
                 let response = complete(service.call(request)).unwrap();
                 assert!(response.status().is_success());

@@ -222,7 +222,7 @@ impl Emitter {
         // A HEAD request gets the GET's headers, `Content-Length` included (RFC 9110 §9.3.2,
         // §8.6); the server sends no content for it.
         let body = if self.config.body_mode == BodyMode::ProblemJson
-            && request.accepts_problem
+            && request.accepts_problem()
             && !rendering.disguised
         {
             let (content_type, body) = match &self.config.body_format {
@@ -389,13 +389,32 @@ const SEC_FETCH_DEST: http::HeaderName = http::HeaderName::from_static("sec-fetc
 /// The `Proxy-Status` header name (RFC 9209).
 pub const PROXY_STATUS: http::HeaderName = http::HeaderName::from_static("proxy-status");
 
-/// What rendering needs to know about the caller's request. Captured before the request is
-/// handed on, so that a failure found later can still be rendered for it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What rendering needs to know about the caller's request, captured before the request is
+/// handed on so that a failure found later can still be rendered for it.
+///
+/// Every request pays for the capture, and few are refused: it is one pass over the header
+/// names (no hashing) that keeps the `Accept` header as it is (a reference count); `Accept` is
+/// parsed only when a failure is rendered.
+#[derive(Debug, Clone, Default)]
 pub struct RequestContext {
     grpc: bool,
-    accepts_problem: bool,
-    navigation: bool,
+    get: bool,
+    /// What Fetch Metadata says about a navigation, when the browser sent any.
+    fetch_navigation: Option<bool>,
+    accept: Accept,
+}
+
+/// The request's `Accept` header, unparsed until a rendering asks.
+#[derive(Debug, Clone, Default)]
+enum Accept {
+    #[default]
+    Absent,
+    One(HeaderValue),
+    /// Sent more than once (rare): read when captured.
+    Several {
+        html: bool,
+        problem: bool,
+    },
 }
 
 impl RequestContext {
@@ -406,28 +425,48 @@ impl RequestContext {
 
     /// Captures the context from a request's method and headers.
     pub fn from_parts(method: &Method, headers: &HeaderMap) -> Self {
-        let grpc = headers
-            .get(CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+        let mut grpc = None;
+        let (mut mode, mut dest) = (None, None);
+        let mut accept = Accept::Absent;
+        let mut accepts = 0;
+        // The first value of each header decides, as `HeaderMap::get` would have it.
+        for (name, value) in headers {
+            if name == CONTENT_TYPE {
+                grpc.get_or_insert_with(|| value.as_bytes().starts_with(b"application/grpc"));
+            } else if name == ACCEPT {
+                accepts += 1;
+                if accepts == 1 {
+                    accept = Accept::One(value.clone());
+                }
+            } else if name == SEC_FETCH_MODE {
+                mode.get_or_insert_with(|| value.as_bytes() == b"navigate");
+            } else if name == SEC_FETCH_DEST {
+                dest.get_or_insert_with(|| value.as_bytes() == b"document");
+            }
+        }
+        if accepts > 1 {
+            let lines = || {
+                headers
+                    .get_all(ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+            };
+            accept = Accept::Several {
+                html: lines().next().is_some_and(|a| a.contains("text/html")),
+                problem: problem_json_quality(lines()) > 0.0,
+            };
+        }
         // Fetch Metadata decides when the browser sends it: only a document navigation is one
         // (a script's `fetch()` is `cors`, `same-origin` or `no-cors`, whatever it accepts).
-        // Without it, an `Accept` asking for HTML is taken for one.
-        let navigation = method == Method::GET
-            && match (headers.get(SEC_FETCH_MODE), headers.get(SEC_FETCH_DEST)) {
-                (None, None) => accept.is_some_and(|a| a.contains("text/html")),
-                (mode, dest) => {
-                    mode.is_some_and(|v| v.as_bytes() == b"navigate")
-                        || dest.is_some_and(|v| v.as_bytes() == b"document")
-                }
-            };
-        let mut accepts = headers.get_all(ACCEPT).iter().peekable();
-        let accepts_problem = accepts.peek().is_none()
-            || problem_json_quality(accepts.filter_map(|v| v.to_str().ok())) > 0.0;
+        let fetch_navigation = match (mode, dest) {
+            (None, None) => None,
+            (mode, dest) => Some(mode == Some(true) || dest == Some(true)),
+        };
         Self {
-            grpc,
-            accepts_problem,
-            navigation,
+            grpc: grpc.unwrap_or(false),
+            get: method == Method::GET,
+            fetch_navigation,
+            accept,
         }
     }
 
@@ -438,7 +477,22 @@ impl RequestContext {
 
     /// Whether the request is a browser navigation (which may be redirected instead of refused).
     pub fn is_browser_navigation(&self) -> bool {
-        self.navigation
+        // Without Fetch Metadata, an `Accept` asking for HTML is taken for one.
+        self.get
+            && self.fetch_navigation.unwrap_or_else(|| match &self.accept {
+                Accept::Absent => false,
+                Accept::One(value) => value.to_str().is_ok_and(|a| a.contains("text/html")),
+                Accept::Several { html, .. } => *html,
+            })
+    }
+
+    /// Whether the caller takes a problem details body (no `Accept` at all takes anything).
+    fn accepts_problem(&self) -> bool {
+        match &self.accept {
+            Accept::Absent => true,
+            Accept::One(value) => problem_json_quality(value.to_str().ok().into_iter()) > 0.0,
+            Accept::Several { problem, .. } => *problem,
+        }
     }
 }
 
@@ -552,6 +606,43 @@ mod tests {
         ));
         assert!(!navigation(Method::GET, &[("accept", "application/json")]));
         assert!(!navigation(Method::POST, &[("sec-fetch-mode", "navigate")]));
+    }
+
+    #[test]
+    fn the_context_reads_every_accept_and_the_first_of_the_others() {
+        let context = |headers: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.append(*name, HeaderValue::from_static(value));
+            }
+            RequestContext::from_parts(&Method::GET, &map)
+        };
+        assert!(context(&[]).accepts_problem(), "no Accept takes anything");
+        assert!(!context(&[("accept", "text/html")]).accepts_problem());
+        let several = context(&[("accept", "text/html"), ("accept", "application/json")]);
+        assert!(several.accepts_problem());
+        assert!(
+            several.is_browser_navigation(),
+            "the first Accept asks for HTML"
+        );
+        let refused = context(&[
+            ("accept", "*/*"),
+            ("accept", "application/problem+json;q=0"),
+        ]);
+        assert!(!refused.accepts_problem());
+        assert!(context(&[("content-type", "application/grpc+proto")]).is_grpc());
+        assert!(
+            !context(&[
+                ("content-type", "text/plain"),
+                ("content-type", "application/grpc")
+            ])
+            .is_grpc()
+        );
+        let fetched = context(&[("sec-fetch-mode", "cors"), ("sec-fetch-mode", "navigate")]);
+        assert!(
+            !fetched.is_browser_navigation(),
+            "the first Sec-Fetch-Mode decides"
+        );
     }
 
     #[test]

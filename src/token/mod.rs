@@ -127,24 +127,30 @@ impl BearerExtractor {
     /// Extracts the token from a request, including one that
     /// [`FormTokenLayer`](form::FormTokenLayer) found in its body.
     pub fn extract<B>(&self, request: &Request<B>) -> Result<BearerToken, AuthError> {
-        let form = request
-            .extensions()
-            .get::<FormToken>()
-            .map(|found| &found.0);
-        self.extract_with(request.headers(), request.uri(), form)
+        self.find(request)?.check()
     }
 
     /// Extracts the token from a request's headers and URI.
     pub fn extract_from(&self, headers: &HeaderMap, uri: &Uri) -> Result<BearerToken, AuthError> {
-        self.extract_with(headers, uri, None)
+        self.find_with(headers, uri, None)?.check()
     }
 
-    fn extract_with(
+    /// Finds the token in a request: every rule of [`extract`](Self::extract) but the header
+    /// token's syntax, which is left to [`Presented::check`].
+    pub(crate) fn find<B>(&self, request: &Request<B>) -> Result<Presented, AuthError> {
+        let form = request
+            .extensions()
+            .get::<FormToken>()
+            .map(|found| &found.0);
+        self.find_with(request.headers(), request.uri(), form)
+    }
+
+    fn find_with(
         &self,
         headers: &HeaderMap,
         uri: &Uri,
         form: Option<&FormParam>,
-    ) -> Result<BearerToken, AuthError> {
+    ) -> Result<Presented, AuthError> {
         let from_header = self.header_token(headers)?;
         let from_query = uri.query().and_then(|query| params::find(query.as_bytes()));
         let methods = usize::from(from_header.is_some())
@@ -156,8 +162,12 @@ impl BearerExtractor {
         }
         match (from_header, from_query, form) {
             (Some(token), _, _) => token,
-            (_, Some(param), _) if self.allow_query => self.decode_param(param),
-            (_, _, Some(FormParam::Once(value))) => self.decode_param(Param::Once(value)),
+            (_, Some(param), _) if self.allow_query => {
+                self.decode_param(param).map(Presented::Checked)
+            }
+            (_, _, Some(FormParam::Once(value))) => self
+                .decode_param(Param::Once(value))
+                .map(Presented::Checked),
             (_, _, Some(FormParam::Repeated)) => Err(InvalidRequest::RepeatedParameter.into()),
             (_, _, Some(FormParam::Unreadable)) => Err(InvalidRequest::UnreadableBody.into()),
             _ => Err(AuthError::MissingCredentials),
@@ -192,10 +202,10 @@ impl BearerExtractor {
         if token.len() > self.max_token_length {
             return Ok(Some(Err(AuthError::InvalidToken(TokenRejection::TooLong))));
         }
-        Ok(Some(check_b64token(token).map(|()| BearerToken {
+        Ok(Some(Ok(Presented::Unchecked(BearerToken {
             value: value.clone(),
             start,
-        })))
+        }))))
     }
 
     /// The token of an `access_token` parameter (the query's, or a form body's).
@@ -205,7 +215,34 @@ impl BearerExtractor {
 }
 
 /// A token found by one method, or why it is unreadable.
-type Extracted = Result<BearerToken, AuthError>;
+type Extracted = Result<Presented, AuthError>;
+
+/// A token as the request presents it. The header's token is not checked yet: a validator that
+/// has seen these exact bytes before (the verified-token cache) answers from them alone, so a
+/// repeat costs one pass over the token, not two.
+pub(crate) enum Presented {
+    /// Decoded from a parameter, and checked on the way.
+    Checked(BearerToken),
+    /// The header's token, whose `b64token` syntax is still to be checked.
+    Unchecked(BearerToken),
+}
+
+impl Presented {
+    /// The token's bytes, as sent.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Checked(token) | Self::Unchecked(token) => token.as_bytes(),
+        }
+    }
+
+    /// The token once its syntax is known to be `b64token` (row I3 otherwise).
+    pub(crate) fn check(self) -> Result<BearerToken, AuthError> {
+        match self {
+            Self::Checked(token) => Ok(token),
+            Self::Unchecked(token) => check_b64token(token.as_bytes()).map(|()| token),
+        }
+    }
+}
 
 /// RFC 6750 §2.1 `b64token`.
 fn check_b64token(token: &[u8]) -> Result<(), AuthError> {

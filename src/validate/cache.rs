@@ -137,11 +137,10 @@ where
     type Future = CacheFuture<V::Future, V::Claims>;
 
     fn validate(&self, token: &BearerToken) -> Verdict<Arc<Self::Claims>, Self::Future> {
-        let key = self.store.digest(token.as_bytes());
-        if let Some(claims) = self.store.get(key) {
-            crate::metrics::token_cache(true);
-            return Verdict::Decided(Ok(claims));
-        }
+        let key = match self.store.hit(token.as_bytes()) {
+            Ok(claims) => return Verdict::Decided(Ok(claims)),
+            Err(key) => key,
+        };
         crate::metrics::token_cache(false);
         match self.inner.validate(token) {
             Verdict::Decided(outcome) => {
@@ -156,6 +155,12 @@ where
                 key,
             }),
         }
+    }
+
+    /// A hit, from the digest alone; a miss is counted by [`validate`](Self::validate), which
+    /// follows.
+    fn recall(&self, token: &[u8]) -> Option<Arc<Self::Claims>> {
+        self.store.hit(token).ok()
     }
 }
 
@@ -279,6 +284,14 @@ impl<C> Store<C> {
 }
 
 impl<C: TokenExpiry> Store<C> {
+    /// The claims cached for `token` (a hit, counted), or the key to cache them under.
+    fn hit(&self, token: &[u8]) -> Result<Arc<C>, u128> {
+        let key = self.digest(token);
+        let claims = self.get(key).ok_or(key)?;
+        crate::metrics::token_cache(true);
+        Ok(claims)
+    }
+
     fn get(&self, key: u128) -> Option<Arc<C>> {
         let entry = self.entries.get(&key)?;
         if entry.until > Instant::now() {
@@ -394,6 +407,59 @@ mod tests {
         assert!(cache.is_empty());
         accepted(&cache, &token);
         assert_eq!(inner.calls(), 2, "cleared: verified again");
+    }
+
+    /// Through the layer a repeat is recalled before its syntax is checked, in one pass; bytes
+    /// the cache never accepted are still checked (row I3) and never reach the validator.
+    #[tokio::test]
+    async fn the_layer_recalls_repeats_and_still_refuses_malformed_tokens() {
+        use tower::{Layer as _, ServiceExt as _, service_fn};
+
+        use crate::{emit::Emitter, validate::ValidateBearerLayer};
+
+        let inner = Counting::new(3600);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handler_seen = seen.clone();
+        let layer =
+            ValidateBearerLayer::new(CachedValidator::new(inner.clone()), Emitter::new("api"));
+        let service = layer.layer(service_fn(move |request: http::Request<()>| {
+            let claims = request.extensions().get::<Arc<StandardClaims>>().cloned();
+            handler_seen.lock().unwrap().extend(claims);
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(())) }
+        }));
+        let call = |token: &str| {
+            let request = http::Request::builder()
+                .header("authorization", format!("Bearer {token}"))
+                .body(())
+                .unwrap();
+            service.clone().oneshot(request)
+        };
+        for _ in 0..2 {
+            assert_eq!(
+                call("abc.def.ghi").await.unwrap().status(),
+                http::StatusCode::OK
+            );
+        }
+        assert_eq!(inner.calls(), 1, "the repeat was recalled");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
+        assert!(
+            Arc::ptr_eq(&seen[0], &seen[1]),
+            "the handler got the same claims"
+        );
+        for malformed in ["abc.def.ghi!", "abc def", "==abc"] {
+            let response = call(malformed).await.unwrap();
+            assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                r#"Bearer realm="api", error="invalid_token""#
+            );
+        }
+        assert_eq!(
+            inner.calls(),
+            1,
+            "a malformed token never reaches the validator"
+        );
     }
 
     /// A working set of 0.9 × capacity visited in a cycle: after the first round every token is

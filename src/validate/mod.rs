@@ -123,6 +123,18 @@ pub trait ValidateToken {
 
     /// Starts validating `token`.
     fn validate(&self, token: &BearerToken) -> Verdict<Arc<Self::Claims>, Self::Future>;
+
+    /// The claims of a token this validator accepted before, recognised by its exact bytes, or
+    /// `None` (the default: nothing is remembered) to have it [validated](Self::validate).
+    ///
+    /// [`ValidateBearer`] asks before it checks the token's syntax: bytes that were accepted
+    /// once passed that check then, so the [verified-token cache](CachedValidator) answers a
+    /// repeat in one pass over the token. An implementation must therefore answer only for
+    /// bytes it accepted, and only while they are still valid.
+    fn recall(&self, token: &[u8]) -> Option<Arc<Self::Claims>> {
+        let _ = token;
+        None
+    }
 }
 
 /// How a validation started: already decided, or waiting on I/O.
@@ -224,31 +236,36 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let context = RequestContext::of(&request);
-        let state = match self.extractor.extract(&request) {
+        let verdict = self.extractor.find(&request).and_then(|presented| {
+            match self.validator.recall(presented.as_bytes()) {
+                Some(claims) => Ok(Verdict::Decided(Ok(claims))),
+                None => presented
+                    .check()
+                    .map(|token| self.validator.validate(&token)),
+            }
+        });
+        let state = match verdict {
             Err(AuthError::MissingCredentials) if self.optional => State::Calling {
                 future: self.inner.call(request),
             },
-            Err(failure) => State::rejected(failure, &request),
-            Ok(token) => match self.validator.validate(&token) {
-                Verdict::Decided(Ok(claims)) => {
-                    crate::metrics::validation("valid");
-                    request.extensions_mut().insert(claims);
-                    State::Calling {
-                        future: self.inner.call(request),
-                    }
+            Err(failure) | Ok(Verdict::Decided(Err(failure))) => State::rejected(failure, &request),
+            Ok(Verdict::Decided(Ok(claims))) => {
+                crate::metrics::validation("valid");
+                request.extensions_mut().insert(claims);
+                State::Calling {
+                    future: self.inner.call(request),
                 }
-                Verdict::Decided(Err(failure)) => State::rejected(failure, &request),
-                Verdict::Pending(validation) => {
-                    // The ready service goes with this request; a fresh clone waits for the next.
-                    let clone = self.inner.clone();
-                    let inner = std::mem::replace(&mut self.inner, clone);
-                    // Boxed: waiting on I/O anyway, and it keeps the common future small.
-                    State::Validating {
-                        validation: Box::pin(validation),
-                        waiting: Box::new((request, inner)),
-                    }
+            }
+            Ok(Verdict::Pending(validation)) => {
+                // The ready service goes with this request; a fresh clone waits for the next.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                // Boxed: waiting on I/O anyway, and it keeps the common future small.
+                State::Validating {
+                    validation: Box::pin(validation),
+                    waiting: Box::new((request, inner)),
                 }
-            },
+            }
         };
         ResponseFuture {
             state,
