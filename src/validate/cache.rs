@@ -11,8 +11,8 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use highway::{HighwayHash as _, HighwayHasher, Key};
 use pin_project_lite::pin_project;
-use siphasher::sip128::{Hasher128, SipHasher13};
 
 use super::{TokenExpiry, ValidateToken, Verdict};
 use crate::{failure::AuthError, token::BearerToken};
@@ -20,9 +20,10 @@ use crate::{failure::AuthError, token::BearerToken};
 /// Caches the successes of a [`ValidateToken`].
 ///
 /// - **Keyed by a digest, never the token.** Entries are found by a keyed 128-bit digest of the
-///   token (SipHash-1-3-128) under a random key chosen when the cache is created; the token itself is never
-///   stored, so a memory dump of the cache yields no usable credential, and an attacker who does
-///   not know the key cannot aim a token at another's entry (a 128-bit collision is out of reach).
+///   token (HighwayHash, a keyed pseudorandom function built for SIMD) under a random key chosen
+///   when the cache is created; the token itself is never stored, so a memory dump of the cache
+///   yields no usable credential, and an attacker who does not know the key cannot aim a token
+///   at another's entry (a 128-bit collision is out of reach).
 /// - **Bounded, in constant time.** At most about [`max_entries`](CachedValidator::max_entries)
 ///   entries (default 10 000), in a [`quick_cache`] S3-FIFO cache: when full, an insert evicts in
 ///   O(1) whatever the size — entries seen once go before those seen again, and an expired entry,
@@ -245,17 +246,15 @@ struct Store<C> {
     max_entries: usize,
     max_ttl: Duration,
     /// The digest key, from the OS randomness behind std's `RandomState`.
-    key: [u8; 16],
+    key: Key,
 }
 
-/// 128 random bits: std seeds each `RandomState` from the operating system's randomness; two
-/// of its keyed hashes make the key without another dependency.
-fn random_key() -> [u8; 16] {
+/// A random digest key: std seeds each `RandomState` with 128 bits of the operating system's
+/// randomness, and its keyed hashes of four distinct words spread them over HighwayHash's 256-bit
+/// key, infallibly and without another dependency.
+fn random_key() -> Key {
     let state = std::hash::RandomState::new();
-    let mut key = [0; 16];
-    key[..8].copy_from_slice(&state.hash_one(0x6b65_7930_u64).to_le_bytes());
-    key[8..].copy_from_slice(&state.hash_one(0x6b65_7931_u64).to_le_bytes());
-    key
+    Key([0, 1, 2, 3].map(|word: u64| state.hash_one(0x6b65_7930 + word)))
 }
 
 impl<C> Store<C> {
@@ -275,11 +274,12 @@ impl<C> Store<C> {
         }
     }
 
-    /// The keyed 128-bit digest of a token.
+    /// The keyed 128-bit digest of a token: a hit's only pass over it. HighwayHash, dispatched
+    /// to AVX2, SSE4.1 or NEON at run time, takes a third of SipHash-1-3's instructions on a
+    /// JWT-sized token.
     fn digest(&self, token: &[u8]) -> u128 {
-        let mut hasher = SipHasher13::new_with_key(&self.key);
-        hasher.write(token);
-        hasher.finish128().as_u128()
+        let [low, high] = HighwayHasher::new(self.key).hash128(token);
+        u128::from(low) | u128::from(high) << 64
     }
 }
 
