@@ -22,15 +22,13 @@ use criterion::{BatchSize, Criterion};
 use http::{Request, Response};
 use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp, jwk::Jwk};
-use tower::{Layer, Service, service_fn};
+use tower::{Service, service_fn};
 use tower_bearer::{
-    emit::Emitter,
     failure::AuthError,
     http_client::HttpClient,
     token::BearerToken,
     validate::{
-        CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearerLayer,
-        ValidateToken, Verdict,
+        CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateToken, Verdict,
     },
 };
 
@@ -228,6 +226,40 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The cache's goals as ratios from one run: the layer's own cost on a hit (the hit minus the
+    // inner service alone), and a hit among a million entries against a hit among one.
+    let token = signed("rsa", &rsa, Algorithm::RS256);
+    let mut bare = common::timed(common::handler(), &token);
+    let mut floor = common::timed(common::layered(constant()), &token);
+    let cached = CachedValidator::new(validator.clone()).max_ttl(Duration::from_secs(3600));
+    let mut hit = common::timed(common::layered(cached), &token);
+    let crowded = full_cache(filled(validator), MILLION);
+    let mut hit_1m = common::timed(common::layered(crowded), &token);
+    const ROUNDS: usize = 21;
+    let medians = common::interleaved(
+        &mut [&mut bare, &mut floor, &mut hit, &mut hit_1m],
+        ROUNDS,
+        200,
+    );
+    let [bare, floor, hit, hit_1m] = medians[..] else {
+        unreachable!()
+    };
+    println!("\ninterleaved, {ROUNDS} rounds, median per RS256 request:");
+    println!("  inner service alone  {bare:>9.2?}");
+    println!(
+        "  layer floor          {floor:>9.2?}  (layer's own {:.2?})",
+        floor - bare
+    );
+    println!(
+        "  cached, 1 entry      {hit:>9.2?}  (layer's own {:.2?})",
+        hit - bare
+    );
+    println!(
+        "  cached, 1M entries   {hit_1m:>9.2?}  (layer's own {:.2?}; {:.2}x the 1-entry hit)",
+        hit_1m - bare,
+        hit_1m.as_secs_f64() / hit.as_secs_f64()
+    );
 }
 
 /// What `scripts/callgrind` counts: each variant's setup, then `ITERATIONS` runs inside
@@ -273,8 +305,7 @@ fn layer_requests<V>(validator: V, token: &str)
 where
     V: ValidateToken<Claims = StandardClaims> + Clone,
 {
-    let layer = ValidateBearerLayer::new(validator, Emitter::new("bench"));
-    service_requests(layer.layer(common::handler()), token);
+    service_requests(common::layered(validator), token);
 }
 
 /// `ITERATIONS` requests with `token` through `service`, each built before the measurement (as

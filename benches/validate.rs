@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::hint::black_box;
+use std::{hint::black_box, time::Duration};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{
@@ -68,6 +68,7 @@ fn bench(c: &mut Criterion) {
         "iat": get_current_timestamp(), "exp": get_current_timestamp() + 24 * 3600,
     });
     let mut group = c.benchmark_group("validate");
+    let mut interleaved = Vec::new();
     for case in cases() {
         let token = encode(&Header::new(case.algorithm), &claims, &case.encoding).unwrap();
         let validation = policy.validation(&[case.algorithm]);
@@ -94,11 +95,39 @@ fn bench(c: &mut Criterion) {
         common::through_layer(
             &mut group,
             format!("{}/layer", case.name),
-            validator,
+            validator.clone(),
             &token,
         );
+        let layer = common::timed(common::layered(validator), &token);
+        let raw = common::batched(
+            || (),
+            move |()| {
+                decode::<StandardClaims>(black_box(&token), &case.decoding, &validation)
+                    .unwrap()
+                    .claims
+            },
+        );
+        interleaved.push((case.name, raw, layer));
     }
     group.finish();
+
+    // The same pairs as ratios from one run: every variant in turn, round after round.
+    const ROUNDS: usize = 15;
+    let mut variants: Vec<&mut dyn FnMut(usize) -> Duration> = Vec::new();
+    for (_, raw, layer) in &mut interleaved {
+        variants.push(raw);
+        variants.push(layer);
+    }
+    let medians = common::interleaved(&mut variants, ROUNDS, 40);
+    println!("\ninterleaved, {ROUNDS} rounds, median per token: raw decode / through the layer");
+    for ((name, ..), pair) in interleaved.iter().zip(medians.chunks(2)) {
+        println!(
+            "  {name:<6} {:>10.2?} {:>10.2?}  {:.3}x",
+            pair[0],
+            pair[1],
+            pair[1].as_secs_f64() / pair[0].as_secs_f64()
+        );
+    }
 }
 
 criterion_group!(benches, bench);

@@ -7,6 +7,7 @@ use std::{
     pin::pin,
     sync::Arc,
     task::{Context, Poll, Waker},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -43,7 +44,7 @@ pub fn handler()
 
 /// Requests carrying `token` in an `Authorization` header. Header values share one buffer, as
 /// they do when hyper parses a request.
-pub fn requests(token: &str) -> impl Fn() -> Request<()> {
+pub fn requests(token: &str) -> impl Fn() -> Request<()> + use<> {
     let authorization = Bytes::from(format!("Bearer {token}"));
     move || {
         let value = HeaderValue::from_maybe_shared(authorization.clone()).unwrap();
@@ -64,8 +65,17 @@ pub fn through_layer<V>(
 ) where
     V: ValidateToken<Claims = StandardClaims> + Clone,
 {
-    let layer = ValidateBearerLayer::new(validator, Emitter::new("bench"));
-    through(group, name, layer.layer(handler()), token);
+    through(group, name, layered(validator), token);
+}
+
+/// The layer around `validator`, around [`handler`].
+pub fn layered<V>(
+    validator: V,
+) -> impl Service<Request<()>, Response = Response<impl Sized>, Error = Infallible>
+where
+    V: ValidateToken<Claims = StandardClaims> + Clone,
+{
+    ValidateBearerLayer::new(validator, Emitter::new("bench")).layer(handler())
 }
 
 /// The same requests through `service` (the layer around [`handler`], or the handler alone: the
@@ -90,4 +100,59 @@ pub fn through<S, B>(
             BatchSize::NumIterations(BATCH),
         )
     });
+}
+
+/// A variant of an interleaved comparison: `token` through `service`, timed as [`batched`].
+pub fn timed<S, B>(mut service: S, token: &str) -> impl FnMut(usize) -> Duration + use<S, B>
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    batched(requests(token), move |request| {
+        complete(service.call(request)).unwrap()
+    })
+}
+
+/// A variant of an interleaved comparison: `run` on inputs made by `input`, timed by the batch
+/// of [`BATCH`] inputs made ahead (as criterion's batches are), the outputs dropped outside the
+/// measurement; it answers the mean time per run over a number of batches.
+pub fn batched<I, O>(
+    mut input: impl FnMut() -> I,
+    mut run: impl FnMut(I) -> O,
+) -> impl FnMut(usize) -> Duration {
+    let mut outputs = Vec::with_capacity(BATCH as usize);
+    move |batches| {
+        let mut total = Duration::ZERO;
+        for _ in 0..batches {
+            let batch: Vec<_> = (0..BATCH).map(|_| input()).collect();
+            let start = Instant::now();
+            for input in batch {
+                outputs.push(run(input));
+            }
+            total += start.elapsed();
+            outputs.clear();
+        }
+        total / (batches as u32 * BATCH as u32)
+    }
+}
+
+/// Rounds of each variant in turn, so that drift of the machine hits all alike; the median
+/// time per request of each, in the order given.
+pub fn interleaved(
+    variants: &mut [&mut dyn FnMut(usize) -> Duration],
+    rounds: usize,
+    batches: usize,
+) -> Vec<Duration> {
+    let mut times = vec![Vec::with_capacity(rounds); variants.len()];
+    for _ in 0..rounds {
+        for (variant, times) in variants.iter_mut().zip(&mut times) {
+            times.push(variant(batches));
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut times| {
+            times.sort();
+            times[times.len() / 2]
+        })
+        .collect()
 }

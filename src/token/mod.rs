@@ -137,7 +137,7 @@ impl BearerExtractor {
 
     /// Finds the token in a request: every rule of [`extract`](Self::extract) but the header
     /// token's syntax, which is left to [`Presented::check`].
-    pub(crate) fn find<B>(&self, request: &Request<B>) -> Result<Presented, AuthError> {
+    pub(crate) fn find<'r, B>(&self, request: &'r Request<B>) -> Result<Presented<'r>, AuthError> {
         let form = request
             .extensions()
             .get::<FormToken>()
@@ -145,12 +145,12 @@ impl BearerExtractor {
         self.find_with(request.headers(), request.uri(), form)
     }
 
-    fn find_with(
+    fn find_with<'r>(
         &self,
-        headers: &HeaderMap,
+        headers: &'r HeaderMap,
         uri: &Uri,
         form: Option<&FormParam>,
-    ) -> Result<Presented, AuthError> {
+    ) -> Result<Presented<'r>, AuthError> {
         let from_header = self.header_token(headers)?;
         let from_query = uri.query().and_then(|query| params::find(query.as_bytes()));
         let methods = usize::from(from_header.is_some())
@@ -176,7 +176,7 @@ impl BearerExtractor {
 
     /// The header's token: the outer error is a malformed request (I2), the inner one an
     /// unreadable token (I3), reported only once the request is known to be unambiguous.
-    fn header_token(&self, headers: &HeaderMap) -> Result<Option<Extracted>, AuthError> {
+    fn header_token<'r>(&self, headers: &'r HeaderMap) -> Result<Option<Extracted<'r>>, AuthError> {
         let mut values = headers.get_all(AUTHORIZATION).iter();
         let Some(value) = values.next() else {
             return Ok(None);
@@ -202,10 +202,7 @@ impl BearerExtractor {
         if token.len() > self.max_token_length {
             return Ok(Some(Err(AuthError::InvalidToken(TokenRejection::TooLong))));
         }
-        Ok(Some(Ok(Presented::Unchecked(BearerToken {
-            value: value.clone(),
-            start,
-        }))))
+        Ok(Some(Ok(Presented::Unchecked { value, start })))
     }
 
     /// The token of an `access_token` parameter (the query's, or a form body's).
@@ -215,23 +212,27 @@ impl BearerExtractor {
 }
 
 /// A token found by one method, or why it is unreadable.
-type Extracted = Result<Presented, AuthError>;
+type Extracted<'r> = Result<Presented<'r>, AuthError>;
 
-/// A token as the request presents it. The header's token is not checked yet: a validator that
-/// has seen these exact bytes before (the verified-token cache) answers from them alone, so a
-/// repeat costs one pass over the token, not two.
-pub(crate) enum Presented {
+/// A token as the request presents it. The header's token is not checked yet, nor copied: a
+/// validator that has seen these exact bytes before (the verified-token cache) answers from
+/// them alone, so a repeat costs one pass over the token, not two.
+pub(crate) enum Presented<'r> {
     /// Decoded from a parameter, and checked on the way.
     Checked(BearerToken),
-    /// The header's token, whose `b64token` syntax is still to be checked.
-    Unchecked(BearerToken),
+    /// The header's token, from `start`, whose `b64token` syntax is still to be checked.
+    Unchecked {
+        value: &'r HeaderValue,
+        start: usize,
+    },
 }
 
-impl Presented {
+impl Presented<'_> {
     /// The token's bytes, as sent.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
-            Self::Checked(token) | Self::Unchecked(token) => token.as_bytes(),
+            Self::Checked(token) => token.as_bytes(),
+            Self::Unchecked { value, start } => &value.as_bytes()[*start..],
         }
     }
 
@@ -239,7 +240,13 @@ impl Presented {
     pub(crate) fn check(self) -> Result<BearerToken, AuthError> {
         match self {
             Self::Checked(token) => Ok(token),
-            Self::Unchecked(token) => check_b64token(token.as_bytes()).map(|()| token),
+            Self::Unchecked { value, start } => {
+                check_b64token(&value.as_bytes()[start..])?;
+                Ok(BearerToken {
+                    value: value.clone(),
+                    start,
+                })
+            }
         }
     }
 }
