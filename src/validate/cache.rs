@@ -28,7 +28,9 @@ use crate::{failure::AuthError, token::BearerToken};
 ///   entries (default 10 000), in a [`quick_cache`] S3-FIFO cache: when full, an insert evicts in
 ///   O(1) whatever the size — entries seen once go before those seen again, and an expired entry,
 ///   never hit again, is among the first to go. A hit shares the claims (an [`Arc`]).
-/// - **One pass over the token.** The digest is the only work a hit does on the token.
+/// - **One pass over the token.** [`ValidateBearer`](super::ValidateBearer) asks the cache to
+///   [recall](ValidateToken::recall) a token before it checks its syntax: the digest is the only
+///   work a hit does on the token.
 /// - **Never outlives the token.** An entry lives until the token's `exp` (see [`TokenExpiry`])
 ///   or for [`max_ttl`](CachedValidator::max_ttl) (default 60 s), whichever comes first; an
 ///   already expired token is not cached. Only successes are cached: a refused token is checked
