@@ -1,5 +1,9 @@
 //! What the validation benchmarks share: a whole request through `ValidateBearerLayer`.
 
+// `validate.rs` uses none of the cache's fixtures.
+#[allow(dead_code)]
+pub mod fixtures;
+
 use std::{
     convert::Infallible,
     future::Future,
