@@ -1,8 +1,7 @@
 //! The verified-token cache: a repeated RS256 / ES256 token through the validation layer, keys
 //! from a JWKS, with `CachedValidator` in front and without, in one run; and the cache at scale.
 //!
-//! `cargo bench --bench cache` (criterion), or `scripts/callgrind` (instruction counts: this
-//! binary run under callgrind with `--instructions VARIANT`, see `VARIANTS`).
+//! `cargo bench --bench cache`; the same cases' instruction counts are in `instructions.rs`.
 //!
 //! Both sides pay for everything a request pays for: header extraction, the validator, claims
 //! into the request extensions, the inner service call and the response. Without the cache each
@@ -15,13 +14,11 @@
 
 mod common;
 
-use std::{convert::Infallible, time::Duration};
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion};
-use http::{Request, Response};
 use jsonwebtoken::Algorithm;
-use tower::Service;
-use tower_bearer::validate::{CachedValidator, StandardClaims, ValidateToken};
+use tower_bearer::validate::CachedValidator;
 
 use common::fixtures::{
     MILLION, admit, constant, filled, full_cache, jwks_validator, keys, misses, signed,
@@ -115,76 +112,7 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-/// What `scripts/callgrind` counts: each variant's setup, then `ITERATIONS` runs inside
-/// [`measured`], the only function callgrind collects in.
-const VARIANTS: [&str; 7] = [
-    "bare", "floor", "hit_1", "hit_1M", "verify", "miss_10k", "miss_1M",
-];
-const ITERATIONS: usize = 1_000;
-
-#[inline(never)]
-fn measured(mut run: impl FnMut()) {
-    for _ in 0..ITERATIONS {
-        run();
-    }
-}
-
-fn instructions(variant: &str) {
-    let (rsa, _) = keys();
-    let token = signed("rsa", &rsa, Algorithm::RS256);
-    let jwks = || jwks_validator(&[("rsa", &rsa, Algorithm::RS256)]);
-    match variant {
-        "bare" => service_requests(common::handler(), &token),
-        "floor" => layer_requests(constant(), &token),
-        "hit_1" => layer_requests(CachedValidator::new(jwks()), &token),
-        "hit_1M" => layer_requests(full_cache(filled(jwks()), MILLION), &token),
-        "verify" => layer_requests(jwks(), &token),
-        "miss_10k" | "miss_1M" => {
-            let (cache, mut new_token) = misses(if variant == "miss_1M" {
-                MILLION
-            } else {
-                10_000
-            });
-            let tokens: Vec<_> = (0..ITERATIONS).map(|_| new_token()).collect();
-            let mut tokens = tokens.iter();
-            measured(|| admit(&cache, tokens.next().unwrap()));
-        }
-        other => panic!("unknown variant {other}; one of {VARIANTS:?}"),
-    }
-}
-
-/// `ITERATIONS` requests with `token` through the layer around `validator`.
-fn layer_requests<V>(validator: V, token: &str)
-where
-    V: ValidateToken<Claims = StandardClaims> + Clone,
-{
-    service_requests(common::layered(validator), token);
-}
-
-/// `ITERATIONS` requests with `token` through `service`, each built before the measurement (as
-/// in `common::through`); the first, which may fill a cache, is not counted.
-fn service_requests<S, B>(mut service: S, token: &str)
-where
-    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
-{
-    let request = common::requests(token);
-    let _first = common::complete(service.call(request()));
-    let mut requests: Vec<_> = (0..ITERATIONS).map(|_| request()).collect();
-    let mut responses = Vec::with_capacity(ITERATIONS);
-    measured(|| {
-        let response = common::complete(service.call(requests.pop().unwrap())).unwrap();
-        responses.push(response);
-    });
-    assert!(responses.iter().all(|r| r.status().is_success()));
-}
-
 fn main() {
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("--instructions") {
-        let variant = args.next().expect("--instructions VARIANT");
-        instructions(&variant);
-        return;
-    }
     let mut criterion = Criterion::default().configure_from_args();
     bench(&mut criterion);
     criterion.final_summary();
