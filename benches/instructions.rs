@@ -222,7 +222,8 @@ const HMAC_SECRET: &[u8] = b"a benchmark secret of at least thirty-two bytes";
 
 /// ES256 signatures are randomised: this token, signed with `tests/keys/ec_private.pem` over
 /// the header and claims `case` makes (checked there), keeps the ES256 counts the same from run to
-/// run and the same token on both sides.
+/// run and the same token on both sides. To renew it (another key, other claims), print the
+/// token `case` encodes for ES256 and paste it here.
 const ES256_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJFUzI1NiJ9.eyJhdWQiOiJiZW5jaC1hcGkiLCJleHAiOjQxMDI0NDQ4MDAsImlhdCI6MTcwMDAwMDAwMCwiaXNzIjoiaHR0cHM6Ly9pc3N1ZXIuZXhhbXBsZSIsInNjb3BlIjoicmVwb3J0czpyZWFkIHByb2ZpbGUiLCJzdWIiOiJ1c2VyLTEyMzQifQ.8d2qSyTVOgsYjFXzkVxqobXzZrFQC0HR1M0l8j6uOpXUlanrUolFbMCVQ5EdXOKMTh_TyPv9Bu7K58U12VhVlw";
 
 /// `validate.rs`'s token for `algorithm` (its header and claims, `iat` and `exp` fixed), the key
