@@ -38,7 +38,7 @@ pub async fn forward(
         return problem(StatusCode::NOT_FOUND, "No such provider");
     };
     // The validator requires `sub`: it names the user whose link is used.
-    let Some(key) = app.connect.link_key(&claims, &provider.name) else {
+    let Some(key) = app.connect.link_key(&claims, provider.name.clone()) else {
         return problem(StatusCode::FORBIDDEN, "The token names no user");
     };
     let Some(uri) = upstream_uri(&provider, rest, request.uri().query()) else {
