@@ -13,7 +13,7 @@
 use std::{ops::Deref, sync::Arc};
 
 use axum::{
-    Router, middleware,
+    Router,
     routing::{any, get},
 };
 use http::{HeaderName, HeaderValue, Method, header};
@@ -119,7 +119,7 @@ pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Ro
     if let Some(cors) = cors {
         router = router.layer(cors);
     }
-    Ok(router.layer(middleware::from_fn(request_id::track)))
+    Ok(router.layer(request_id::RequestIdLayer))
 }
 
 /// CORS for the configured origins, if any: their scripts may call with a bearer token, and read
