@@ -470,36 +470,37 @@ where
     S: Service<Request<RetryBody<B>>>,
 {
     let Outgoing { head, body } = request;
+    // A token fresh from a refresh for this request is not refreshed again: a rejection of it
+    // is final, and nothing needs keeping for a retry.
     let (request, replay) = match body {
         ReadBody::Whole { data, trailers } => {
             // The inner service consumes the request: a retry needs a copy, taken before the
             // token is set. The original is sent — a copy's header map is full, and setting
             // `Authorization` would grow it.
-            let resend = Resend {
+            let resend = (!refreshed).then(|| Resend {
                 head: head.clone(),
                 data: data.clone(),
                 trailers: trailers.clone(),
-            };
+            });
             (
                 Request::from_parts(head, RetryBody::buffered(data, trailers)),
-                Ok(resend),
+                resend.map(Ok),
             )
         }
         ReadBody::TooLarge { prefix, rest } => (
             Request::from_parts(head, RetryBody::chained(prefix, rest)),
-            Err(NotReplayable::TooLarge {
+            Some(Err(NotReplayable::TooLarge {
                 limit: shared.replay_limit,
-            }),
+            })),
         ),
         ReadBody::Streamed { rest } => (
             Request::from_parts(head, RetryBody::chained(Bytes::new(), rest)),
-            Err(NotReplayable::Streamed),
+            Some(Err(NotReplayable::Streamed)),
         ),
     };
-    let on_reject = if refreshed {
-        OnReject::Final
-    } else {
-        OnReject::Refresh(replay)
+    let on_reject = match replay {
+        Some(replay) if !refreshed => OnReject::Refresh(replay),
+        _ => OnReject::Final,
     };
     attempt(shared, key, token, request, on_reject, |request| {
         Sending::First {
