@@ -92,6 +92,9 @@ use std::{
 use bytes::BytesMut;
 use http::HeaderValue;
 
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "redis"))))]
+pub use self::local::CachedLoad;
 pub use self::{
     flow::{FlowStore, PendingFlow},
     memory::{MemoryGuard, MemoryStore},
