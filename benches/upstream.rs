@@ -1,7 +1,11 @@
 //! The outbound layers (`RefreshAndRetry` + `ClassifyUpstream`) against the bare client, in one
 //! run, and the refresh storm.
 //!
-//! `cargo bench --bench upstream`
+//! `cargo bench --bench upstream` (criterion), or `cargo bench --bench upstream --
+//! --instructions` (instructions per request of the in-process variants and per refresh storm,
+//! counted by valgrind's callgrind: this binary runs itself under it, with `--measure VARIANT`,
+//! collecting only inside `measured`, setup excluded; on a current-thread runtime, so that the
+//! spawned requests of a storm run inside it too).
 //!
 //! - `no_refresh/*`: a request whose stored token is valid, through hyper-util's client to a
 //!   local axum server over real HTTP (`http/…`) and to an in-process service (`in_process/…`,
@@ -23,12 +27,14 @@ use std::{
 
 use axum::{Router, body::Body};
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_bearer::upstream::{
+    UpstreamError,
+    body::UpstreamBody,
     classify::ClassifyUpstreamLayer,
     grant::{TokenResponse, refresher_fn},
     refresh::{RefreshAndRetryLayer, RetryBody},
@@ -75,6 +81,97 @@ where
         .len()
 }
 
+/// The in-process provider: accepts the token `good`, echoes the body.
+fn local_provider() -> impl Service<
+    Request<RetryBody<Full<Bytes>>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
++ Send {
+    service_fn(|request: Request<RetryBody<Full<Bytes>>>| async move {
+        let ok = request
+            .headers()
+            .get(AUTHORIZATION)
+            .is_some_and(|v| v == "Bearer good");
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        let mut response = Response::new(Full::new(body));
+        if !ok {
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+        }
+        Ok::<_, Infallible>(response)
+    })
+}
+
+/// The layers over an in-process provider, as the benchmarks call them.
+trait Layered:
+    Service<
+        Request<Full<Bytes>>,
+        Response = Response<UpstreamBody<Full<Bytes>>>,
+        Error = UpstreamError,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T> Layered for T where
+    T: Service<
+            Request<Full<Bytes>>,
+            Response = Response<UpstreamBody<Full<Bytes>>>,
+            Error = UpstreamError,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The layers over [`local_provider`], with the links of `store`.
+fn local_layered(store: &MemoryStore) -> impl Layered {
+    ServiceBuilder::new()
+        .layer(RefreshAndRetryLayer::new(
+            "acme",
+            store.clone(),
+            no_refresher(),
+        ))
+        .layer(ClassifyUpstreamLayer::new())
+        .service(local_provider())
+}
+
+/// `n` requests with the token set, straight to `provider`.
+async fn bare_requests<S>(provider: &mut S, uri: &str, n: u64)
+where
+    S: Service<Request<RetryBody<Full<Bytes>>>, Response = Response<Full<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..n {
+        let mut request = request(uri).map(|body| RetryBody::chained(Bytes::new(), body));
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, "Bearer good".parse().unwrap());
+        let response = provider.ready().await.unwrap().call(request).await.unwrap();
+        black_box(drain(response).await);
+    }
+}
+
+/// `n` requests of the linked user through `layered`.
+async fn layered_requests<S, B>(layered: &mut S, uri: &str, n: u64)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    for _ in 0..n {
+        let mut request = request(uri);
+        request.extensions_mut().insert(key());
+        let response = layered.ready().await.unwrap().call(request).await.unwrap();
+        black_box(drain(response).await);
+    }
+}
+
 fn no_refresh(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -113,26 +210,8 @@ fn no_refresh(c: &mut Criterion) {
         .layer(ClassifyUpstreamLayer::new())
         .service(client);
     // In process: the layers' own cost.
-    let provider = service_fn(|request: Request<RetryBody<Full<Bytes>>>| async move {
-        let ok = request
-            .headers()
-            .get(AUTHORIZATION)
-            .is_some_and(|v| v == "Bearer good");
-        let body = request.into_body().collect().await.unwrap().to_bytes();
-        let mut response = Response::new(Full::new(body));
-        if !ok {
-            *response.status_mut() = StatusCode::UNAUTHORIZED;
-        }
-        Ok::<_, Infallible>(response)
-    });
-    let layered_local = ServiceBuilder::new()
-        .layer(RefreshAndRetryLayer::new(
-            "acme",
-            store.clone(),
-            no_refresher(),
-        ))
-        .layer(ClassifyUpstreamLayer::new())
-        .service(provider);
+    let provider = local_provider();
+    let layered_local = local_layered(&store);
 
     // `n` requests of each variant; how long they took.
     let bare_http = |n: u64| {
@@ -162,17 +241,10 @@ fn no_refresh(c: &mut Criterion) {
         }
     };
     let bare_local = |n: u64| {
-        let (mut provider, uri) = (provider, uri.clone());
+        let (mut provider, uri) = (provider.clone(), uri.clone());
         async move {
             let start = Instant::now();
-            for _ in 0..n {
-                let mut request = request(&uri).map(|body| RetryBody::chained(Bytes::new(), body));
-                request
-                    .headers_mut()
-                    .insert(AUTHORIZATION, "Bearer good".parse().unwrap());
-                let response = provider.ready().await.unwrap().call(request).await.unwrap();
-                black_box(drain(response).await);
-            }
+            bare_requests(&mut provider, &uri, n).await;
             start.elapsed()
         }
     };
@@ -180,12 +252,7 @@ fn no_refresh(c: &mut Criterion) {
         let (mut layered, uri) = (layered_local.clone(), uri.clone());
         async move {
             let start = Instant::now();
-            for _ in 0..n {
-                let mut request = request(&uri);
-                request.extensions_mut().insert(key());
-                let response = layered.ready().await.unwrap().call(request).await.unwrap();
-                black_box(drain(response).await);
-            }
+            layered_requests(&mut layered, &uri, n).await;
             start.elapsed()
         }
     };
@@ -236,14 +303,12 @@ fn no_refresh(c: &mut Criterion) {
     }
 }
 
-fn refresh_storm(c: &mut Criterion) {
-    const N: usize = 100;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    // The provider accepts only the newest token; the token endpoint issues a new one per call.
+/// Requests per refresh storm.
+const STORM: usize = 100;
+
+/// The layers over a provider that accepts only the newest token, refreshing from a token
+/// endpoint that takes 1 ms and issues a new token per call; the store; the refresh count.
+fn storm_setup() -> (impl Layered, MemoryStore, Arc<AtomicUsize>) {
     let generation = Arc::new(AtomicUsize::new(0));
     let refreshes = Arc::new(AtomicUsize::new(0));
     let provider = {
@@ -264,7 +329,6 @@ fn refresh_storm(c: &mut Criterion) {
         })
     };
     let refresher = {
-        let generation = generation.clone();
         let refreshes = refreshes.clone();
         refresher_fn(move |_| {
             let generation = generation.clone();
@@ -285,27 +349,42 @@ fn refresh_storm(c: &mut Criterion) {
         .layer(RefreshAndRetryLayer::new("acme", store.clone(), refresher))
         .layer(ClassifyUpstreamLayer::new())
         .service(provider);
+    (client, store, refreshes)
+}
+
+/// One storm: the link made stale, then [`STORM`] concurrent requests, each answered `200`.
+async fn storm(client: &impl Layered, store: &MemoryStore) {
+    store.insert(key(), Link::new("stale").with_refresh_token("rt"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..STORM {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let mut request = request("http://acme.example/query");
+            request.extensions_mut().insert(key());
+            client.oneshot(request).await.unwrap().status()
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+}
+
+fn refresh_storm(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (client, store, refreshes) = storm_setup();
     let mut storms = 0usize;
     c.bench_function("refresh_storm/100", |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    store.insert(key(), Link::new("stale").with_refresh_token("rt"));
                     storms += 1;
                     let start = Instant::now();
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for _ in 0..N {
-                        let client = client.clone();
-                        tasks.spawn(async move {
-                            let mut request = request("http://acme.example/query");
-                            request.extensions_mut().insert(key());
-                            client.oneshot(request).await.unwrap().status()
-                        });
-                    }
-                    while let Some(status) = tasks.join_next().await {
-                        assert_eq!(status.unwrap(), StatusCode::OK);
-                    }
+                    storm(&client, &store).await;
                     total += start.elapsed();
                 }
                 total
@@ -313,10 +392,106 @@ fn refresh_storm(c: &mut Criterion) {
         })
     });
     println!(
-        "refresh_storm: {} refreshes in {storms} storms of {N} requests",
+        "refresh_storm: {} refreshes in {storms} storms of {STORM} requests",
         refreshes.load(Ordering::SeqCst)
     );
 }
 
-criterion_group!(benches, no_refresh, refresh_storm);
-criterion_main!(benches);
+/// What `--instructions` counts, and how many times each variant repeats it.
+const VARIANTS: [(&str, u64); 3] = [
+    ("in_process/bare_service", 1_000),
+    ("in_process/layered", 1_000),
+    ("refresh_storm/100", 20),
+];
+
+/// `--measure VARIANT`: sets `VARIANT` up, warms it up, then runs it in [`measured`].
+fn measure(variant: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, iterations) = *VARIANTS
+        .iter()
+        .find(|(name, _)| *name == variant)
+        .unwrap_or_else(|| panic!("no variant {variant}"));
+    let uri = "http://acme.example/query";
+    match variant {
+        "in_process/bare_service" => {
+            let mut provider = local_provider();
+            runtime.block_on(bare_requests(&mut provider, uri, 10));
+            measured(&runtime, bare_requests(&mut provider, uri, iterations));
+        }
+        "in_process/layered" => {
+            let store = MemoryStore::new();
+            store.insert(key(), valid_link());
+            let mut layered = local_layered(&store);
+            runtime.block_on(layered_requests(&mut layered, uri, 10));
+            measured(&runtime, layered_requests(&mut layered, uri, iterations));
+        }
+        _ => {
+            let (client, store, refreshes) = storm_setup();
+            runtime.block_on(storm(&client, &store));
+            measured(&runtime, async {
+                for _ in 0..iterations {
+                    storm(&client, &store).await;
+                }
+            });
+            assert_eq!(refreshes.load(Ordering::SeqCst) as u64, iterations + 1);
+        }
+    }
+}
+
+/// Runs `work` to completion: the only code callgrind counts.
+#[inline(never)]
+fn measured(runtime: &tokio::runtime::Runtime, work: impl std::future::Future<Output = ()>) {
+    runtime.block_on(work);
+}
+
+/// `--instructions`: each variant run under callgrind; instructions per repetition.
+fn instructions() {
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("upstream-callgrind");
+    std::fs::create_dir_all(&out).unwrap();
+    println!("{:<26} {:>14}", "variant", "instructions");
+    for (variant, iterations) in VARIANTS {
+        let dump = out.join(variant.replace('/', "-"));
+        let status = std::process::Command::new("valgrind")
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", dump.display()))
+            .args([
+                "--collect-atstart=no",
+                "--toggle-collect=*upstream::measured*",
+            ])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--measure", variant])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("valgrind runs");
+        assert!(status.success(), "{variant} failed under callgrind");
+        let text = std::fs::read_to_string(&dump).unwrap();
+        let total: u64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix("summary:"))
+            .and_then(|total| total.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no summary in {}", dump.display()));
+        let per = if variant.starts_with("refresh") {
+            "storm"
+        } else {
+            "request"
+        };
+        println!("{variant:<26} {:>14} per {per}", total / iterations);
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("--instructions") => return instructions(),
+        Some("--measure") => return measure(&args.next().expect("--measure VARIANT")),
+        _ => {}
+    }
+    let mut criterion = Criterion::default().configure_from_args();
+    no_refresh(&mut criterion);
+    refresh_storm(&mut criterion);
+    criterion.final_summary();
+}

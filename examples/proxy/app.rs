@@ -10,7 +10,7 @@
 pub mod config;
 pub mod demo;
 mod forward;
-mod http_client;
+pub mod http_client;
 mod metrics;
 mod providers;
 mod random;

@@ -13,13 +13,19 @@ use axum::{
     extract::{Request, State},
     response::Response,
 };
-use http::{HeaderMap, StatusCode, Uri, Version, header};
+use bytes::Bytes;
+use http::{
+    HeaderMap, HeaderValue, StatusCode, Uri, Version, header,
+    uri::{self, Authority, PathAndQuery, Scheme},
+};
+use http_body::Body as _;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
 use tokio::time::{Instant, timeout_at};
 use tower::ServiceExt as _;
 use tower_bearer::{
-    axum::Authenticated, emit::pending_response, upstream::UpstreamError, validate::StandardClaims,
+    BoxError, axum::Authenticated, emit::pending_response, upstream::UpstreamError,
+    validate::StandardClaims,
 };
 
 use super::{providers::Provider, reply::problem, router::App};
@@ -38,7 +44,7 @@ pub async fn forward(
         return problem(StatusCode::NOT_FOUND, "No such provider");
     };
     // The validator requires `sub`: it names the user whose link is used.
-    let Some(key) = app.connect.link_key(&claims, &provider.name) else {
+    let Some(key) = app.connect.link_key(&claims, provider.name.clone()) else {
         return problem(StatusCode::FORBIDDEN, "The token names no user");
     };
     let Some(uri) = upstream_uri(&provider, rest, request.uri().query()) else {
@@ -48,18 +54,23 @@ pub async fn forward(
     let (parts, body) = request.into_parts();
     // A navigation that meets a grant gone is sent to the provider (row U4).
     let navigation = app.connect.navigation(&parts);
-    let limit = app.settings.limits.max_request_body;
-    let body = match timeout_at(deadline, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => {
-            return problem(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
-        }
-        Ok(Err(_)) => return problem(StatusCode::BAD_REQUEST, "Request body unreadable"),
-        Err(_) => {
-            return problem(
-                StatusCode::REQUEST_TIMEOUT,
-                "Request body not received in time",
-            );
+    // Most requests have no body: nothing to wait for.
+    let body = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        let limit = app.settings.limits.max_request_body;
+        match timeout_at(deadline, Limited::new(body, limit).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => {
+                return problem(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+            }
+            Ok(Err(_)) => return problem(StatusCode::BAD_REQUEST, "Request body unreadable"),
+            Err(_) => {
+                return problem(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "Request body not received in time",
+                );
+            }
         }
     };
 
@@ -67,7 +78,7 @@ pub async fn forward(
     *upstream.method_mut() = parts.method;
     *upstream.uri_mut() = uri;
     *upstream.version_mut() = Version::HTTP_11;
-    *upstream.headers_mut() = forwarded_headers(parts.headers, &app.settings.proxy_name);
+    *upstream.headers_mut() = forwarded_headers(parts.headers, &app.via);
     upstream.extensions_mut().insert(key.clone());
 
     match timeout_at(deadline, provider.api.clone().oneshot(upstream)).await {
@@ -109,18 +120,14 @@ fn upstream_uri(provider: &Provider, rest: &str, query: Option<&str>) -> Option<
     if escapes {
         return None;
     }
-    let base = &provider.settings.base_url;
-    let uri = match query.and_then(tower_bearer::token::without_access_token) {
-        Some(query) => format!("{base}{rest}?{query}"),
-        None => format!("{base}{rest}"),
-    };
-    uri.parse().ok()
+    let query = query.and_then(tower_bearer::token::without_access_token);
+    provider.base.join(rest, query.as_deref())
 }
 
 /// The caller's headers, less those that are not for the provider: hop-by-hop fields, `Host`
 /// (the client sets the provider's), the caller's own credentials and cookies, and the length
-/// (the body is re-framed); plus this proxy's `Via` (RFC 9110 §7.6.3).
-fn forwarded_headers(mut headers: HeaderMap, proxy_name: &str) -> HeaderMap {
+/// (the body is re-framed); plus this proxy's `via`.
+fn forwarded_headers(mut headers: HeaderMap, via: &HeaderValue) -> HeaderMap {
     tower_bearer::upstream::strip_hop_by_hop(&mut headers);
     for name in [
         header::HOST,
@@ -131,9 +138,51 @@ fn forwarded_headers(mut headers: HeaderMap, proxy_name: &str) -> HeaderMap {
     ] {
         headers.remove(name);
     }
-    // The proxy name is a token (checked at start), so this is a valid field value.
-    if let Ok(via) = http::HeaderValue::try_from(format!("1.1 {proxy_name}")) {
-        headers.append(header::VIA, via);
-    }
+    headers.append(header::VIA, via.clone());
     headers
+}
+
+/// A provider's base URL, split once: a request's URL is its path appended to the base's.
+pub struct BaseUrl {
+    scheme: Scheme,
+    authority: Authority,
+    /// Without a trailing slash; empty for the root.
+    path: String,
+}
+
+impl BaseUrl {
+    /// `url`, an absolute URL without query (checked when the configuration is loaded).
+    pub fn new(url: &str) -> Result<Self, BoxError> {
+        let parts = url.parse::<Uri>()?.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            return Err(format!("{url} is not an absolute URL").into());
+        };
+        let path = parts
+            .path_and_query
+            .map(|path| path.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        Ok(Self {
+            scheme,
+            authority,
+            path,
+        })
+    }
+
+    /// `{base}{rest}?{query}` (`rest` starts with a slash), if that is a valid URL.
+    fn join(&self, rest: &str, query: Option<&str>) -> Option<Uri> {
+        let mut path = String::with_capacity(
+            self.path.len() + rest.len() + query.map_or(0, |query| query.len() + 1),
+        );
+        path.push_str(&self.path);
+        path.push_str(rest);
+        if let Some(query) = query {
+            path.push('?');
+            path.push_str(query);
+        }
+        let mut parts = uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(PathAndQuery::from_maybe_shared(Bytes::from(path)).ok()?);
+        Uri::from_parts(parts).ok()
+    }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use tower::{ServiceBuilder, timeout::Timeout};
 use tower_bearer::{
+    BoxError,
     http_client::HttpClient,
     upstream::{
         classify::{ClassifyUpstream, ClassifyUpstreamLayer, Standard},
@@ -19,6 +20,7 @@ use tower_bearer::{
 
 use super::{
     config::{ClientAuth, Limits, ProviderSettings, Settings},
+    forward::BaseUrl,
     http_client::HttpsClient,
     store::LinkStore,
 };
@@ -37,8 +39,8 @@ pub type ApiStack =
 pub struct Provider {
     /// Its name (`/api/{name}/…`, `next-hop` in `Proxy-Status`).
     pub name: Arc<str>,
-    /// Its configuration.
-    pub settings: ProviderSettings,
+    /// Its API's base URL, split.
+    pub base: BaseUrl,
     /// The stack calls go through.
     pub api: ApiStack,
     /// Its connect flow (and the client its refresh grant uses too).
@@ -54,7 +56,7 @@ pub fn build(
     store: &LinkStore,
     api: &ApiClient,
     tokens: &TokenClient,
-) -> Providers {
+) -> Result<Providers, BoxError> {
     settings
         .providers
         .iter()
@@ -63,11 +65,11 @@ pub fn build(
             let stack = stack(name, provider, settings, store, api, &connector);
             let provider = Provider {
                 name: Arc::from(name.as_str()),
-                settings: provider.clone(),
+                base: BaseUrl::new(&provider.base_url)?,
                 api: stack,
                 connector,
             };
-            (name.clone(), Arc::new(provider))
+            Ok((name.clone(), Arc::new(provider)))
         })
         .collect()
 }

@@ -13,7 +13,7 @@
 use std::{ops::Deref, sync::Arc};
 
 use axum::{
-    Router, middleware,
+    Router,
     routing::{any, get},
 };
 use http::{HeaderName, HeaderValue, Method, header};
@@ -50,6 +50,8 @@ pub struct Shared {
     /// The link lifecycle's routes, over the users' links (`[store]`); the forwarder keys
     /// links and answers navigations through it.
     pub connect: ConnectRoutes<LinkStore>,
+    /// This proxy's `Via` (RFC 9110 §7.6.3), added to every forwarded request.
+    pub via: HeaderValue,
 }
 
 impl Deref for App {
@@ -88,7 +90,7 @@ pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Ro
         .iter()
         .fold(Requirements::new(), |r, scope| r.scope(scope.clone()));
 
-    let providers = providers::build(&settings, &store, &api_client, &token_client);
+    let providers = providers::build(&settings, &store, &api_client, &token_client)?;
     let connect = providers
         .values()
         .fold(ConnectRoutes::new(store), |routes, provider| {
@@ -100,10 +102,13 @@ pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Ro
         .layer(ValidateBearerLayer::new(validator, emitter))
         .layer(AuthorizeLayer::new(requirements));
     let cors = cors(&settings.cors_origins);
+    // The proxy name is a token (checked at start), so this is a valid field value.
+    let via = HeaderValue::try_from(format!("1.1 {}", settings.proxy_name))?;
     let app = App(Arc::new(Shared {
         settings,
         providers,
         connect: connect.clone(),
+        via,
     }));
 
     let api = Router::new()
@@ -119,7 +124,7 @@ pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Ro
     if let Some(cors) = cors {
         router = router.layer(cors);
     }
-    Ok(router.layer(middleware::from_fn(request_id::track)))
+    Ok(router.layer(request_id::RequestIdLayer))
 }
 
 /// CORS for the configured origins, if any: their scripts may call with a bearer token, and read

@@ -4,7 +4,11 @@
 //! [`LinkStore`] is either one behind the one `TokenStore` the outbound stacks and the connect
 //! flow share.
 
-use std::{future::Future, pin::Pin};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 #[cfg(feature = "encryption")]
 use tower_bearer::upstream::store::crypto::Keyring;
@@ -175,8 +179,6 @@ pub enum LinkGuard {
     Redis(RedisGuard),
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
-
 /// Calls the same method on whichever store this is, converting its error.
 macro_rules! each_store {
     ($store:expr, $s:ident => $call:expr) => {
@@ -190,14 +192,46 @@ macro_rules! each_store {
     };
 }
 
+/// [`LinkStore`]'s `load`: the store's own future, unboxed (it is on every request's path).
+pub enum LinkLoad {
+    /// [`MemoryStore`]'s.
+    Memory(<MemoryStore as TokenStore>::Load),
+    /// [`SqliteStore`]'s.
+    #[cfg(feature = "sqlite")]
+    Sqlite(<SqliteStore as TokenStore>::Load),
+    /// [`RedisStore`]'s.
+    #[cfg(feature = "redis")]
+    Redis(<RedisStore as TokenStore>::Load),
+}
+
+impl Future for LinkLoad {
+    type Output = Result<Option<Link>, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Every store's load future is `Unpin`.
+        match self.get_mut() {
+            Self::Memory(load) => Pin::new(load).poll(cx).map_err(StoreError::from),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(load) => Pin::new(load).poll(cx).map_err(StoreError::from),
+            #[cfg(feature = "redis")]
+            Self::Redis(load) => Pin::new(load).poll(cx).map_err(StoreError::from),
+        }
+    }
+}
+
 impl TokenStore for LinkStore {
     type Error = StoreError;
-    type Load = BoxFuture<Option<Link>>;
+    type Load = LinkLoad;
     type Guard = LinkGuard;
 
-    fn load(&self, key: &LinkKey) -> Self::Load {
-        let (store, key) = (self.clone(), key.clone());
-        Box::pin(async move { each_store!(&store, s => s.load(&key)) })
+    fn load(&self, key: &LinkKey) -> LinkLoad {
+        match self {
+            Self::Memory(s) => LinkLoad::Memory(s.load(key)),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(s) => LinkLoad::Sqlite(s.load(key)),
+            #[cfg(feature = "redis")]
+            Self::Redis(s) => LinkLoad::Redis(s.load(key)),
+        }
     }
 
     fn lock(&self, key: &LinkKey) -> impl Future<Output = Result<LinkGuard, StoreError>> + Send {

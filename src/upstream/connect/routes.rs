@@ -161,8 +161,12 @@ impl<St: TokenStore + FlowStore> ConnectRoutes<St> {
 
     /// The key of `claims`' user's link at `provider`, as these routes key it (the proxy's
     /// handler must key the links it uses the same way); `None` without a `sub`.
-    pub fn link_key(&self, claims: &StandardClaims, provider: &str) -> Option<LinkKey> {
-        let user = claims.sub.clone()?;
+    pub fn link_key(
+        &self,
+        claims: &StandardClaims,
+        provider: impl Into<Arc<str>>,
+    ) -> Option<LinkKey> {
+        let user = claims.sub.as_deref()?;
         Some(match (&claims.iss, self.inner.key_by_issuer) {
             (Some(issuer), true) => LinkKey::for_subject(issuer.as_str(), user, provider),
             _ => LinkKey::new(user, provider),
@@ -197,10 +201,16 @@ impl<St: TokenStore + FlowStore> ConnectRoutes<St> {
     /// Takes what [`failure_response`](Self::failure_response) needs from the caller's request
     /// before it is handed on.
     pub fn navigation(&self, parts: &Parts) -> Navigation {
-        let navigation =
-            RequestContext::from_parts(&parts.method, &parts.headers).is_browser_navigation();
+        if !RequestContext::from_parts(&parts.method, &parts.headers).is_browser_navigation() {
+            // Only a navigation is sent on to the provider: nothing more to keep.
+            return Navigation {
+                navigation: false,
+                return_to: None,
+                binding: None,
+            };
+        }
         Navigation {
-            navigation,
+            navigation: true,
             return_to: return_to(&parts.uri),
             binding: binding_from(&parts.headers, self.inner.secure_cookies).map(str::to_owned),
         }

@@ -38,9 +38,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{
-    HeaderMap, HeaderValue, Request, Response, StatusCode, header::AUTHORIZATION, request::Parts,
-};
+use http::{HeaderMap, Request, Response, StatusCode, header::AUTHORIZATION, request::Parts};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::util::Oneshot;
@@ -110,8 +108,10 @@ pin_project! {
     enum Sending<F, O> {
         // Through the service `poll_ready` drove to readiness.
         First { #[pin] future: F },
-        // Through a clone of it, made ready by `Oneshot`.
-        Again { #[pin] future: O },
+        // Through a clone of it, made ready by `Oneshot`. Boxed: a retry is rare (it follows
+        // a refresh), and the service and request it holds would make every request's future
+        // larger.
+        Again { future: Pin<Box<O>> },
     }
 }
 
@@ -125,7 +125,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             SendingProj::First { future } => future.poll(cx),
-            SendingProj::Again { future } => future.poll(cx),
+            SendingProj::Again { future } => future.as_mut().poll(cx),
         }
     }
 }
@@ -470,33 +470,37 @@ where
     S: Service<Request<RetryBody<B>>>,
 {
     let Outgoing { head, body } = request;
+    // A token fresh from a refresh for this request is not refreshed again: a rejection of it
+    // is final, and nothing needs keeping for a retry.
     let (request, replay) = match body {
-        ReadBody::Whole { data, trailers } => (
-            Request::from_parts(
-                head.clone(),
-                RetryBody::buffered(data.clone(), trailers.clone()),
-            ),
-            Ok(Resend {
-                head,
-                data,
-                trailers,
-            }),
-        ),
+        ReadBody::Whole { data, trailers } => {
+            // The inner service consumes the request: a retry needs a copy, taken before the
+            // token is set. The original is sent — a copy's header map is full, and setting
+            // `Authorization` would grow it.
+            let resend = (!refreshed).then(|| Resend {
+                head: head.clone(),
+                data: data.clone(),
+                trailers: trailers.clone(),
+            });
+            (
+                Request::from_parts(head, RetryBody::buffered(data, trailers)),
+                resend.map(Ok),
+            )
+        }
         ReadBody::TooLarge { prefix, rest } => (
             Request::from_parts(head, RetryBody::chained(prefix, rest)),
-            Err(NotReplayable::TooLarge {
+            Some(Err(NotReplayable::TooLarge {
                 limit: shared.replay_limit,
-            }),
+            })),
         ),
         ReadBody::Streamed { rest } => (
             Request::from_parts(head, RetryBody::chained(Bytes::new(), rest)),
-            Err(NotReplayable::Streamed),
+            Some(Err(NotReplayable::Streamed)),
         ),
     };
-    let on_reject = if refreshed {
-        OnReject::Final
-    } else {
-        OnReject::Refresh(replay)
+    let on_reject = match replay {
+        Some(replay) if !refreshed => OnReject::Refresh(replay),
+        _ => OnReject::Final,
     };
     attempt(shared, key, token, request, on_reject, |request| {
         Sending::First {
@@ -544,7 +548,7 @@ where
                 let service = service.clone();
                 attempt(shared, key, &fresh, request, OnReject::Final, |request| {
                     Sending::Again {
-                        future: Oneshot::new(service, request),
+                        future: Box::pin(Oneshot::new(service, request)),
                     }
                 })
             }
@@ -617,15 +621,13 @@ fn authorize<B, St, R>(
     token: &Link,
     shared: &Shared<St, R>,
 ) -> Result<(), UpstreamError> {
-    let value = format!("Bearer {}", token.access_token().expose_secret());
-    match HeaderValue::from_maybe_shared(Bytes::from(value)) {
-        Ok(mut value) => {
-            value.set_sensitive(true);
-            request.headers_mut().insert(AUTHORIZATION, value);
+    match token.authorization() {
+        Some(value) => {
+            request.headers_mut().insert(AUTHORIZATION, value.clone());
             Ok(())
         }
         // The provider issued a token that cannot be sent in a header.
-        Err(_) => Err(UpstreamError::Misconfigured {
+        None => Err(UpstreamError::Misconfigured {
             provider: shared.provider.clone(),
             source: None,
         }),

@@ -3,11 +3,59 @@
 
 use std::{
     collections::HashMap,
+    future::{Future, Ready, ready},
+    pin::Pin,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
 use super::{Link, LinkKey};
+
+/// The future of a persistent store's `load`: a link from its read cache at once and unboxed —
+/// the usual case, on every request's path —, else the read from the store, boxed (it waits
+/// for I/O anyway).
+pub struct CachedLoad<E>(Load<E>);
+
+enum Load<E> {
+    Cached(Ready<Result<Option<Link>, E>>),
+    Reading(Pin<Box<dyn Future<Output = Result<Option<Link>, E>> + Send>>),
+}
+
+impl<E> CachedLoad<E> {
+    /// `link`, from the read cache.
+    pub(crate) fn cached(link: Link) -> Self {
+        Self(Load::Cached(ready(Ok(Some(link)))))
+    }
+
+    /// A read from the store.
+    pub(crate) fn reading(
+        read: impl Future<Output = Result<Option<Link>, E>> + Send + 'static,
+    ) -> Self {
+        Self(Load::Reading(Box::pin(read)))
+    }
+}
+
+impl<E> Future for CachedLoad<E> {
+    type Output = Result<Option<Link>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Load::Cached(link) => Pin::new(link).poll(cx),
+            Load::Reading(read) => read.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<E> std::fmt::Debug for CachedLoad<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.0 {
+            Load::Cached(_) => "Cached",
+            Load::Reading(_) => "Reading",
+        };
+        f.debug_tuple("CachedLoad").field(&state).finish()
+    }
+}
 
 /// A panic while a map was locked cannot leave a half-written entry behind: recover the guard.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

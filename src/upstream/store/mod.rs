@@ -89,6 +89,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use bytes::BytesMut;
+use http::HeaderValue;
+
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "redis"))))]
+pub use self::local::CachedLoad;
 pub use self::{
     flow::{FlowStore, PendingFlow},
     memory::{MemoryGuard, MemoryStore},
@@ -197,6 +203,10 @@ impl LinkKey {
 #[derive(Clone, Debug)]
 pub struct Link {
     access_token: TokenSecret,
+    /// `Bearer <access token>`, made with the link so that each request sending it costs a
+    /// reference count (stores hand out clones); `None` when the token cannot be a header
+    /// value. Sensitive: its `Debug` output is masked.
+    authorization: Option<HeaderValue>,
     expires_at: Option<SystemTime>,
     /// When the access token was issued, when known: caps the refresh skew at half the
     /// token's lifetime.
@@ -211,8 +221,10 @@ pub struct Link {
 impl Link {
     /// A link holding `access_token`, with no known expiry, no refresh token and no scopes.
     pub fn new(access_token: impl Into<TokenSecret>) -> Self {
+        let access_token = access_token.into();
         Self {
-            access_token: access_token.into(),
+            authorization: bearer_value(access_token.expose_secret()),
+            access_token,
             expires_at: None,
             issued_at: None,
             refresh_token: None,
@@ -289,6 +301,12 @@ impl Link {
         &self.access_token
     }
 
+    /// `Bearer <access token>` as a sensitive header value, or `None` if the token cannot be
+    /// sent in a header.
+    pub(crate) fn authorization(&self) -> Option<&HeaderValue> {
+        self.authorization.as_ref()
+    }
+
     /// When the access token expires, if known.
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at
@@ -342,6 +360,18 @@ impl Link {
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
+}
+
+/// `Bearer <token>`, marked sensitive; `None` if `token` cannot be a header value.
+fn bearer_value(token: &str) -> Option<HeaderValue> {
+    const BEARER: &[u8] = b"Bearer ";
+    // Exactly sized: `freeze` then keeps the one allocation.
+    let mut value = BytesMut::with_capacity(BEARER.len() + token.len());
+    value.extend_from_slice(BEARER);
+    value.extend_from_slice(token.as_bytes());
+    let mut value = HeaderValue::from_maybe_shared(value.freeze()).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// What [`TokenStore::save`] did.

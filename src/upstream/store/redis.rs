@@ -50,8 +50,7 @@
 use std::{
     collections::HashMap,
     fmt,
-    future::{Future, ready},
-    pin::Pin,
+    future::Future,
     sync::{
         Arc, Mutex, Weak,
         atomic::{AtomicBool, Ordering},
@@ -67,7 +66,7 @@ use redis::{
 use tokio::sync::Notify;
 
 use super::{
-    FlowStore, Link, LinkKey, PendingFlow, Saved, TokenStore,
+    CachedLoad, FlowStore, Link, LinkKey, PendingFlow, Saved, TokenStore,
     crypto::Keyring,
     local::{KeyLockGuard, KeyLocks, ReadCache, lock},
     record::{self, RecordError},
@@ -609,7 +608,7 @@ async fn renew(store: Arc<Inner>, lock_key: String, owner: Arc<str>) {
 }
 
 /// The future of [`RedisStore`]'s `load`.
-pub type RedisLoad = Pin<Box<dyn Future<Output = Result<Option<Link>, RedisStoreError>> + Send>>;
+pub type RedisLoad = CachedLoad<RedisStoreError>;
 
 impl TokenStore for RedisStore {
     type Error = RedisStoreError;
@@ -620,11 +619,11 @@ impl TokenStore for RedisStore {
         if self.inner.listening.load(Ordering::Acquire)
             && let Some(link) = self.inner.cache.get(key)
         {
-            return Box::pin(ready(Ok(Some(link))));
+            return CachedLoad::cached(link);
         }
         let epoch = self.inner.cache.epoch();
         let (inner, key) = (self.inner.clone(), key.clone());
-        Box::pin(async move {
+        CachedLoad::reading(async move {
             let link = inner.read(&key).await?;
             if let Some(link) = &link
                 && inner.listening.load(Ordering::Acquire)

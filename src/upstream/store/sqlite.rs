@@ -33,9 +33,8 @@
 
 use std::{
     fmt,
-    future::{Future, ready},
+    future::Future,
     path::{Path, PathBuf},
-    pin::Pin,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -43,7 +42,7 @@ use std::{
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    FlowStore, Link, LinkKey, PendingFlow, Saved, TokenStore,
+    CachedLoad, FlowStore, Link, LinkKey, PendingFlow, Saved, TokenStore,
     crypto::Keyring,
     local::{KeyLockGuard, KeyLocks, ReadCache, lock},
     record::{self, RecordError},
@@ -278,7 +277,7 @@ impl fmt::Debug for SqliteGuard {
 }
 
 /// The future of [`SqliteStore`]'s `load`.
-pub type SqliteLoad = Pin<Box<dyn Future<Output = Result<Option<Link>, SqliteError>> + Send>>;
+pub type SqliteLoad = CachedLoad<SqliteError>;
 
 impl TokenStore for SqliteStore {
     type Error = SqliteError;
@@ -287,11 +286,11 @@ impl TokenStore for SqliteStore {
 
     fn load(&self, key: &LinkKey) -> Self::Load {
         if let Some(link) = self.inner.cache.get(key) {
-            return Box::pin(ready(Ok(Some(link))));
+            return CachedLoad::cached(link);
         }
         let epoch = self.inner.cache.epoch();
         let key = key.clone();
-        Box::pin(self.blocking(move |inner, connection| {
+        CachedLoad::reading(self.blocking(move |inner, connection| {
             let link = inner.read(connection, &key)?;
             if let Some(link) = &link {
                 inner.cache.put_read(epoch, &key, link);
