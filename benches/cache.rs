@@ -7,8 +7,10 @@
 //! into the request extensions, the inner service call and the response. Without the cache each
 //! request verifies the signature (and decodes and checks the claims); with it, a repeat costs a
 //! keyed 128-bit digest of the token, a lookup and a reference count on the shared claims.
-//! `*/layer_floor` is the layer around a validator that answers constant claims: what any
-//! validator costs at least. `*/cached_1M` is the same hit with a million other entries cached;
+//! `*/layer_floor` is the layer around a validator that answers constant claims and recalls
+//! nothing, so the layer checks the token's syntax (which a hit skips): what any validator
+//! without a cache costs at least. `*/bare` is the inner service alone, which the layer's own
+//! cost is counted from. `*/cached_1M` is the same hit with a million other entries cached;
 //! `miss/{10k,1M}` is a new token into a full cache of that size (the validator alone: digest,
 //! lookup, insert, eviction).
 
@@ -50,7 +52,8 @@ fn bench(c: &mut Criterion) {
             common::through_layer(&mut group, format!("{name}/cached_1M"), crowded, &token);
         }
         // The floor: the layer around a validator that hands out the same claims without
-        // looking at the token (extraction, claims into the extensions, inner call).
+        // looking at the token (extraction, the syntax check, claims into the extensions,
+        // inner call).
         common::through_layer(
             &mut group,
             format!("{name}/layer_floor"),
