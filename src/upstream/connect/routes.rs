@@ -82,12 +82,22 @@ impl<St> std::fmt::Debug for ConnectRoutes<St> {
 
 /// What [`ConnectRoutes::failure_response`] needs of the caller's request, taken before the
 /// request is handed on: whether it is a browser navigation, the page it navigated to, and the
-/// browser's binding cookie.
-#[derive(Clone, Debug)]
+/// browser's binding cookie. Its `Debug` output never shows the binding.
+#[derive(Clone)]
 pub struct Navigation {
     navigation: bool,
     return_to: Option<String>,
     binding: Option<String>,
+}
+
+impl std::fmt::Debug for Navigation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Navigation")
+            .field("navigation", &self.navigation)
+            .field("return_to", &self.return_to)
+            .field("binding", &self.binding.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -519,5 +529,18 @@ mod tests {
             Some("/api/p/me")
         );
         assert_eq!(return_to(&uri("//evil.example/x")), None);
+    }
+
+    #[test]
+    fn a_navigation_never_shows_its_binding() {
+        let navigation = Navigation {
+            navigation: true,
+            return_to: Some("/api/p/me".to_owned()),
+            binding: Some("binding-secret".to_owned()),
+        };
+        assert_eq!(
+            format!("{navigation:?}"),
+            r#"Navigation { navigation: true, return_to: Some("/api/p/me"), binding: Some("<redacted>") }"#
+        );
     }
 }
