@@ -206,11 +206,11 @@ fn serve(args: &[String]) {
                 bare(listener, provider).await;
             }
             Some("stack") => {
-                let (router, authorization) = example_proxy::example_proxy(&url, provider).await;
+                let (proxy, authorization) = example_proxy::example_proxy(&url, provider).await;
                 let token = authorization.strip_prefix("Bearer ").unwrap();
                 println!("{url} {token}");
                 let limits = ServeLimits::default();
-                app::serve::serve(listener, router, limits, std::future::pending()).await;
+                app::serve::serve(listener, proxy, limits, std::future::pending()).await;
             }
             other => panic!("--serve provider | bare URL | stack URL, not {other:?}"),
         }

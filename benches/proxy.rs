@@ -43,8 +43,8 @@ fn setup() -> Bench {
         let provider = serve(example_proxy::provider(PROVIDER_LATENCY)).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let public_url = format!("http://{}", listener.local_addr().unwrap());
-        let (router, authorization) = example_proxy::example_proxy(&public_url, &provider).await;
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (proxy, authorization) = example_proxy::example_proxy(&public_url, &provider).await;
+        tokio::spawn(async move { axum::serve(listener, tower::make::Shared::new(proxy)).await });
         (
             Target {
                 url: format!("{provider}/v1/me").into(),

@@ -36,7 +36,7 @@ async fn the_demo_page_relinks_and_unlinks_in_a_real_browser() {
     let provider = demo.provider.clone();
     let _files = demo.files;
     tokio::spawn(async move {
-        let _ = axum::serve(demo.listener, demo.router).await;
+        let _ = axum::serve(demo.listener, tower::make::Shared::new(demo.proxy)).await;
     });
     let artifacts = concat!(env!("CARGO_TARGET_TMPDIR"), "/browser-artifacts");
     let revoked_before = provider.refresh_stats().revoked;

@@ -61,9 +61,9 @@ async fn world() -> World {
         cors_origins: vec![APP_ORIGIN.to_owned()],
     };
     let store = MemoryStore::new();
-    let router = app::build(settings, store.clone()).await.unwrap();
+    let service = app::build(settings, store.clone()).await.unwrap();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = axum::serve(listener, tower::make::Shared::new(service)).await;
     });
     World {
         proxy,

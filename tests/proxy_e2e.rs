@@ -189,8 +189,8 @@ async fn world() -> World {
     );
     let settings = Settings::from_toml(&config).expect("the configuration is valid");
     let store = MemoryStore::new();
-    let router = app::build(settings, store.clone()).await.unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let service = app::build(settings, store.clone()).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, tower::make::Shared::new(service)).await });
     let caller = idp
         .authorization_code("alice", "openid read", Some(RESOURCE_RS256))
         .await
@@ -283,6 +283,16 @@ fn reauth_status(received: Option<u16>) -> String {
 async fn link_call_refresh_revoke_relink() {
     let world = world().await;
     let connect_link = format!("<{}/connect/acme>; rel=\"{CONNECT_RELATION}\"", world.proxy);
+
+    // The forwarding route is `/api/{provider}/{rest}`, both parts non-empty; other paths under
+    // `/api/` are no route at all (the router's plain 404), not a call to validate.
+    for path in ["/api/acme", "/api/acme/", "/api//me"] {
+        let response = h::get(&world.client, &format!("{}{path}", world.proxy), &[]).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}: {response:?}");
+        assert!(response.header(header::WWW_AUTHENTICATE).is_none(), "{path}");
+    }
+    let anonymous = h::get(&world.client, &format!("{}/api/acme/me", world.proxy), &[]).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{anonymous:?}");
 
     // Not linked yet: U4, pointing at the connect flow.
     let response = world.call("/api/acme/me").await;

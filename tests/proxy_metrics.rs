@@ -33,7 +33,9 @@ async fn the_counters_move_on_metrics() {
         .find_map(|line| line.strip_prefix("TOKEN='")?.strip_suffix('\''))
         .expect("the walkthrough names alice's token")
         .to_owned();
-    tokio::spawn(async move { axum::serve(demo.listener, demo.router).await });
+    tokio::spawn(
+        async move { axum::serve(demo.listener, tower::make::Shared::new(demo.proxy)).await },
+    );
     let client = client_without_reuse();
     let api = format!("{base}/api/demo/me");
 

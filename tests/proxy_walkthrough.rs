@@ -23,7 +23,9 @@ async fn every_printed_expectation_holds() {
     let logs = capture_logs();
     let demo = app::demo::Demo::start().await.expect("the demo starts");
     let walkthrough = demo.walkthrough.clone();
-    tokio::spawn(async move { axum::serve(demo.listener, demo.router).await });
+    tokio::spawn(
+        async move { axum::serve(demo.listener, tower::make::Shared::new(demo.proxy)).await },
+    );
 
     let script = Script::parse(&walkthrough);
     assert!(

@@ -476,8 +476,12 @@ async fn the_proxy_under_load_while_the_token_endpoint_and_the_jwks_flap() {
     let store = MemoryStore::new();
     let key = LinkKey::new(USER, PROVIDER);
     store.insert(key.clone(), provider.link());
-    let router = app::build(settings, store.clone()).await.unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let proxy = app::build(settings, store.clone()).await.unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, tower::make::Shared::new(proxy))
+            .await
+            .unwrap()
+    });
 
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));

@@ -165,13 +165,13 @@ mod child {
             let settings = Settings::load(std::path::Path::new(&config)).unwrap();
             let listener = TcpListener::bind(settings.listen).await.unwrap();
             let store = app::store::open(&settings.store).await.unwrap();
-            let router = app::build(settings, store).await.unwrap();
+            let proxy = app::build(settings, store).await.unwrap();
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
             let shutdown = async move {
                 terminate.recv().await;
             };
-            app::serve::serve(listener, router, Default::default(), shutdown).await;
+            app::serve::serve(listener, proxy, Default::default(), shutdown).await;
         });
     }
 
@@ -289,9 +289,9 @@ mod sqlite {
     async fn proxy(listener: TcpListener, settings: Settings, db: &PathBuf) -> Proxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let store = SqliteStore::open(db, Keyring::new("k1", [5; 32])).unwrap();
-        let router = app::build(settings, store).await.unwrap();
+        let proxy = app::build(settings, store).await.unwrap();
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(listener, tower::make::Shared::new(proxy)).await;
         });
         Proxy { url, server }
     }

@@ -37,7 +37,7 @@ pub const PROVIDER: &str = "bench";
 /// `provider`, with the user `bench-user` linked there; and the `Authorization` value of that
 /// user's requests to the proxy. The proxy's identity provider (the demo's) runs in this
 /// process until it ends.
-pub async fn example_proxy(public_url: &str, provider: &str) -> (Router, String) {
+pub async fn example_proxy(public_url: &str, provider: &str) -> (app::Proxy, String) {
     let idp = Idp::start().await.unwrap();
     let store = MemoryStore::new();
     store.insert(
@@ -46,11 +46,11 @@ pub async fn example_proxy(public_url: &str, provider: &str) -> (Router, String)
             .with_refresh_token("unused")
             .with_expires_in(Duration::from_secs(24 * 3600)),
     );
-    let router = app::build(settings(public_url, idp.issuer(), provider), store)
+    let proxy = app::build(settings(public_url, idp.issuer(), provider), store)
         .await
         .unwrap();
     let caller = idp.token("bench-user", "api", public_url);
-    (router, format!("Bearer {caller}"))
+    (proxy, format!("Bearer {caller}"))
 }
 
 /// The provider: checks the bearer token, takes `latency`, answers a small JSON document.

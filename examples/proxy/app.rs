@@ -20,4 +20,6 @@ mod router;
 pub mod serve;
 pub mod store;
 
-pub use router::build;
+// Each test binary that includes this file uses a part (the demo's build through `build_with`).
+#[allow(unused_imports)]
+pub use router::{Proxy, build, build_with};

@@ -41,7 +41,7 @@ pub struct Demo {
     /// The proxy's listener (bound first: the connect flow's redirect URI names its port).
     pub listener: TcpListener,
     /// The proxy.
-    pub router: Router,
+    pub proxy: super::Proxy,
     /// The walkthrough to print.
     pub walkthrough: String,
     /// The demo's link store file, removed when this is dropped.
@@ -114,13 +114,11 @@ impl Demo {
         });
         let idp = Arc::new(idp);
         let provider = Arc::new(provider);
-        let router =
-            super::build(settings, store)
-                .await?
-                .merge(page(idp, provider.clone(), public_url));
+        let proxy =
+            super::build_with(settings, store, page(idp, provider.clone(), public_url)).await?;
         Ok(Self {
             listener,
-            router,
+            proxy,
             walkthrough,
             files,
             provider,

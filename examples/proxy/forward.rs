@@ -1,50 +1,102 @@
 //! `/api/{provider}/{*path}`: the caller's request, sent on to the provider on the caller's
 //! behalf with the user's upstream token.
 //!
-//! The caller was authenticated and authorized by the layers around this handler. Here the
+//! The caller was authenticated and authorized by the layers around this service. Here the
 //! request is rebuilt for the provider — its path under the provider's base URL, the caller's
 //! headers minus those meant for this hop or for the proxy (its `Authorization`, its cookies) —
 //! with its body read whole, within a size limit, so that it can be sent again after a refresh.
 //! Failures of the upstream side are answered as pending failures, rendered by the enclosing
 //! `ValidateBearer` with the same emitter as the caller's own.
 
-use axum::{
-    body::Body,
-    extract::{Request, State},
-    response::Response,
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
 };
+
+use axum::{body::Body, response::Response};
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderValue, StatusCode, Uri, Version, header,
+    HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, Version, header,
     uri::{self, Authority, PathAndQuery, Scheme},
 };
-use http_body::Body as _;
+use http_body::Body as HttpBody;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
 use tokio::time::{Instant, timeout_at};
-use tower::ServiceExt as _;
+use tower::{Service, ServiceExt as _};
 use tower_bearer::{
-    BoxError, axum::Authenticated, emit::pending_response, upstream::UpstreamError,
+    BoxError, emit::pending_response, failure::AuthError, upstream::UpstreamError,
     validate::StandardClaims,
 };
 
 use super::{providers::Provider, reply::problem, router::App};
 
-/// The handler.
-pub async fn forward(
-    State(app): State<App>,
-    Authenticated(claims): Authenticated<StandardClaims>,
-    request: Request,
-) -> Response {
+/// Whether `path` is the forwarding route's, `/api/{provider}/{rest}` with neither part empty.
+pub fn is_forwarded(path: &str) -> bool {
+    split_path(path).is_some_and(|(provider, rest)| !provider.is_empty() && rest.len() > 1)
+}
+
+/// The forwarder, as the service at the bottom of the forwarding stack.
+#[derive(Clone)]
+pub struct Forward {
+    app: App,
+}
+
+impl Forward {
+    /// Forwards with `app`'s providers and links.
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+}
+
+impl<B> Service<Request<B>> for Forward
+where
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        Box::pin(forward(self.app.clone(), request))
+    }
+}
+
+/// Forwards `request`, on behalf of the caller whose claims the layers above put in it.
+async fn forward<B>(app: App, request: Request<B>) -> Result<Response, Infallible>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let Some(claims) = request.extensions().get::<Arc<StandardClaims>>().cloned() else {
+        // Outside the validating layer: a wiring mistake, refused as unauthenticated.
+        return Ok(pending_response(AuthError::MissingCredentials));
+    };
+    Ok(forward_for(app, &claims, request).await)
+}
+
+async fn forward_for<B>(app: App, claims: &StandardClaims, request: Request<B>) -> Response
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     let deadline = Instant::now() + app.settings.limits.request_timeout;
-    let Some((provider, rest)) = split_path(request.uri()) else {
+    let Some((provider, rest)) = split_path(request.uri().path()) else {
         return problem(StatusCode::BAD_REQUEST, "Malformed path");
     };
     let Some(provider) = app.providers.get(provider).cloned() else {
         return problem(StatusCode::NOT_FOUND, "No such provider");
     };
     // The validator requires `sub`: it names the user whose link is used.
-    let Some(key) = app.connect.link_key(&claims, provider.name.clone()) else {
+    let Some(key) = app.connect.link_key(claims, provider.name.clone()) else {
         return problem(StatusCode::FORBIDDEN, "The token names no user");
     };
     let Some(uri) = upstream_uri(&provider, rest, request.uri().query()) else {
@@ -102,8 +154,8 @@ pub async fn forward(
 
 /// `/api/{provider}/{rest}` → (`provider`, `/rest`), from the raw (still percent-encoded) path,
 /// so that the provider receives the path exactly as the caller wrote it.
-fn split_path(uri: &Uri) -> Option<(&str, &str)> {
-    let after = uri.path().strip_prefix("/api/")?;
+fn split_path(path: &str) -> Option<(&str, &str)> {
+    let after = path.strip_prefix("/api/")?;
     let slash = after.find('/')?;
     Some((&after[..slash], &after[slash..]))
 }
@@ -128,15 +180,26 @@ fn upstream_uri(provider: &Provider, rest: &str, query: Option<&str>) -> Option<
 /// (the client sets the provider's), the caller's own credentials and cookies, and the length
 /// (the body is re-framed); plus this proxy's `via`.
 fn forwarded_headers(mut headers: HeaderMap, via: &HeaderValue) -> HeaderMap {
-    tower_bearer::upstream::strip_hop_by_hop(&mut headers);
-    for name in [
+    const NOT_FORWARDED: [HeaderName; 5] = [
         header::HOST,
         header::AUTHORIZATION,
         header::PROXY_AUTHORIZATION,
         header::COOKIE,
         header::CONTENT_LENGTH,
-    ] {
-        headers.remove(name);
+    ];
+    tower_bearer::upstream::strip_hop_by_hop(&mut headers);
+    // A request carries two or three of these: one pass over the names finds them, and only
+    // those are looked up to be removed.
+    let mut present = [false; 5];
+    for name in headers.keys() {
+        if let Some(at) = NOT_FORWARDED.iter().position(|not| not == name) {
+            present[at] = true;
+        }
+    }
+    for (name, present) in NOT_FORWARDED.into_iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
     headers.append(header::VIA, via.clone());
     headers

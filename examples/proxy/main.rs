@@ -15,11 +15,10 @@ mod app;
 
 use std::{path::Path, process::ExitCode};
 
-use axum::Router;
 use tokio::net::TcpListener;
 use tower_bearer::BoxError;
 
-use app::{config::Settings, serve::ServeLimits};
+use app::{Proxy, config::Settings, serve::ServeLimits};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -50,7 +49,7 @@ async fn demo() -> Result<(), BoxError> {
     // Its store file goes when the demo stops.
     let _files = demo.files;
     println!("{}", demo.walkthrough);
-    serve(demo.listener, demo.router).await
+    serve(demo.listener, demo.proxy).await
 }
 
 async fn real(path: &Path) -> Result<(), BoxError> {
@@ -62,13 +61,13 @@ async fn real(path: &Path) -> Result<(), BoxError> {
         "listening"
     );
     let store = app::store::open(&settings.store).await?;
-    let router = app::build(settings, store).await?;
-    serve(listener, router).await
+    let proxy = app::build(settings, store).await?;
+    serve(listener, proxy).await
 }
 
 /// Serves until Ctrl-C or SIGTERM, then lets the requests in flight finish.
-async fn serve(listener: TcpListener, router: Router) -> Result<(), BoxError> {
-    app::serve::serve(listener, router, ServeLimits::default(), shutdown_signal()).await;
+async fn serve(listener: TcpListener, proxy: Proxy) -> Result<(), BoxError> {
+    app::serve::serve(listener, proxy, ServeLimits::default(), shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

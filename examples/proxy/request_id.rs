@@ -19,10 +19,10 @@ use std::{
     time::Instant,
 };
 
-use axum::{extract::Request, response::Response};
+use axum::response::Response;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue, Request};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::{Instrument as _, instrument::Instrumented};
@@ -50,9 +50,9 @@ pub struct RequestId<S> {
     inner: S,
 }
 
-impl<S> Service<Request> for RequestId<S>
+impl<S, B> Service<Request<B>> for RequestId<S>
 where
-    S: Service<Request, Response = Response>,
+    S: Service<Request<B>, Response = Response>,
 {
     type Response = Response;
     type Error = S::Error;
@@ -62,7 +62,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let id = request
             .headers()
             .get(&X_REQUEST_ID)

@@ -1,5 +1,11 @@
 //! The proxy's routes, its layers and the state they share.
 //!
+//! The forwarding route carries nearly all the traffic, so it is not one of axum's routes: a
+//! prefix check sends it straight to its own stack (`ValidateBearer` → `Authorize` → the
+//! forwarder), unboxed and with the request's body as hyper delivers it. axum's router, with its
+//! path parameters, boxed routes and extractors, serves the rest — the connect flow, the links,
+//! the metadata — where that convenience costs nothing that matters.
+//!
 //! | route | who may call | what |
 //! |---|---|---|
 //! | `/api/{provider}/{*path}` | a caller with a valid token and the configured scopes | forwarded to the provider with the user's upstream token |
@@ -10,30 +16,43 @@
 //! | `GET /healthz` | anyone | `ok` |
 //! | `GET /metrics` | anyone (feature `metrics`) | the crate's counters, Prometheus text format |
 
-use std::{ops::Deref, sync::Arc};
-
-use axum::{
-    Router,
-    routing::{any, get},
+use std::{
+    convert::Infallible,
+    future::Future,
+    ops::Deref,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
 };
-use http::{HeaderName, HeaderValue, Method, header};
-use tower::ServiceBuilder;
+
+use axum::{Router, body::Body, response::Response, routing::get};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, header};
+use pin_project_lite::pin_project;
+use tower::{
+    Service, ServiceBuilder,
+    util::{Either, MapResponse, option_layer},
+};
 use tower_bearer::{
     BoxError,
-    authorize::{AuthorizeLayer, Requirements},
+    authorize::{Authorize, AuthorizeLayer, Requirements},
+    body::MaybeBuffered,
     emit::{Emitter, PROXY_STATUS},
     http_client::HttpClient,
     metadata::ProtectedResourceMetadata,
     upstream::connect::routes::ConnectRoutes,
-    validate::{CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearerLayer},
+    validate::{
+        CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearer,
+        ValidateBearerLayer,
+    },
 };
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 
 use super::{
     config::Settings,
     forward, http_client, metrics,
     providers::{self, ApiClient, Providers, TokenClient},
-    request_id,
+    request_id::{self, RequestId},
     store::LinkStore,
 };
 
@@ -62,11 +81,25 @@ impl Deref for App {
     }
 }
 
-/// The proxy's router for `settings`, keeping links in `store`.
+/// The whole proxy, one tower service: request id and access log, CORS (if configured), then
+/// the forwarding route or axum's router. Serve it with [`serve`](super::serve::serve), or with
+/// `axum::serve(listener, tower::make::Shared::new(proxy))`.
+pub type Proxy = RequestId<Either<Cors<Dispatch>, Dispatch>>;
+
+/// The proxy for `settings`, keeping links in `store`.
 ///
 /// Fetches the identity provider's keys once to warm up; if it is down, the proxy starts anyway
 /// and answers `503` (row I8) until it is back.
-pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Router, BoxError> {
+pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Proxy, BoxError> {
+    build_with(settings, store, Router::new()).await
+}
+
+/// [`build`], with `routes` served beside the proxy's own (the demo's start page).
+pub async fn build_with(
+    settings: Settings,
+    store: impl Into<LinkStore>,
+    routes: Router,
+) -> Result<Proxy, BoxError> {
     let store = store.into();
     // First: the recorder counts from the warm-up fetch of the keys on.
     let metrics = metrics::routes();
@@ -111,20 +144,99 @@ pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Ro
         via,
     }));
 
-    let api = Router::new()
-        .route("/api/{provider}/{*path}", any(forward::forward))
-        .route_layer(callers.clone())
-        .with_state(app);
-    let mut router = Router::new()
-        .merge(api)
+    let forwarding = MapResponse::new(
+        callers.clone().service(forward::Forward::new(app)),
+        boxed_body as fn(_) -> _,
+    );
+    let router = Router::new()
         .merge(connect.router(callers))
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(metrics)
-        .route_service(&metadata.well_known_path(), metadata.service());
-    if let Some(cors) = cors {
-        router = router.layer(cors);
+        .route_service(&metadata.well_known_path(), metadata.service())
+        .merge(routes);
+    let dispatch = Dispatch { forwarding, router };
+    Ok(ServiceBuilder::new()
+        .layer(request_id::RequestIdLayer)
+        .layer(option_layer(cors))
+        .service(dispatch))
+}
+
+/// The forwarding route's stack: the caller's token, the scopes, the forwarder.
+type Forwarding = MapResponse<
+    ValidateBearer<
+        Authorize<forward::Forward, StandardClaims, Requirements>,
+        CachedValidator<JwksValidator<StandardClaims>>,
+    >,
+    fn(Response<MaybeBuffered<Body>>) -> Response,
+>;
+
+/// An answer of the forwarding stack with the router's body type.
+fn boxed_body(response: Response<MaybeBuffered<Body>>) -> Response {
+    response.map(Body::new)
+}
+
+/// Sends `/api/{provider}/{rest}` to the forwarding stack and every other path to the router.
+#[derive(Clone)]
+pub struct Dispatch {
+    forwarding: Forwarding,
+    router: Router,
+}
+
+impl<B> Service<Request<B>> for Dispatch
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = DispatchFuture<
+        <Forwarding as Service<Request<B>>>::Future,
+        <Router as Service<Request<B>>>::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Both are always ready; asking both keeps that an implementation detail.
+        ready!(Service::<Request<B>>::poll_ready(&mut self.forwarding, cx))?;
+        Service::<Request<B>>::poll_ready(&mut self.router, cx)
     }
-    Ok(router.layer(request_id::RequestIdLayer))
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if forward::is_forwarded(request.uri().path()) {
+            DispatchFuture::Forwarding {
+                future: self.forwarding.call(request),
+            }
+        } else {
+            DispatchFuture::Router {
+                future: self.router.call(request),
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Dispatch`].
+    #[project = DispatchProj]
+    pub enum DispatchFuture<F, R> {
+        /// The forwarding stack's.
+        Forwarding { #[pin] future: F },
+        /// The router's.
+        Router { #[pin] future: R },
+    }
+}
+
+impl<F, R> Future for DispatchFuture<F, R>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+    R: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            DispatchProj::Forwarding { future } => future.poll(cx),
+            DispatchProj::Router { future } => future.poll(cx),
+        }
+    }
 }
 
 /// CORS for the configured origins, if any: their scripts may call with a bearer token, and read

@@ -1,11 +1,14 @@
-//! Serving the router with bounds a public endpoint needs, which `axum::serve` does not set: a
+//! Serving the proxy with bounds a public endpoint needs, which `axum::serve` does not set: a
 //! time limit on reading a request's head (a client that sends its headers a byte at a time —
 //! slowloris — would otherwise hold a connection forever), a cap on open connections, and a
 //! graceful shutdown that lets the requests in flight finish.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use axum::Router;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
 use hyper::server::conn::http1;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -13,6 +16,8 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::{net::TcpListener, sync::Semaphore};
+use tower::Service;
+use tower_bearer::BoxError;
 
 /// How long the requests in flight get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -35,13 +40,20 @@ impl Default for ServeLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains the connections.
-pub async fn serve(
+/// Serves `service` (the [`Proxy`](super::Proxy)) on `listener` until `shutdown` completes,
+/// then drains the connections.
+pub async fn serve<S, B>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     limits: ServeLimits,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
@@ -69,7 +81,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(service.clone());
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
