@@ -39,6 +39,16 @@ impl<B> MaybeBuffered<B> {
             kind: Kind::Buffered { bytes },
         }
     }
+
+    /// The wrapped body if it was passed through untouched, or this body back: a service that
+    /// boxes bodies into a type of its own (axum's `Body`) unwraps a passed-through one first
+    /// and boxes once, not twice.
+    pub fn into_passthrough(self) -> Result<B, Self> {
+        match self.kind {
+            Kind::Passthrough { body } => Ok(body),
+            kind @ Kind::Buffered { .. } => Err(Self { kind }),
+        }
+    }
 }
 
 impl<B> Body for MaybeBuffered<B>
@@ -82,5 +92,23 @@ impl<B> std::fmt::Debug for MaybeBuffered<B> {
             Kind::Buffered { .. } => "Buffered",
         };
         f.debug_tuple("MaybeBuffered").field(&kind).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt as _, Full};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn only_a_passed_through_body_is_unwrapped() {
+        let passed = MaybeBuffered::passthrough(Full::new(Bytes::from_static(b"theirs")));
+        let inner = passed.into_passthrough().expect("passed through");
+        assert_eq!(inner.collect().await.unwrap().to_bytes(), "theirs");
+
+        let ours = MaybeBuffered::<Full<Bytes>>::buffered(Bytes::from_static(b"ours"));
+        let kept = ours.into_passthrough().expect_err("a replacement");
+        assert_eq!(kept.collect().await.unwrap().to_bytes(), "ours");
     }
 }

@@ -288,8 +288,15 @@ async fn link_call_refresh_revoke_relink() {
     // `/api/` are no route at all (the router's plain 404), not a call to validate.
     for path in ["/api/acme", "/api/acme/", "/api//me"] {
         let response = h::get(&world.client, &format!("{}{path}", world.proxy), &[]).await;
-        assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}: {response:?}");
-        assert!(response.header(header::WWW_AUTHENTICATE).is_none(), "{path}");
+        assert_eq!(
+            response.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {response:?}"
+        );
+        assert!(
+            response.header(header::WWW_AUTHENTICATE).is_none(),
+            "{path}"
+        );
     }
     let anonymous = h::get(&world.client, &format!("{}/api/acme/me", world.proxy), &[]).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{anonymous:?}");

@@ -170,9 +170,10 @@ type Forwarding = MapResponse<
     fn(Response<MaybeBuffered<Body>>) -> Response,
 >;
 
-/// An answer of the forwarding stack with the router's body type.
+/// An answer of the forwarding stack with the router's body type: the forwarder's body as it
+/// is, or the failure the validating layer rendered in its place.
 fn boxed_body(response: Response<MaybeBuffered<Body>>) -> Response {
-    response.map(Body::new)
+    response.map(|body| body.into_passthrough().unwrap_or_else(Body::new))
 }
 
 /// Sends `/api/{provider}/{rest}` to the forwarding stack and every other path to the router.
