@@ -24,15 +24,21 @@
 //!   the caller's JWT validated (verified-token cache on), scope rule, link lookup in a
 //!   `MemoryStore`, the forwarder (body read, request rebuilt), `RefreshAndRetry` +
 //!   `ClassifyUpstream` + the per-attempt timeout, the same client.
+//! - `layers`: the bare proxy with the crate's layers and nothing of the example's own: the
+//!   caller's JWT validated (the same validator and cache, against the demo's identity provider
+//!   in its own process), the user's link looked up in a `MemoryStore` and its token set
+//!   (`RefreshAndRetry`), the answer classified (`ClassifyUpstream`), failures rendered by the
+//!   same emitter. No request id, router, scope rule, timers or request rebuilding: the
+//!   difference to `bare` is the crate's cost, the rest of `stack`'s is the example's.
 //!
-//! Both proxies get the same requests: `GET /api/bench/me` with the caller's JWT, over
-//! [`CONNECTIONS`] keep-alive connections; the bare proxy ignores the JWT.
+//! Every proxy gets the same requests: `GET /api/bench/me` with a caller's JWT (`layers` mints
+//! its own), over [`CONNECTIONS`] keep-alive connections; the bare proxy ignores the JWT.
 //!
 //! - criterion's `forward/bare` and `forward/stack` send them from this process (hyper-util's
 //!   client, [`CONNECTIONS`] requests in flight) and report the time per request.
 //! - The wrk part alternates rounds of [`ROUND`] on each proxy (`wrk -t1 -c16`), bare first,
 //!   [`ROUNDS`] of each after one warm-up round of each, and prints the medians of the
-//!   requests per second and their ratio.
+//!   requests per second and their ratios to bare.
 //! - `--instructions` runs each proxy under `valgrind --tool=callgrind` (the provider and the
 //!   client run natively), sends [`WARM_UP`] requests, zeroes the counters
 //!   (`callgrind_control -z PID`), sends [`MEASURED`] requests, dumps the counters
@@ -46,6 +52,7 @@
 mod example_proxy;
 
 use std::{
+    convert::Infallible,
     env,
     fmt::Write as _,
     fs::{self, File},
@@ -56,19 +63,35 @@ use std::{
     time::Duration,
 };
 
+use axum::body::Body;
+use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use example_proxy::{
-    PROVIDER, Target, UPSTREAM_TOKEN,
-    app::{self, http_client::HttpsClient, serve::ServeLimits},
+    PROVIDER, Target, UPSTREAM_TOKEN, USER,
+    app::{self, demo::idp::Idp, http_client::HttpsClient, serve::ServeLimits},
     load, load_client,
 };
 use http::{
-    HeaderValue, Request,
+    HeaderValue, Request, StatusCode,
     header::{AUTHORIZATION, HOST},
 };
+use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use tokio::{net::TcpListener, runtime::Runtime};
+use tower::{Layer as _, ServiceBuilder, ServiceExt as _};
+use tower_bearer::{
+    emit::{Emitter, pending_response},
+    failure::AuthError,
+    http_client::HttpClient,
+    upstream::{
+        classify::ClassifyUpstreamLayer,
+        grant::{GrantError, refresher_fn},
+        refresh::{RefreshAndRetryLayer, RetryBody},
+        store::{Link, LinkKey, MemoryStore},
+    },
+    validate::{CachedValidator, ClaimsPolicy, JwksValidator, StandardClaims, ValidateBearerLayer},
+};
 
 /// Keep-alive connections from the load generator; as many requests in flight.
 const CONNECTIONS: usize = 16;
@@ -90,17 +113,22 @@ fn main() {
     }
     let provider = Server::start(this(&["--serve", "provider"]), None);
     let stack = Server::start(this(&["--serve", "stack", &provider.url]), None);
+    let layers = Server::start(this(&["--serve", "layers", &provider.url]), None);
     let bare = Server::start(this(&["--serve", "bare", &provider.url]), None);
     let authorization = stack.caller_authorization();
-    let (bare, stack) = (bare.target(&authorization), stack.target(&authorization));
+    let targets = [
+        ("bare", bare.target(&authorization)),
+        ("layers", layers.target(&layers.caller_authorization())),
+        ("stack", stack.target(&authorization)),
+    ];
 
     let runtime = runtime();
     let client = load_client(CONNECTIONS);
     let mut criterion = Criterion::default().configure_from_args();
     let mut group = criterion.benchmark_group("forward");
     group.throughput(Throughput::Elements(1));
-    for (name, target) in [("bare", &bare), ("stack", &stack)] {
-        group.bench_function(name, |b| {
+    for (name, target) in &targets {
+        group.bench_function(*name, |b| {
             b.iter_custom(|requests| runtime.block_on(load(&client, target, CONNECTIONS, requests)))
         });
     }
@@ -108,7 +136,7 @@ fn main() {
     criterion.final_summary();
     // `cargo test --benches` runs each benchmark once to check it; the rounds need a real run.
     if !args.iter().any(|arg| arg == "--test") {
-        wrk_rounds(&bare, &stack);
+        wrk_rounds(&targets);
     }
 }
 
@@ -205,6 +233,7 @@ fn serve(args: &[String]) {
                 println!("{url}");
                 bare(listener, provider).await;
             }
+            Some("layers") => layers(listener, &url, provider).await,
             Some("stack") => {
                 let (proxy, authorization) = example_proxy::example_proxy(&url, provider).await;
                 let token = authorization.strip_prefix("Bearer ").unwrap();
@@ -212,7 +241,7 @@ fn serve(args: &[String]) {
                 let limits = ServeLimits::default();
                 app::serve::serve(listener, proxy, limits, std::future::pending()).await;
             }
-            other => panic!("--serve provider | bare URL | stack URL, not {other:?}"),
+            other => panic!("--serve provider | bare URL | layers URL | stack URL, not {other:?}"),
         }
     });
 }
@@ -240,15 +269,82 @@ async fn bare(listener: TcpListener, provider: &str) {
     }
 }
 
-/// Alternating wrk rounds on each proxy; prints each round and the medians.
-fn wrk_rounds(bare: &Target, stack: &Target) {
+/// The bare proxy with the crate's layers: validation, the user's link, classification.
+async fn layers(listener: TcpListener, public_url: &str, provider: &str) {
+    let idp = Idp::start().await.unwrap();
+    let timeout = app::config::Limits::default().upstream_timeout;
+    let discovery = HttpClient::new(app::http_client::https::<Full<Bytes>>(timeout));
+    let jwks = JwksValidator::<StandardClaims>::discover(idp.issuer())
+        .client(discovery)
+        .policy(
+            ClaimsPolicy::new()
+                .audience(public_url)
+                .require("sub")
+                .token_type("at+jwt"),
+        )
+        .build_lazy()
+        .unwrap();
+    jwks.refresh().await.unwrap();
+    let store = MemoryStore::new();
+    store.insert(
+        LinkKey::new(USER, PROVIDER),
+        Link::new(UPSTREAM_TOKEN).with_expires_in(Duration::from_secs(24 * 3600)),
+    );
+    // The link's token is valid for a day: no refresh in this benchmark.
+    let refresher = refresher_fn(|_| async {
+        Err(GrantError::Unavailable {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: None,
+        })
+    });
+    let api = ServiceBuilder::new()
+        .layer(RefreshAndRetryLayer::new(PROVIDER, store, refresher))
+        .layer(ClassifyUpstreamLayer::new())
+        .service(app::http_client::https::<RetryBody<Incoming>>(timeout));
+    let base: Arc<str> = format!("{provider}/v1").into();
+    let forward = tower::service_fn(move |request: Request<Incoming>| {
+        let (api, base) = (api.clone(), base.clone());
+        async move {
+            let (mut parts, body) = request.into_parts();
+            let Some(key) = parts
+                .extensions
+                .get::<Arc<StandardClaims>>()
+                .and_then(|claims| claims.sub.clone())
+                .map(|user| LinkKey::new(user, PROVIDER))
+            else {
+                return Ok::<_, Infallible>(pending_response(AuthError::MissingCredentials));
+            };
+            let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
+            let rest = path.strip_prefix("/api/bench").unwrap_or(path);
+            parts.uri = format!("{base}{rest}").parse().unwrap();
+            parts.headers.remove(HOST);
+            parts.extensions.insert(key);
+            Ok(match api.oneshot(Request::from_parts(parts, body)).await {
+                Ok(response) => response.map(Body::new),
+                Err(error) => pending_response(error),
+            })
+        }
+    });
+    let service =
+        ValidateBearerLayer::new(CachedValidator::new(jwks), Emitter::new("bench")).layer(forward);
+    println!("{public_url} {}", idp.token(USER, "api", public_url));
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = TowerToHyperService::new(service.clone());
+        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+    }
+}
+
+/// Alternating wrk rounds on each proxy (bare first); prints each round, the medians and their
+/// ratios to bare.
+fn wrk_rounds(targets: &[(&str, Target)]) {
     if Command::new("wrk").arg("--version").output().is_err() {
         println!("\nwrk not found: no throughput rounds (apt-get install wrk)");
         return;
     }
-    let mut rates = [Vec::new(), Vec::new()];
+    let mut rates = vec![Vec::new(); targets.len()];
     for round in 0..=ROUNDS {
-        for (rates, target) in rates.iter_mut().zip([bare, stack]) {
+        for (rates, (_, target)) in rates.iter_mut().zip(targets) {
             let rate = wrk(target);
             // The first round of each warms up.
             if round > 0 {
@@ -256,24 +352,22 @@ fn wrk_rounds(bare: &Target, stack: &Target) {
             }
         }
     }
-    let [bare_rps, stack_rps] = rates.map(|mut rates| {
+    println!("\nwrk -t1 -c{CONNECTIONS}, {ROUNDS} interleaved rounds of {ROUND:?} each (req/s):");
+    let mut bare = None;
+    for ((name, _), mut rates) in targets.iter().zip(rates) {
         let listed = rates.iter().fold(String::new(), |mut list, rate| {
             let _ = write!(list, " {rate:.0}");
             list
         });
         rates.sort_by(f64::total_cmp);
-        (median(&rates), listed)
-    });
-    println!(
-        "\nwrk -t1 -c{CONNECTIONS}, {ROUNDS} interleaved rounds of {ROUND:?} each (req/s):\n  \
-         bare  {:>8.0} median,{}\n  stack {:>8.0} median,{}\n  \
-         stack / bare throughput: {:.3} (target ≥ 0.95)",
-        bare_rps.0,
-        bare_rps.1,
-        stack_rps.0,
-        stack_rps.1,
-        stack_rps.0 / bare_rps.0
-    );
+        let rate = median(&rates);
+        let bare = *bare.get_or_insert(rate);
+        println!(
+            "  {name:<6} {rate:>8.0} median ({:.3}× bare),{listed}",
+            rate / bare
+        );
+    }
+    println!("  target for stack: ≥ 0.95× bare");
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -316,7 +410,7 @@ fn instructions() {
     // The example proxy first: the bare one gets its caller's requests.
     let mut authorization = None;
     let mut counts = Vec::new();
-    for side in ["stack", "bare"] {
+    for side in ["stack", "layers", "bare"] {
         let dump = out.join(format!("{side}.out"));
         let mut command = Command::new("valgrind");
         command
@@ -325,8 +419,12 @@ fn instructions() {
             .arg(env::current_exe().unwrap())
             .args(["--serve", side, &provider.url]);
         let server = Server::start(command, Some(&out.join(format!("{side}.log"))));
-        let authorization = authorization.get_or_insert_with(|| server.caller_authorization());
-        let target = server.target(authorization);
+        let caller = match &server.authorization {
+            Some(own) => own.clone(),
+            None => authorization.clone().expect("the example proxy ran first"),
+        };
+        authorization.get_or_insert(caller.clone());
+        let target = server.target(&caller);
         runtime.block_on(load(&client, &target, CONNECTIONS, WARM_UP));
         callgrind_control("-z", &server);
         runtime.block_on(load(&client, &target, CONNECTIONS, MEASURED));
@@ -334,15 +432,17 @@ fn instructions() {
         let counted = out.join(format!("{side}.out.1"));
         let total = totals(&counted);
         println!(
-            "{side:>5}: {:>9} instructions per request ({total} for {MEASURED} requests; {})",
+            "{side:>6}: {:>9} instructions per request ({total} for {MEASURED} requests; {})",
             total / MEASURED,
             counted.display()
         );
         counts.push(total);
     }
+    let bare = counts[2] as f64;
     println!(
-        "stack / bare instructions: {:.3} (target ≤ 1.15)",
-        counts[0] as f64 / counts[1] as f64
+        "stack / bare instructions: {:.3} (target ≤ 1.15); layers / bare: {:.3}",
+        counts[0] as f64 / bare,
+        counts[1] as f64 / bare
     );
 }
 

@@ -33,6 +33,9 @@ pub const UPSTREAM_TOKEN: &str = "upstream-access-token";
 /// The provider's name at the proxy: callers send `GET /api/bench/me`.
 pub const PROVIDER: &str = "bench";
 
+/// The caller, linked at the provider.
+pub const USER: &str = "bench-user";
+
 /// The example proxy at `public_url` (where its listener is bound) in front of the provider at
 /// `provider`, with the user `bench-user` linked there; and the `Authorization` value of that
 /// user's requests to the proxy. The proxy's identity provider (the demo's) runs in this
@@ -41,7 +44,7 @@ pub async fn example_proxy(public_url: &str, provider: &str) -> (app::Proxy, Str
     let idp = Idp::start().await.unwrap();
     let store = MemoryStore::new();
     store.insert(
-        LinkKey::new("bench-user", PROVIDER),
+        LinkKey::new(USER, PROVIDER),
         Link::new(UPSTREAM_TOKEN)
             .with_refresh_token("unused")
             .with_expires_in(Duration::from_secs(24 * 3600)),
@@ -49,7 +52,7 @@ pub async fn example_proxy(public_url: &str, provider: &str) -> (app::Proxy, Str
     let proxy = app::build(settings(public_url, idp.issuer(), provider), store)
         .await
         .unwrap();
-    let caller = idp.token("bench-user", "api", public_url);
+    let caller = idp.token(USER, "api", public_url);
     (proxy, format!("Bearer {caller}"))
 }
 
