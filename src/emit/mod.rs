@@ -48,12 +48,12 @@ use http::{
     header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 
+use self::plan::Rendering;
 pub use self::{
     format::{FailureView, FormatBody, FormatBodyFn, format_body_fn},
     layer::{Emit, EmitLayer, ResponseFuture},
     upstream::{CONNECT_RELATION, ReauthorizeInBrowser},
 };
-use self::{passed_on::PassedOn, plan::Rendering};
 use crate::{body::MaybeBuffered, challenge::Challenge};
 
 /// How much a failure response explains.
@@ -265,9 +265,7 @@ impl Emitter {
                 .render(&**failure, request)
                 .map(MaybeBuffered::buffered);
         }
-        if let Some(&passed_on) = extensions.get::<PassedOn>() {
-            self.seal_passed_on(passed_on, response.headers_mut());
-        }
+        self.seal_passed_on(&mut response);
         response.map(MaybeBuffered::passthrough)
     }
 

@@ -4,45 +4,50 @@
 //! The outbound layers [`mark`] a response they pass on; the [`Emitter`] that renders the
 //! caller's failures seals it on the way out: it removes `Proxy-Status` members that claim this
 //! proxy's name and `Link`s with the [connect relation](super::CONNECT_RELATION) — only this
-//! crate may say those —, then adds its own `Proxy-Status` to a plain `403` (row U6). So the proxy
-//! name is configured once, on the emitter, and a provider cannot speak for the proxy.
+//! crate may say those —, then adds its own `Proxy-Status` to a plain `403` (row U6: the
+//! response's [`UpstreamClass`] is [`Forbidden`](UpstreamClass::Forbidden)). So the proxy name is
+//! configured once, on the emitter, and a provider cannot speak for the proxy.
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use super::{CONNECT_RELATION, Emitter, PROXY_STATUS, proxy_status::ProxyStatus};
-use crate::upstream::strip_hop_by_hop;
+use crate::upstream::{classify::UpstreamClass, strip_hop_by_hop};
 
 /// A response extension: this response comes from a provider and is passed on to the caller.
+///
+/// It carries nothing: what the provider's answer means is the response's [`UpstreamClass`]
+/// (every response passed on by
+/// [`RefreshAndRetry`](crate::upstream::refresh::RefreshAndRetry) has one), and a marker without
+/// data costs no allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PassedOn {
-    /// A plain `403` of the provider (row U6), to be labelled as the provider's.
-    forbidden: bool,
-}
-
-impl PassedOn {
-    /// Whether this is a provider's plain `403` (row U6).
-    pub fn is_forbidden(&self) -> bool {
-        self.forbidden
-    }
-}
+#[non_exhaustive]
+pub struct PassedOn;
 
 /// Prepares a provider's response for the caller and marks it [`PassedOn`]: removes the
 /// hop-by-hop fields and the provider's `WWW-Authenticate` (its challenges name credentials the
-/// caller does not hold, and could pass for ours). `forbidden` is a plain `403` (row U6).
-pub fn mark<B>(response: &mut Response<B>, forbidden: bool) {
+/// caller does not hold, and could pass for ours). The response is labelled as a plain `403`
+/// (row U6) when its [`UpstreamClass`] is [`Forbidden`](UpstreamClass::Forbidden).
+pub fn mark<B>(response: &mut Response<B>) {
     let headers = response.headers_mut();
     strip_hop_by_hop(headers);
     headers.remove(header::WWW_AUTHENTICATE);
-    response.extensions_mut().insert(PassedOn { forbidden });
+    response.extensions_mut().insert(PassedOn);
 }
 
 impl Emitter {
-    /// Seals a response marked [`PassedOn`] for the caller; see the [module docs](self).
-    pub(crate) fn seal_passed_on(&self, passed_on: PassedOn, headers: &mut HeaderMap) {
+    /// Seals `response` for the caller if it is marked [`PassedOn`]; see the
+    /// [module docs](self).
+    pub(crate) fn seal_passed_on<B>(&self, response: &mut Response<B>) {
+        let extensions = response.extensions();
+        if extensions.get::<PassedOn>().is_none() {
+            return;
+        }
+        let forbidden = extensions.get::<UpstreamClass>() == Some(&UpstreamClass::Forbidden);
+        let headers = response.headers_mut();
         let proxy = self.proxy_name();
         retain_members(headers, PROXY_STATUS, |member| !names_proxy(member, proxy));
         retain_members(headers, header::LINK, |link| !has_connect_relation(link));
-        if passed_on.forbidden {
+        if forbidden {
             let ours = ProxyStatus::new(proxy).received_status(StatusCode::FORBIDDEN);
             headers.append(PROXY_STATUS, ours.to_header_value());
         }
@@ -138,13 +143,17 @@ mod tests {
                 HeaderValue::from_str(value).unwrap(),
             );
         }
-        mark(&mut response, forbidden);
-        let passed_on = *response.extensions().get::<PassedOn>().unwrap();
-        let mut headers = response.headers().clone();
+        let class = if forbidden {
+            UpstreamClass::Forbidden
+        } else {
+            UpstreamClass::NotAuthRelated
+        };
+        response.extensions_mut().insert(class);
+        mark(&mut response);
         Emitter::new("api")
             .with_proxy_name("gw")
-            .seal_passed_on(passed_on, &mut headers);
-        headers
+            .seal_passed_on(&mut response);
+        response.headers().clone()
     }
 
     fn all<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     BoxError,
-    emit::{Emitter, RequestContext, passed_on::PassedOn},
+    emit::{Emitter, RequestContext},
     upstream::{
         UpstreamError,
         classify::UpstreamClass,
@@ -227,9 +227,7 @@ where
             Ok(match inner.call(request).await {
                 Ok(mut response) => {
                     // No enclosing emitter sees this answer: the tonic client reads it.
-                    if let Some(&passed_on) = response.extensions().get::<PassedOn>() {
-                        emitter.seal_passed_on(passed_on, response.headers_mut());
-                    }
+                    emitter.seal_passed_on(&mut response);
                     response.map(tonic::body::Body::new)
                 }
                 Err(error) => render(&emitter, &error, &context),

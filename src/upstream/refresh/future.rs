@@ -4,7 +4,9 @@
 //! # States
 //!
 //! Each state owns what the steps after it need (the key, the token, the request head and
-//! body); a state is left by moving its data into the next one.
+//! body); a state is left by moving its data into the next one. One thing lives beside the
+//! state: what a rejection of the attempt under way leads to ([`OnReject`], with the copy of the
+//! request a retry sends), written once when the attempt starts rather than moved along.
 //!
 //! ```text
 //! new ─┬─ no LinkKey ───────────────► Passthrough ──► the response, untouched
@@ -26,7 +28,7 @@
 //! ```
 //!
 //! The first attempt and the retry are one state, [`State::Attempt`]; what a rejection of it
-//! leads to is in its [`OnReject`]. A completed future is left in [`State::Done`], and polling it
+//! leads to is the future's [`OnReject`]. A completed future is left in [`State::Done`], and polling it
 //! again panics.
 
 use std::{
@@ -38,7 +40,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, header::AUTHORIZATION, request::Parts};
+use http::{
+    Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri, Version,
+    header::AUTHORIZATION, request::Parts,
+};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::util::Oneshot;
@@ -69,6 +74,10 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, Oneshot<S, Request<RetryBody<B>>>, St::Load, B>,
+        // What a rejection of the attempt under way leads to, with the copy of the request a
+        // retry sends. Beside the state rather than in it: written once where it stays, not
+        // moved with each change of state.
+        on_reject: OnReject,
         service: S,
         shared: Arc<Shared<St, R>>,
     }
@@ -81,19 +90,20 @@ pin_project! {
     enum State<F, O, L, B> {
         // No `LinkKey`: not ours.
         Passthrough { #[pin] future: F },
-        // Loading the link, reading the body meanwhile.
-        Load { #[pin] load: L, key: LinkKey, head: Parts, body: BodyState<B> },
+        // Loading the link, reading the body meanwhile. `request` is taken once, as the state
+        // ends: taking it moves less than replacing the whole state.
+        Load { #[pin] load: L, request: Option<Loading<B>> },
         // Link loaded; reading the rest of the body.
         Buffer { key: LinkKey, token: Link, head: Parts, buffering: Buffering<B> },
         // Refreshing, ahead of expiry or after a rejection.
         Refresh { future: BoxFuture<Outcome>, key: LinkKey, trigger: Trigger<B> },
-        // An attempt (the first, or the retry) waiting for the provider's answer.
+        // An attempt (the first, or the retry) waiting for the provider's answer; what a
+        // rejection of it leads to is the future's `on_reject`.
         Attempt {
             #[pin] future: Sending<F, O>,
             key: LinkKey,
             // The access token it carries.
             access: TokenSecret,
-            on_reject: OnReject,
         },
         // Marking the link as needing re-authorization, then failing with `error`.
         Mark { future: BoxFuture<()>, error: UpstreamError },
@@ -142,24 +152,70 @@ enum Trigger<B> {
 /// What a rejection of an attempt leads to.
 #[allow(
     clippy::large_enum_variant,
-    reason = "it lives in the future's state either way; boxing would cost an allocation per request"
+    reason = "it lives in the future either way; boxing would cost an allocation per request"
 )]
 enum OnReject {
     /// A refresh, then `replay` sent again (if the body was kept).
     Refresh(Replay),
     /// Nothing more: the attempt's token came from a refresh for this request, so the
-    /// rejection is final (row U4) — never a second refresh.
+    /// rejection is final (row U4) — never a second refresh. Also where a future starts and
+    /// ends: no attempt, nothing kept.
     Final,
 }
 
 /// The request to send again after a refresh, or why it cannot be.
 type Replay = Result<Resend, NotReplayable>;
 
-/// A request whose body was kept whole.
+/// A copy of a request whose body was kept whole, taken before its token was set.
 struct Resend {
-    head: Parts,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    /// `None` when the request's extensions held only its `LinkKey` (the usual case): the
+    /// retry's are then made from the future's own key, equal to it, instead of a map cloned
+    /// on every request for a retry that seldom comes.
+    extensions: Option<Extensions>,
     data: Bytes,
     trailers: Option<HeaderMap>,
+}
+
+impl Resend {
+    /// Copies the request `head`, `data`, `trailers` that `key` was read from.
+    fn copy(head: &Parts, data: &Bytes, trailers: &Option<HeaderMap>) -> Self {
+        Self {
+            method: head.method.clone(),
+            uri: head.uri.clone(),
+            version: head.version,
+            headers: head.headers.clone(),
+            extensions: (head.extensions.len() != 1).then(|| head.extensions.clone()),
+            data: data.clone(),
+            trailers: trailers.clone(),
+        }
+    }
+
+    /// The request again, byte for byte, with the same extensions.
+    fn into_request<B>(self, key: &LinkKey) -> Request<RetryBody<B>> {
+        let mut request = Request::new(RetryBody::buffered(self.data, self.trailers));
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers;
+        match self.extensions {
+            Some(extensions) => *request.extensions_mut() = extensions,
+            None => {
+                request.extensions_mut().insert(key.clone());
+            }
+        }
+        request
+    }
+}
+
+/// A request whose link is being loaded.
+struct Loading<B> {
+    key: LinkKey,
+    head: Parts,
+    body: BodyState<B>,
 }
 
 /// A request ready for its first attempt.
@@ -252,14 +308,13 @@ where
                 };
                 State::Load {
                     load: shared.store.load(&key),
-                    key,
-                    head,
-                    body,
+                    request: Some(Loading { key, head, body }),
                 }
             }
         };
         Self {
             state,
+            on_reject: OnReject::Final,
             service,
             shared,
         }
@@ -282,7 +337,7 @@ where
         let shared = &*this.shared;
         loop {
             // Each arm drives its state's future; once it is ready, the state's data is moved
-            // out (leaving `Done`) into the next state.
+            // out into the next state (or the answer returned, leaving `Done`).
             let next = match this.state.as_mut().project() {
                 StateProj::Passthrough { future } => {
                     let result = ready!(future.poll(cx));
@@ -291,16 +346,20 @@ where
                         result.map_err(|e| transport_error(&shared.provider, e.into())),
                     );
                 }
-                StateProj::Load { load, body, .. } => {
-                    body.poll_read(cx);
+                StateProj::Load { load, request } => {
+                    if let Some(request) = request {
+                        request.body.poll_read(cx);
+                    }
                     let loaded = ready!(load.poll(cx));
-                    let StateOwned::Load {
-                        key, head, body, ..
-                    } = this.state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("in the state Load")
+                    let Some(Loading { key, head, body }) = request.take() else {
+                        unreachable!("the state Load ends once")
                     };
-                    link_loaded(this.service, shared, key, head, body, loaded)
+                    let next = Next {
+                        service: this.service,
+                        on_reject: this.on_reject,
+                        shared,
+                    };
+                    next.link_loaded(key, head, body, loaded)
                 }
                 StateProj::Buffer { buffering, .. } => {
                     let body = read_body(ready!(buffering.poll_buffer(cx)));
@@ -310,7 +369,12 @@ where
                     else {
                         unreachable!("in the state Buffer")
                     };
-                    ready_to_send(this.service, shared, key, token, head, body)
+                    let next = Next {
+                        service: this.service,
+                        on_reject: this.on_reject,
+                        shared,
+                    };
+                    next.ready_to_send(key, token, head, body)
                 }
                 StateProj::Refresh { future, .. } => {
                     let outcome = ready!(future.as_mut().poll(cx));
@@ -319,25 +383,39 @@ where
                     else {
                         unreachable!("in the state Refresh")
                     };
-                    refreshed(this.service, shared, key, trigger, outcome)
-                }
-                StateProj::Attempt { future, .. } => {
-                    let answer = ready!(future.poll(cx));
-                    let StateOwned::Attempt {
-                        key,
-                        access,
-                        on_reject,
-                        ..
-                    } = this.state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("in the state Attempt")
+                    let next = Next {
+                        service: this.service,
+                        on_reject: this.on_reject,
+                        shared,
                     };
-                    let response =
-                        answer.map_err(|e| transport_error(&shared.provider, e.into()))?;
-                    match shared.classify(response) {
-                        Classified::Done(result) => return Poll::Ready(result),
+                    next.refreshed(key, trigger, outcome)
+                }
+                StateProj::Attempt {
+                    future,
+                    key,
+                    access,
+                } => {
+                    let mut answer = ready!(future.poll(cx))
+                        .map_err(|e| transport_error(&shared.provider, e.into()));
+                    let on_reject = std::mem::replace(this.on_reject, OnReject::Final);
+                    // Classified in place: the response is moved once, when it is returned.
+                    let classified = match &mut answer {
+                        Ok(response) => shared.classify(response),
+                        Err(_) => Classified::PassOn,
+                    };
+                    match classified {
+                        // Rare (a refresh follows): the key and token are cloned, not moved
+                        // out, so that the usual answer leaves the state without moving it.
                         Classified::Rejected(status) => {
-                            rejected(shared, key, access, on_reject, status)
+                            rejected(shared, key.clone(), access.clone(), on_reject, status)
+                        }
+                        Classified::PassOn => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(answer);
+                        }
+                        Classified::Failed(error) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(error));
                         }
                     }
                 }
@@ -368,198 +446,211 @@ where
 type StateOf<S, L, B> =
     State<<S as Service<Request<RetryBody<B>>>>::Future, Oneshot<S, Request<RetryBody<B>>>, L, B>;
 
-/// The store answered (state `Load`).
-fn link_loaded<S, St, R, B>(
-    service: &mut S,
-    shared: &Arc<Shared<St, R>>,
-    key: LinkKey,
-    head: Parts,
-    body: BodyState<B>,
-    loaded: Result<Option<Link>, St::Error>,
-) -> StateOf<S, St::Load, B>
+/// The parts of the future a change of state writes besides the state itself.
+struct Next<'a, S, St, R> {
+    service: &'a mut S,
+    on_reject: &'a mut OnReject,
+    shared: &'a Arc<Shared<St, R>>,
+}
+
+impl<S, St, R> Next<'_, S, St, R>
 where
-    S: Service<Request<RetryBody<B>>>,
     St: TokenStore,
     R: Refresher,
 {
-    let stored = match loaded {
-        Ok(Some(stored)) => stored,
-        Ok(None) => {
-            return State::Failed {
-                error: shared.reauth(ReauthReason::NotConnected, None),
-            };
-        }
-        Err(error) => {
-            return State::Failed {
-                error: UpstreamError::StoreUnavailable {
-                    provider: shared.provider.clone(),
-                    source: Arc::new(error),
-                },
-            };
-        }
-    };
-    // A refreshed link the store did not take replaces the record it was refreshed from.
-    let token = shared.flights.newer_than(&key, &stored).unwrap_or(stored);
-    if token.needs_reauthorization() {
-        return State::Failed {
-            error: shared.reauth(ReauthReason::Marked, None),
+    /// The store answered (state `Load`).
+    fn link_loaded<B>(
+        self,
+        key: LinkKey,
+        head: Parts,
+        body: BodyState<B>,
+        loaded: Result<Option<Link>, St::Error>,
+    ) -> StateOf<S, St::Load, B>
+    where
+        S: Service<Request<RetryBody<B>>>,
+    {
+        let shared = self.shared;
+        let stored = match loaded {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                return State::Failed {
+                    error: shared.reauth(ReauthReason::NotConnected, None),
+                };
+            }
+            Err(error) => {
+                return State::Failed {
+                    error: UpstreamError::StoreUnavailable {
+                        provider: shared.provider.clone(),
+                        source: Arc::new(error),
+                    },
+                };
+            }
         };
-    }
-    match body {
-        BodyState::Reading(buffering) => State::Buffer {
-            key,
-            token,
-            head,
-            buffering,
-        },
-        BodyState::Read(body) => ready_to_send(service, shared, key, token, head, body),
-    }
-}
-
-/// The link is loaded and the body read: refresh ahead of expiry (row U3), or send.
-fn ready_to_send<S, St, R, L, B>(
-    service: &mut S,
-    shared: &Arc<Shared<St, R>>,
-    key: LinkKey,
-    token: Link,
-    head: Parts,
-    body: Result<ReadBody<B>, BoxError>,
-) -> StateOf<S, L, B>
-where
-    S: Service<Request<RetryBody<B>>>,
-    St: TokenStore,
-    R: Refresher,
-{
-    let body = match body {
-        Ok(body) => body,
-        Err(source) => {
+        // A refreshed link the store did not take replaces the record it was refreshed from.
+        let token = shared.flights.newer_than(&key, &stored).unwrap_or(stored);
+        if token.needs_reauthorization() {
             return State::Failed {
-                error: UpstreamError::RequestBody {
-                    provider: shared.provider.clone(),
-                    source,
-                },
+                error: shared.reauth(ReauthReason::Marked, None),
             };
         }
-    };
-    let request = Outgoing { head, body };
-    let due = token.refresh_token().is_some()
-        && token.refresh_due(shared.skew, SystemTime::now())
-        && !shared.flights.cooling(&key);
-    if due {
-        State::Refresh {
-            future: flight::refresh(shared.clone(), key.clone(), token.access_token().clone()),
-            key,
-            trigger: Trigger::Proactive { token, request },
+        match body {
+            BodyState::Reading(buffering) => State::Buffer {
+                key,
+                token,
+                head,
+                buffering,
+            },
+            BodyState::Read(body) => self.ready_to_send(key, token, head, body),
         }
-    } else {
-        first_attempt(service, shared, key, &token, request, false)
     }
-}
 
-/// Sends `request` for the first time, with `token`; `refreshed`: the token comes from a
-/// refresh for this very request.
-fn first_attempt<S, St, R, L, B>(
-    service: &mut S,
-    shared: &Shared<St, R>,
-    key: LinkKey,
-    token: &Link,
-    request: Outgoing<B>,
-    refreshed: bool,
-) -> StateOf<S, L, B>
-where
-    S: Service<Request<RetryBody<B>>>,
-{
-    let Outgoing { head, body } = request;
-    // A token fresh from a refresh for this request is not refreshed again: a rejection of it
-    // is final, and nothing needs keeping for a retry.
-    let (request, replay) = match body {
-        ReadBody::Whole { data, trailers } => {
-            // The inner service consumes the request: a retry needs a copy, taken before the
-            // token is set. The original is sent — a copy's header map is full, and setting
-            // `Authorization` would grow it.
-            let resend = (!refreshed).then(|| Resend {
-                head: head.clone(),
-                data: data.clone(),
-                trailers: trailers.clone(),
-            });
-            (
-                Request::from_parts(head, RetryBody::buffered(data, trailers)),
-                resend.map(Ok),
-            )
+    /// The link is loaded and the body read: refresh ahead of expiry (row U3), or send.
+    fn ready_to_send<L, B>(
+        self,
+        key: LinkKey,
+        token: Link,
+        head: Parts,
+        body: Result<ReadBody<B>, BoxError>,
+    ) -> StateOf<S, L, B>
+    where
+        S: Service<Request<RetryBody<B>>>,
+    {
+        let shared = self.shared;
+        let body = match body {
+            Ok(body) => body,
+            Err(source) => {
+                return State::Failed {
+                    error: UpstreamError::RequestBody {
+                        provider: shared.provider.clone(),
+                        source,
+                    },
+                };
+            }
+        };
+        let due = token.refresh_token().is_some()
+            && token.refresh_due(shared.skew, SystemTime::now())
+            && !shared.flights.cooling(&key);
+        if due {
+            State::Refresh {
+                future: flight::refresh(shared.clone(), key.clone(), token.access_token().clone()),
+                key,
+                trigger: Trigger::Proactive {
+                    token,
+                    request: Outgoing { head, body },
+                },
+            }
+        } else {
+            self.first_attempt(key, token, head, body, false)
         }
-        ReadBody::TooLarge { prefix, rest } => (
-            Request::from_parts(head, RetryBody::chained(prefix, rest)),
-            Some(Err(NotReplayable::TooLarge {
-                limit: shared.replay_limit,
-            })),
-        ),
-        ReadBody::Streamed { rest } => (
-            Request::from_parts(head, RetryBody::chained(Bytes::new(), rest)),
-            Some(Err(NotReplayable::Streamed)),
-        ),
-    };
-    let on_reject = match replay {
-        Some(replay) if !refreshed => OnReject::Refresh(replay),
-        _ => OnReject::Final,
-    };
-    attempt(shared, key, token, request, on_reject, |request| {
-        Sending::First {
-            future: service.call(request),
-        }
-    })
-}
+    }
 
-/// A refresh ended (state `Refresh`).
-fn refreshed<S, St, R, L, B>(
-    service: &mut S,
-    shared: &Shared<St, R>,
-    key: LinkKey,
-    trigger: Trigger<B>,
-    outcome: Outcome,
-) -> StateOf<S, L, B>
-where
-    S: Service<Request<RetryBody<B>>> + Clone,
-{
-    match trigger {
-        Trigger::Proactive { token, request } => match outcome {
-            Ok(fresh) => first_attempt(service, shared, key, &fresh, request, true),
-            Err(failure) if failure.is_passing() && !token.is_expired(SystemTime::now()) => {
-                // Still valid: use it, and don't ask again for a while.
-                tracing::warn!(
-                    provider = key.provider(),
-                    "refresh ahead of expiry failed; using the current token"
-                );
-                shared.flights.cool_down(&key, shared.retry_after);
-                first_attempt(service, shared, key, &token, request, false)
+    /// Sends the request (`head`, `body`) for the first time, with `token`; `refreshed`: the
+    /// token comes from a refresh for this very request.
+    fn first_attempt<L, B>(
+        self,
+        key: LinkKey,
+        token: Link,
+        head: Parts,
+        body: ReadBody<B>,
+        refreshed: bool,
+    ) -> StateOf<S, L, B>
+    where
+        S: Service<Request<RetryBody<B>>>,
+    {
+        // A token fresh from a refresh for this request is not refreshed again: a rejection of
+        // it is final, and nothing needs keeping for a retry.
+        let (body, replay) = match body {
+            ReadBody::Whole { data, trailers } => {
+                // The inner service consumes the request: a retry needs a copy, taken before
+                // the token is set. The original is sent — a copy's header map is full, and
+                // setting `Authorization` would grow it.
+                let resend = (!refreshed).then(|| Ok(Resend::copy(&head, &data, &trailers)));
+                (RetryBody::buffered(data, trailers), resend)
             }
-            Err(failure) => State::Failed {
-                error: shared.failure(failure, None),
+            ReadBody::TooLarge { prefix, rest } => (
+                RetryBody::chained(prefix, rest),
+                Some(Err(NotReplayable::TooLarge {
+                    limit: self.shared.replay_limit,
+                })),
+            ),
+            ReadBody::Streamed { rest } => (
+                RetryBody::chained(Bytes::new(), rest),
+                Some(Err(NotReplayable::Streamed)),
+            ),
+        };
+        *self.on_reject = match replay {
+            Some(replay) if !refreshed => OnReject::Refresh(replay),
+            _ => OnReject::Final,
+        };
+        let mut request = Request::from_parts(head, body);
+        match authorize(self.shared, token, &mut request) {
+            // Built where it is returned: the inner future is the largest part of the state.
+            Ok(access) => State::Attempt {
+                future: Sending::First {
+                    future: self.service.call(request),
+                },
+                key,
+                access,
             },
-        },
-        Trigger::Rejected { status, replay } => match (outcome, replay) {
-            (Err(failure), _) => State::Failed {
-                error: shared.failure(failure, Some(status)),
-            },
-            (Ok(fresh), Ok(resend)) => {
-                let request = Request::from_parts(
-                    resend.head,
-                    RetryBody::buffered(resend.data, resend.trailers),
-                );
-                let service = service.clone();
-                attempt(shared, key, &fresh, request, OnReject::Final, |request| {
-                    Sending::Again {
-                        future: Box::pin(Oneshot::new(service, request)),
-                    }
-                })
-            }
-            (Ok(_), Err(reason)) => State::Failed {
-                error: UpstreamError::BodyNotReplayable {
-                    provider: shared.provider.clone(),
-                    reason,
-                    received_status: status,
+            Err(error) => State::Failed { error },
+        }
+    }
+
+    /// A refresh ended (state `Refresh`).
+    fn refreshed<L, B>(
+        self,
+        key: LinkKey,
+        trigger: Trigger<B>,
+        outcome: Outcome,
+    ) -> StateOf<S, L, B>
+    where
+        S: Service<Request<RetryBody<B>>> + Clone,
+    {
+        let shared = self.shared;
+        match trigger {
+            Trigger::Proactive { token, request } => match outcome {
+                Ok(fresh) => self.first_attempt(key, fresh, request.head, request.body, true),
+                Err(failure) if failure.is_passing() && !token.is_expired(SystemTime::now()) => {
+                    // Still valid: use it, and don't ask again for a while.
+                    tracing::warn!(
+                        provider = key.provider(),
+                        "refresh ahead of expiry failed; using the current token"
+                    );
+                    shared.flights.cool_down(&key, shared.retry_after);
+                    self.first_attempt(key, token, request.head, request.body, false)
+                }
+                Err(failure) => State::Failed {
+                    error: shared.failure(failure, None),
                 },
             },
-        },
+            Trigger::Rejected { status, replay } => match (outcome, replay) {
+                (Err(failure), _) => State::Failed {
+                    error: shared.failure(failure, Some(status)),
+                },
+                (Ok(fresh), Ok(resend)) => {
+                    // The retry is the last attempt: its rejection is final.
+                    *self.on_reject = OnReject::Final;
+                    let mut request = resend.into_request(&key);
+                    match authorize(shared, fresh, &mut request) {
+                        Ok(access) => State::Attempt {
+                            future: Sending::Again {
+                                future: Box::pin(Oneshot::new(self.service.clone(), request)),
+                            },
+                            key,
+                            access,
+                        },
+                        Err(error) => State::Failed { error },
+                    }
+                }
+                (Ok(_), Err(reason)) => State::Failed {
+                    error: UpstreamError::BodyNotReplayable {
+                        provider: shared.provider.clone(),
+                        reason,
+                        received_status: status,
+                    },
+                },
+            },
+        }
     }
 }
 
@@ -595,48 +686,36 @@ where
     }
 }
 
-/// Sends an attempt (the first or the retry) with `token`.
-fn attempt<F, O, L, B, St, R>(
-    shared: &Shared<St, R>,
-    key: LinkKey,
-    token: &Link,
-    mut request: Request<RetryBody<B>>,
-    on_reject: OnReject,
-    send: impl FnOnce(Request<RetryBody<B>>) -> Sending<F, O>,
-) -> State<F, O, L, B> {
-    match authorize(&mut request, token, shared) {
-        Ok(()) => State::Attempt {
-            future: send(request),
-            key,
-            access: token.access_token().clone(),
-            on_reject,
-        },
-        Err(error) => State::Failed { error },
-    }
-}
-
-/// Sets `Authorization: Bearer <token>`, replacing whatever the request had.
+/// Sets `Authorization: Bearer <token>` on an attempt (the first or the retry), replacing
+/// whatever the request had; the access token it carries.
 fn authorize<B, St, R>(
-    request: &mut Request<B>,
-    token: &Link,
     shared: &Shared<St, R>,
-) -> Result<(), UpstreamError> {
-    match token.authorization() {
-        Some(value) => {
-            request.headers_mut().insert(AUTHORIZATION, value.clone());
-            Ok(())
+    token: Link,
+    request: &mut Request<B>,
+) -> Result<TokenSecret, UpstreamError> {
+    // The link was loaded (or refreshed) for this request: its credentials are moved, not
+    // cloned.
+    match token.into_credentials() {
+        (access, Some(authorization)) => {
+            request.headers_mut().insert(AUTHORIZATION, authorization);
+            Ok(access)
         }
         // The provider issued a token that cannot be sent in a header.
-        None => Err(UpstreamError::Misconfigured {
+        (_, None) => Err(UpstreamError::Misconfigured {
             provider: shared.provider.clone(),
             source: None,
         }),
     }
 }
 
-enum Classified<B> {
-    Done(Result<Response<B>, UpstreamError>),
+/// What becomes of an attempt's answer.
+enum Classified {
+    /// Passed on (rows U1, U6), marked as such; or a transport error, returned as it is.
+    PassOn,
+    /// The token was rejected with this status (row U2).
     Rejected(StatusCode),
+    /// The request fails (row U5).
+    Failed(UpstreamError),
 }
 
 impl<St, R> Shared<St, R> {
@@ -688,28 +767,60 @@ impl<St, R> Shared<St, R> {
 
     /// What a provider's response means: its token was rejected (row U2), or the request is
     /// done — passed on (rows U1, U6) or failed (row U5).
-    fn classify<B>(&self, mut response: Response<B>) -> Classified<B> {
-        let class = match response.extensions().get::<UpstreamClass>() {
-            Some(class) => class.clone(),
-            None => classify_challenges(response.status(), response.headers()),
+    fn classify<B>(&self, response: &mut Response<B>) -> Classified {
+        let status = response.status();
+        let verdict = match response.extensions().get::<UpstreamClass>() {
+            Some(class) => Verdict::of(class, status),
+            None => {
+                let class = classify_challenges(status, response.headers());
+                let verdict = Verdict::of(&class, status);
+                // A response passed on carries its class: the emitter labels a plain `403`
+                // by it (row U6).
+                if let Verdict::PassOn = verdict {
+                    response.extensions_mut().insert(class);
+                }
+                verdict
+            }
         };
+        match verdict {
+            Verdict::Rejected(status) => Classified::Rejected(status),
+            Verdict::InsufficientScope(scopes) => {
+                Classified::Failed(UpstreamError::InsufficientScope {
+                    provider: self.provider.clone(),
+                    scopes,
+                })
+            }
+            Verdict::PassOn => {
+                passed_on::mark(response);
+                Classified::PassOn
+            }
+        }
+    }
+}
+
+/// What the layer does with a provider's response of a class.
+enum Verdict {
+    /// Refresh (row U2); the status received.
+    Rejected(StatusCode),
+    /// Fail (row U5).
+    InsufficientScope(Vec<String>),
+    /// Pass it on (rows U1, U6).
+    PassOn,
+}
+
+impl Verdict {
+    /// Read from `class` in place: the class stays in the response for the emitter and for
+    /// anyone outside.
+    fn of(class: &UpstreamClass, status: StatusCode) -> Self {
         match class {
             // A gRPC provider rejects with HTTP 200 and a `grpc-status`: as a status received,
             // that is its HTTP counterpart, 401.
-            UpstreamClass::TokenRejected if response.status().is_success() => {
-                Classified::Rejected(StatusCode::UNAUTHORIZED)
+            UpstreamClass::TokenRejected if status.is_success() => {
+                Self::Rejected(StatusCode::UNAUTHORIZED)
             }
-            UpstreamClass::TokenRejected => Classified::Rejected(response.status()),
-            UpstreamClass::InsufficientScope { scopes } => {
-                Classified::Done(Err(UpstreamError::InsufficientScope {
-                    provider: self.provider.clone(),
-                    scopes,
-                }))
-            }
-            class => {
-                passed_on::mark(&mut response, class == UpstreamClass::Forbidden);
-                Classified::Done(Ok(response))
-            }
+            UpstreamClass::TokenRejected => Self::Rejected(status),
+            UpstreamClass::InsufficientScope { scopes } => Self::InsufficientScope(scopes.clone()),
+            _ => Self::PassOn,
         }
     }
 }
@@ -1113,6 +1224,51 @@ mod tests {
         };
         assert_eq!(*log.lock().unwrap(), [sent("at-0"), sent("at-1")]);
         assert_eq!(stored(&store), link("at-1", Some("rt-1"), false));
+    }
+
+    #[tokio::test]
+    async fn the_retry_carries_the_requests_extensions() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Marker(&'static str);
+        // What each attempt carried: its token, its key, its marker.
+        type Seen = Arc<Mutex<Vec<(String, Option<LinkKey>, Option<Marker>)>>>;
+
+        for marker in [None, Some(Marker("mine"))] {
+            let store = stale_store();
+            let seen = Seen::default();
+            let provider = service_fn({
+                let seen = seen.clone();
+                move |request: Request<RetryBody<TestBody>>| {
+                    let authorization = request.headers()[AUTHORIZATION].to_str().unwrap();
+                    let ok = authorization == "Bearer at-1";
+                    seen.lock().unwrap().push((
+                        authorization.to_owned(),
+                        request.extensions().get::<LinkKey>().cloned(),
+                        request.extensions().get::<Marker>().cloned(),
+                    ));
+                    let status = if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    };
+                    let response = Response::builder().status(status);
+                    std::future::ready(Ok::<_, Infallible>(
+                        response.body(Full::<Bytes>::default()).unwrap(),
+                    ))
+                }
+            });
+            let client = layer(&store, &Presented::default(), rotated).layer(provider);
+            let mut request = request(TestBody::new(&[b"payload"]));
+            if let Some(marker) = &marker {
+                request.extensions_mut().insert(marker.clone());
+            }
+
+            let response = client.oneshot(request).await.unwrap();
+
+            assert_eq!(response.status(), StatusCode::OK);
+            let attempt = |token: &str| (format!("Bearer {token}"), Some(key()), marker.clone());
+            assert_eq!(*seen.lock().unwrap(), [attempt("at-0"), attempt("at-1")]);
+        }
     }
 
     #[tokio::test]

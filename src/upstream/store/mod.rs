@@ -301,10 +301,11 @@ impl Link {
         &self.access_token
     }
 
-    /// `Bearer <access token>` as a sensitive header value, or `None` if the token cannot be
-    /// sent in a header.
-    pub(crate) fn authorization(&self) -> Option<&HeaderValue> {
-        self.authorization.as_ref()
+    /// The access token and `Bearer <access token>` as a sensitive header value (`None` if the
+    /// token cannot be sent in a header), moved out of a link loaded for one request: no
+    /// reference count taken and given back per request.
+    pub(crate) fn into_credentials(self) -> (TokenSecret, Option<HeaderValue>) {
+        (self.access_token, self.authorization)
     }
 
     /// When the access token expires, if known.
