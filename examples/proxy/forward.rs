@@ -165,15 +165,23 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
 /// segment hiding a separator (`%2F`, `%5C`, `\`) that the provider may normalise into one.
 /// The caller's `access_token` query parameter, if any, is not for the provider.
 fn upstream_uri(provider: &Provider, rest: &str, query: Option<&str>) -> Option<Uri> {
-    let escapes = rest.split('/').any(|segment| {
-        let decoded = percent_decode_str(segment).decode_utf8_lossy();
-        decoded == "." || decoded == ".." || decoded.contains(['/', '\\'])
-    });
-    if escapes {
+    if may_escape(rest) {
         return None;
     }
     let query = query.and_then(tower_bearer::token::without_access_token);
     provider.base.join(rest, query.as_deref())
+}
+
+/// Whether a segment of `rest` (which starts with `/`) is a dot segment or hides a separator.
+fn may_escape(rest: &str) -> bool {
+    // Most paths have no dot after a slash, no escape and no backslash: nothing to decode.
+    if !rest.contains("/.") && !rest.contains(['%', '\\']) {
+        return false;
+    }
+    rest.split('/').any(|segment| {
+        let decoded = percent_decode_str(segment).decode_utf8_lossy();
+        decoded == "." || decoded == ".." || decoded.contains(['/', '\\'])
+    })
 }
 
 /// The caller's headers, less those that are not for the provider: hop-by-hop fields, `Host`
