@@ -131,13 +131,18 @@ where
     *upstream.uri_mut() = uri;
     *upstream.version_mut() = Version::HTTP_11;
     *upstream.headers_mut() = forwarded_headers(parts.headers, &app.via);
-    upstream.extensions_mut().insert(key.clone());
+    // The caller's extensions are for this side; their map (allocated for the claims) is
+    // emptied and reused for what the outbound layers read.
+    let mut extensions = parts.extensions;
+    extensions.clear();
+    extensions.insert(key.clone());
+    *upstream.extensions_mut() = extensions;
 
     match timeout_at(deadline, provider.api.clone().oneshot(upstream)).await {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             // The provider's cookies are for its own site, not the proxy's origin.
-            parts.headers.remove(header::SET_COOKIE);
+            remove_present(&mut parts.headers, &[header::SET_COOKIE]);
             Response::from_parts(parts, Body::new(body))
         }
         Ok(Err(error)) => {
@@ -196,21 +201,25 @@ fn forwarded_headers(mut headers: HeaderMap, via: &HeaderValue) -> HeaderMap {
         header::CONTENT_LENGTH,
     ];
     tower_bearer::upstream::strip_hop_by_hop(&mut headers);
-    // A request carries two or three of these: one pass over the names finds them, and only
-    // those are looked up to be removed.
-    let mut present = [false; 5];
+    remove_present(&mut headers, &NOT_FORWARDED);
+    headers.append(header::VIA, via.clone());
+    headers
+}
+
+/// Removes the fields named in `names`. A message carries few of them: one pass over its names
+/// finds those, and only those are looked up (hashed) to be removed.
+fn remove_present<const N: usize>(headers: &mut HeaderMap, names: &[HeaderName; N]) {
+    let mut present = [false; N];
     for name in headers.keys() {
-        if let Some(at) = NOT_FORWARDED.iter().position(|not| not == name) {
+        if let Some(at) = names.iter().position(|wanted| wanted == name) {
             present[at] = true;
         }
     }
-    for (name, present) in NOT_FORWARDED.into_iter().zip(present) {
+    for (name, present) in names.iter().zip(present) {
         if present {
             headers.remove(name);
         }
     }
-    headers.append(header::VIA, via.clone());
-    headers
 }
 
 /// A provider's base URL, split once: a request's URL is its path appended to the base's.
