@@ -98,7 +98,7 @@ const CONNECTIONS: usize = 16;
 /// One wrk round.
 const ROUND: Duration = Duration::from_secs(4);
 /// wrk rounds per proxy, after a warm-up round of each.
-const ROUNDS: usize = 8;
+const ROUNDS: usize = 12;
 /// Requests before the instruction counters are zeroed.
 const WARM_UP: u64 = 2_000;
 /// Requests counted.
