@@ -694,8 +694,12 @@ async fn tokens_and_secrets_stay_out_of_logs_debug_and_errors() {
         .with_writer(capture.clone())
         .with_ansi(false)
         .finish();
-    // Tokio's current-thread test runtime runs the server's tasks on this thread too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The process's subscriber, not this thread's: the other tests of this binary hit the same
+    // callsites on their threads at the same time, and tracing caches a callsite's interest
+    // once for all threads — a thread's own subscriber was seen to miss every event of the
+    // JWKS validator when one of them got there first. Their events land here too, and are
+    // checked along with this test's.
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let mut provider = OidcProvider::start(OidcConfig::new()).await;
     let (client, _) = counting_client();
