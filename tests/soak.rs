@@ -1,4 +1,4 @@
-//! A soak of the example proxy (issue 10): its router under a steady load from a few clients on
+//! A soak of the example proxy (issue 10): the proxy service under a steady load from a few clients on
 //! loopback while the third-party provider's token endpoint flaps and the identity provider's
 //! JWKS goes down and up (and rotates its signing key while down).
 //!

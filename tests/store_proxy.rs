@@ -153,7 +153,7 @@ mod child {
 
     /// Run by the tests that start the proxy as a process (over SQLite, and the replicas over
     /// Redis) as their child process: the example proxy in real mode, as its `main.rs` runs it
-    /// — the configuration file, the store it names, the router, served until SIGTERM.
+    /// — the configuration file, the store it names, the proxy, served until SIGTERM.
     #[test]
     #[ignore = "the child process of the tests that start the proxy as a process"]
     fn proxy_child() {

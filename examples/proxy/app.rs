@@ -1,5 +1,5 @@
 //! The proxy as a library: `main.rs` runs it, the tests (`tests/proxy_*.rs`) include this file
-//! to drive the very same router.
+//! to drive the very same proxy.
 //!
 //! ```text
 //! caller ─► request id ─► ValidateBearer ─► Authorize ─► forward ─► RefreshAndRetry ─► ClassifyUpstream ─► provider
