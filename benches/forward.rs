@@ -1,6 +1,6 @@
-//! The example proxy's whole stack against a bare hyper forwarding proxy, both in front of a
-//! provider that answers at once: what the stack costs per request, in throughput and in
-//! instructions.
+//! The example proxy's whole stack, and the crate's layers alone, against a bare hyper
+//! forwarding proxy, all in front of a provider that answers at once: what each costs per
+//! request, in throughput and in instructions.
 //!
 //! ```sh
 //! # criterion (time per request), then interleaved wrk rounds: the throughput ratio
@@ -34,8 +34,9 @@
 //! Every proxy gets the same requests: `GET /api/bench/me` with a caller's JWT (`layers` mints
 //! its own), over [`CONNECTIONS`] keep-alive connections; the bare proxy ignores the JWT.
 //!
-//! - criterion's `forward/bare` and `forward/stack` send them from this process (hyper-util's
-//!   client, [`CONNECTIONS`] requests in flight) and report the time per request.
+//! - criterion's `forward/bare`, `forward/layers` and `forward/stack` send them from this
+//!   process (hyper-util's client, [`CONNECTIONS`] requests in flight) and report the time per
+//!   request.
 //! - The wrk part alternates rounds of [`ROUND`] on each proxy (`wrk -t1 -c16`), bare first,
 //!   [`ROUNDS`] of each after one warm-up round of each, and prints the medians of the
 //!   requests per second and their ratios to bare.
@@ -318,6 +319,8 @@ async fn layers(listener: TcpListener, public_url: &str, provider: &str) {
             let rest = path.strip_prefix("/api/bench").unwrap_or(path);
             parts.uri = format!("{base}{rest}").parse().unwrap();
             parts.headers.remove(HOST);
+            // As the example's forwarder does: the claims are not for the provider's request.
+            parts.extensions.clear();
             parts.extensions.insert(key);
             Ok(match api.oneshot(Request::from_parts(parts, body)).await {
                 Ok(response) => response.map(Body::new),

@@ -699,7 +699,8 @@ async fn tokens_and_secrets_stay_out_of_logs_debug_and_errors() {
     // once for all threads — a thread's own subscriber was seen to miss every event of the
     // JWKS validator when one of them got there first. Their events land here too, and are
     // checked along with this test's.
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("no other test of this binary installs a subscriber");
 
     let mut provider = OidcProvider::start(OidcConfig::new()).await;
     let (client, _) = counting_client();
@@ -736,12 +737,17 @@ async fn tokens_and_secrets_stay_out_of_logs_debug_and_errors() {
     assert_unavailable(&get_bearer(&http, &jwks_base, &rotated).await);
     assert_unavailable(&get_bearer(&http, &introspect_base, &opaque).await);
 
+    // The capture holds every test's events: these lines are this test's, by its provider's
+    // address (the other tests run providers of their own).
     let mut seen = capture.text();
-    assert!(
-        seen.contains("fetching the JWKS failed"),
-        "the capture works: {seen}"
-    );
-    assert!(seen.contains("refused our client credentials"), "{seen}");
+    let ours = format!("uri=http://127.0.0.1:{}/", provider.port());
+    let line_with = |what: &str| {
+        seen.lines()
+            .any(|line| line.contains(what) && line.contains(&ours))
+    };
+    assert!(line_with("fetched JWKS"), "the capture works: {seen}");
+    assert!(line_with("refused our client credentials"), "{seen}");
+    assert!(seen.contains("fetching the JWKS failed"), "{seen}");
     let err = jwks.refresh().await.unwrap_err();
     seen.push_str(&format!(
         "{err} {err:?} {jwks:?} {wrong_secret:?} {client:?}"

@@ -56,7 +56,8 @@ use super::{
     store::LinkStore,
 };
 
-/// What every handler shares. Cheap to clone.
+/// What the forwarder reads on every call: the configuration, the providers, the link routes.
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct App(Arc<Shared>);
 
@@ -94,7 +95,9 @@ pub async fn build(settings: Settings, store: impl Into<LinkStore>) -> Result<Pr
     build_with(settings, store, Router::new()).await
 }
 
-/// [`build`], with `routes` served beside the proxy's own (the demo's start page).
+/// [`build`], with `routes` served beside the proxy's own (the demo's start page), behind the
+/// same request id, access log and CORS. Paths of the forwarding route's shape,
+/// `/api/{provider}/{rest}`, belong to the forwarder whatever `routes` holds.
 pub async fn build_with(
     settings: Settings,
     store: impl Into<LinkStore>,

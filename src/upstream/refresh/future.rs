@@ -181,7 +181,8 @@ struct Resend {
 }
 
 impl Resend {
-    /// Copies the request `head`, `data`, `trailers` that `key` was read from.
+    /// Copies the request `head`, `data`, `trailers`; the extensions only when they hold more
+    /// than the request's `LinkKey`, which [`into_request`](Self::into_request) puts back.
     fn copy(head: &Parts, data: &Bytes, trailers: &Option<HeaderMap>) -> Self {
         Self {
             method: head.method.clone(),
