@@ -66,28 +66,21 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        Box::pin(forward(self.app.clone(), request))
+        let app = self.app.clone();
+        Box::pin(async move { Ok(forward(app, request).await) })
     }
 }
 
 /// Forwards `request`, on behalf of the caller whose claims the layers above put in it.
-async fn forward<B>(app: App, request: Request<B>) -> Result<Response, Infallible>
+async fn forward<B>(app: App, request: Request<B>) -> Response
 where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     let Some(claims) = request.extensions().get::<Arc<StandardClaims>>().cloned() else {
         // Outside the validating layer: a wiring mistake, refused as unauthenticated.
-        return Ok(pending_response(AuthError::MissingCredentials));
+        return pending_response(AuthError::MissingCredentials);
     };
-    Ok(forward_for(app, &claims, request).await)
-}
-
-async fn forward_for<B>(app: App, claims: &StandardClaims, request: Request<B>) -> Response
-where
-    B: HttpBody<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
     let deadline = Instant::now() + app.settings.limits.request_timeout;
     let Some((provider, rest)) = split_path(request.uri().path()) else {
         return problem(StatusCode::BAD_REQUEST, "Malformed path");
@@ -96,7 +89,7 @@ where
         return problem(StatusCode::NOT_FOUND, "No such provider");
     };
     // The validator requires `sub`: it names the user whose link is used.
-    let Some(key) = app.connect.link_key(claims, provider.name.clone()) else {
+    let Some(key) = app.connect.link_key(&claims, provider.name.clone()) else {
         return problem(StatusCode::FORBIDDEN, "The token names no user");
     };
     let Some(uri) = upstream_uri(&provider, rest, request.uri().query()) else {

@@ -355,12 +355,8 @@ where
                     let Some(Loading { key, head, body }) = request.take() else {
                         unreachable!("the state Load ends once")
                     };
-                    let next = Next {
-                        service: this.service,
-                        on_reject: this.on_reject,
-                        shared,
-                    };
-                    next.link_loaded(key, head, body, loaded)
+                    Next::new(this.service, this.on_reject, shared)
+                        .link_loaded(key, head, body, loaded)
                 }
                 StateProj::Buffer { buffering, .. } => {
                     let body = read_body(ready!(buffering.poll_buffer(cx)));
@@ -370,12 +366,8 @@ where
                     else {
                         unreachable!("in the state Buffer")
                     };
-                    let next = Next {
-                        service: this.service,
-                        on_reject: this.on_reject,
-                        shared,
-                    };
-                    next.ready_to_send(key, token, head, body)
+                    Next::new(this.service, this.on_reject, shared)
+                        .ready_to_send(key, token, head, body)
                 }
                 StateProj::Refresh { future, .. } => {
                     let outcome = ready!(future.as_mut().poll(cx));
@@ -384,12 +376,7 @@ where
                     else {
                         unreachable!("in the state Refresh")
                     };
-                    let next = Next {
-                        service: this.service,
-                        on_reject: this.on_reject,
-                        shared,
-                    };
-                    next.refreshed(key, trigger, outcome)
+                    Next::new(this.service, this.on_reject, shared).refreshed(key, trigger, outcome)
                 }
                 StateProj::Attempt {
                     future,
@@ -452,6 +439,20 @@ struct Next<'a, S, St, R> {
     service: &'a mut S,
     on_reject: &'a mut OnReject,
     shared: &'a Arc<Shared<St, R>>,
+}
+
+impl<'a, S, St, R> Next<'a, S, St, R> {
+    fn new(
+        service: &'a mut S,
+        on_reject: &'a mut OnReject,
+        shared: &'a Arc<Shared<St, R>>,
+    ) -> Self {
+        Self {
+            service,
+            on_reject,
+            shared,
+        }
+    }
 }
 
 impl<S, St, R> Next<'_, S, St, R>
