@@ -44,7 +44,7 @@ use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderValue, Method, Request, Response,
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response,
     header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 
@@ -423,12 +423,23 @@ impl RequestContext {
 
     /// Captures the context from a request's method and headers.
     pub fn from_parts(method: &Method, headers: &HeaderMap) -> Self {
+        Self::capture(method, headers, |_, _| {})
+    }
+
+    /// [`from_parts`](Self::from_parts), showing every header field to `visit` on the way: one
+    /// pass over the headers for the context and whatever else the caller looks for.
+    pub(crate) fn capture<'h>(
+        method: &Method,
+        headers: &'h HeaderMap,
+        mut visit: impl FnMut(&HeaderName, &'h HeaderValue),
+    ) -> Self {
         let mut grpc = None;
         let (mut mode, mut dest) = (None, None);
         let mut accept = Accept::Absent;
         let mut accepts = 0;
         // The first value of each header decides, as `HeaderMap::get` would have it.
         for (name, value) in headers {
+            visit(name, value);
             if name == CONTENT_TYPE {
                 grpc.get_or_insert_with(|| value.as_bytes().starts_with(b"application/grpc"));
             } else if name == ACCEPT {

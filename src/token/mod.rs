@@ -23,7 +23,7 @@ mod params;
 
 use std::fmt;
 
-use http::{HeaderMap, HeaderValue, Request, Uri, header::AUTHORIZATION};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header::AUTHORIZATION};
 
 pub use self::params::without_access_token;
 use self::{
@@ -132,26 +132,37 @@ impl BearerExtractor {
 
     /// Extracts the token from a request's headers and URI.
     pub fn extract_from(&self, headers: &HeaderMap, uri: &Uri) -> Result<BearerToken, AuthError> {
-        self.find_with(headers, uri, None)?.check()
+        self.find_with(AuthorizationField::of(headers), uri, None)?
+            .check()
     }
 
     /// Finds the token in a request: every rule of [`extract`](Self::extract) but the header
     /// token's syntax, which is left to [`Presented::check`].
     pub(crate) fn find<'r, B>(&self, request: &'r Request<B>) -> Result<Presented<'r>, AuthError> {
+        self.find_seen(request, AuthorizationField::of(request.headers()))
+    }
+
+    /// [`find`](Self::find), the request's `Authorization` field already looked up (by a pass
+    /// over its headers that reads more of them).
+    pub(crate) fn find_seen<'r, B>(
+        &self,
+        request: &'r Request<B>,
+        authorization: AuthorizationField<'r>,
+    ) -> Result<Presented<'r>, AuthError> {
         let form = request
             .extensions()
             .get::<FormToken>()
             .map(|found| &found.0);
-        self.find_with(request.headers(), request.uri(), form)
+        self.find_with(authorization, request.uri(), form)
     }
 
     fn find_with<'r>(
         &self,
-        headers: &'r HeaderMap,
+        authorization: AuthorizationField<'r>,
         uri: &Uri,
         form: Option<&FormParam>,
     ) -> Result<Presented<'r>, AuthError> {
-        let from_header = self.header_token(headers)?;
+        let from_header = self.header_token(authorization)?;
         let from_query = uri.query().and_then(|query| params::find(query.as_bytes()));
         let methods = usize::from(from_header.is_some())
             + usize::from(from_query.is_some())
@@ -176,12 +187,14 @@ impl BearerExtractor {
 
     /// The header's token: the outer error is a malformed request (I2), the inner one an
     /// unreadable token (I3), reported only once the request is known to be unambiguous.
-    fn header_token<'r>(&self, headers: &'r HeaderMap) -> Result<Option<Extracted<'r>>, AuthError> {
-        let mut values = headers.get_all(AUTHORIZATION).iter();
-        let Some(value) = values.next() else {
+    fn header_token<'r>(
+        &self,
+        authorization: AuthorizationField<'r>,
+    ) -> Result<Option<Extracted<'r>>, AuthError> {
+        let Some(value) = authorization.first else {
             return Ok(None);
         };
-        if values.next().is_some() {
+        if authorization.repeated {
             return Err(InvalidRequest::RepeatedHeader.into());
         }
         let bytes = value.as_bytes();
@@ -208,6 +221,32 @@ impl BearerExtractor {
     /// The token of an `access_token` parameter (the query's, or a form body's).
     fn decode_param(&self, param: Param<'_>) -> Result<BearerToken, AuthError> {
         BearerToken::new(&params::decode_token(param, self.max_token_length)?)
+    }
+}
+
+/// A request's `Authorization` field: its first value, and whether it has more.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct AuthorizationField<'r> {
+    first: Option<&'r HeaderValue>,
+    repeated: bool,
+}
+
+impl<'r> AuthorizationField<'r> {
+    /// Looks the field up.
+    fn of(headers: &'r HeaderMap) -> Self {
+        let mut values = headers.get_all(AUTHORIZATION).iter();
+        Self {
+            first: values.next(),
+            repeated: values.next().is_some(),
+        }
+    }
+
+    /// Takes in one of a request's header fields, in a pass over all of them.
+    pub(crate) fn see(&mut self, name: &HeaderName, value: &'r HeaderValue) {
+        if name == AUTHORIZATION {
+            self.repeated |= self.first.is_some();
+            self.first.get_or_insert(value);
+        }
     }
 }
 

@@ -103,7 +103,7 @@ use crate::{
     body::MaybeBuffered,
     emit::{Emitter, RequestContext},
     failure::AuthError,
-    token::{BearerExtractor, BearerToken},
+    token::{AuthorizationField, BearerExtractor, BearerToken},
 };
 
 /// A source of truth about tokens: static keys, a JWKS, an introspection endpoint, a cache.
@@ -235,15 +235,22 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let context = RequestContext::of(&request);
-        let verdict = self.extractor.find(&request).and_then(|presented| {
-            match self.validator.recall(presented.as_bytes()) {
-                Some(claims) => Ok(Verdict::Decided(Ok(claims))),
-                None => presented
-                    .check()
-                    .map(|token| self.validator.validate(&token)),
-            }
-        });
+        // One pass over the headers finds the failure context and the credentials.
+        let mut authorization = AuthorizationField::default();
+        let context =
+            RequestContext::capture(request.method(), request.headers(), |name, value| {
+                authorization.see(name, value)
+            });
+        let found = self.extractor.find_seen(&request, authorization);
+        let verdict =
+            found.and_then(
+                |presented| match self.validator.recall(presented.as_bytes()) {
+                    Some(claims) => Ok(Verdict::Decided(Ok(claims))),
+                    None => presented
+                        .check()
+                        .map(|token| self.validator.validate(&token)),
+                },
+            );
         let state = match verdict {
             Err(AuthError::MissingCredentials) if self.optional => State::Calling {
                 future: self.inner.call(request),
