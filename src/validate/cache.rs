@@ -220,11 +220,11 @@ impl Hasher for PassThrough {
     }
 }
 
-/// A cached success: the shared claims and when they stop being answered, by the store's
-/// [`Clock`].
+/// A cached success: the shared claims and when they stop being answered, in nanoseconds of
+/// the store's [`Clock`].
 struct Entry<C> {
     claims: Arc<C>,
-    until: Duration,
+    until: u64,
 }
 
 /// A reference count, whatever `C` is (a derive would ask `C: Clone`).
@@ -257,11 +257,13 @@ struct Store<C> {
 /// clock it reads that one: Linux's `CLOCK_MONOTONIC_COARSE` is the kernel's last tick, read from
 /// the vDSO without touching the hardware counter (about 10 ns against `Instant::now`'s 25 here,
 /// and no system call on hosts whose counter is not readable from user space). It lags the
-/// precise clock by up to its [`lag`](Clock::lag), which every lifetime gives up, so no entry
-/// outlives its token.
+/// precise clock by up to its resolution, one tick (its [`lag`](Clock::lag)), which every
+/// lifetime gives up, so no entry outlives its token.
+///
+/// Readings are in nanoseconds (plain integers: cheaper to compare and add than `Duration`s).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 struct Clock {
-    lag: Duration,
+    lag: u64,
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -269,20 +271,20 @@ impl Clock {
     fn new() -> Self {
         use rustix::time::{ClockId, clock_getres};
         Self {
-            lag: Self::duration(clock_getres(ClockId::MonotonicCoarse)),
+            lag: Self::nanos(clock_getres(ClockId::MonotonicCoarse)),
         }
     }
 
-    fn now(&self) -> Duration {
+    fn now(&self) -> u64 {
         use rustix::time::{ClockId, clock_gettime};
-        Self::duration(clock_gettime(ClockId::MonotonicCoarse))
+        Self::nanos(clock_gettime(ClockId::MonotonicCoarse))
     }
 
-    fn duration(time: rustix::time::Timespec) -> Duration {
+    fn nanos(time: rustix::time::Timespec) -> u64 {
         // Never negative for a monotonic clock; zero if it were.
         let seconds = u64::try_from(time.tv_sec).unwrap_or(0);
-        let nanos = u32::try_from(time.tv_nsec).unwrap_or(0);
-        Duration::new(seconds, nanos)
+        let nanos = u64::try_from(time.tv_nsec).unwrap_or(0);
+        seconds.saturating_mul(1_000_000_000).saturating_add(nanos)
     }
 }
 
@@ -290,7 +292,7 @@ impl Clock {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 struct Clock {
     start: std::time::Instant,
-    lag: Duration,
+    lag: u64,
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -298,13 +300,18 @@ impl Clock {
     fn new() -> Self {
         Self {
             start: std::time::Instant::now(),
-            lag: Duration::ZERO,
+            lag: 0,
         }
     }
 
-    fn now(&self) -> Duration {
-        self.start.elapsed()
+    fn now(&self) -> u64 {
+        nanos(self.start.elapsed())
     }
+}
+
+/// A duration in nanoseconds, saturated (`u64` nanoseconds span 584 years).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A random digest key: std seeds each `RandomState` with 128 bits of the operating system's
@@ -371,8 +378,8 @@ impl<C: TokenExpiry> Store<C> {
             lifetime = lifetime.min(Duration::from_secs(exp).saturating_sub(unix));
         }
         // A hit may read the clock up to its lag late.
-        let lifetime = lifetime.saturating_sub(self.clock.lag);
-        if lifetime.is_zero() {
+        let lifetime = nanos(lifetime).saturating_sub(self.clock.lag);
+        if lifetime == 0 {
             return;
         }
         self.entries.insert(
@@ -600,19 +607,16 @@ mod tests {
 
     #[test]
     fn an_entry_gives_up_the_clocks_lag_and_any_ttl_is_accepted() {
+        const SECOND: u64 = 1_000_000_000;
         let store: Store<StandardClaims> = Store::new(10, Duration::MAX);
         let key = store.digest(b"t");
         let before = store.clock.now();
         store.insert(key, &claims(3600));
         let until = store.entries.get(&key).expect("cached").until;
         // The token expires in at most 3600 s from now; the entry `lag` before that.
-        assert!(until <= before + Duration::from_secs(3600) - store.clock.lag);
-        assert!(until > before + Duration::from_secs(3590) - store.clock.lag);
-        assert!(
-            store.clock.lag < Duration::from_millis(100),
-            "{:?}",
-            store.clock.lag
-        );
+        assert!(until <= before + 3600 * SECOND - store.clock.lag);
+        assert!(until > before + 3590 * SECOND - store.clock.lag);
+        assert!(store.clock.lag < SECOND / 10, "{}", store.clock.lag);
 
         let unbounded: Store<StandardClaims> = Store::new(10, Duration::MAX);
         unbounded.insert(key, &Arc::new(StandardClaims::default()));
