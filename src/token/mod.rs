@@ -225,7 +225,7 @@ impl BearerExtractor {
 }
 
 /// A request's `Authorization` field: its first value, and whether it has more.
-#[derive(Clone, Copy, Default)]
+#[derive(Default)]
 pub(crate) struct AuthorizationField<'r> {
     first: Option<&'r HeaderValue>,
     repeated: bool,

@@ -241,9 +241,10 @@ where
             RequestContext::capture(request.method(), request.headers(), |name, value| {
                 authorization.see(name, value)
             });
-        let found = self.extractor.find_seen(&request, authorization);
-        let verdict =
-            found.and_then(
+        let verdict = self
+            .extractor
+            .find_seen(&request, authorization)
+            .and_then(
                 |presented| match self.validator.recall(presented.as_bytes()) {
                     Some(claims) => Ok(Verdict::Decided(Ok(claims))),
                     None => presented
