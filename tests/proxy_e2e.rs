@@ -38,7 +38,10 @@ use support::{
     },
     oidc::{Alg, OidcConfig, OidcProvider, RESOURCE_RS256, Resource, sign_in},
 };
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpListener,
+};
 use tower_bearer::{
     authorize::{AuthorizeLayer, Requirements},
     axum::Authenticated,
@@ -514,10 +517,56 @@ async fn link_call_refresh_revoke_relink() {
         "/api/acme/x%2F..%2F..%2Fadmin",
         "/api/acme/x%5C..%5Cadmin",
         "/api/acme/a%2fb",
+        // A dot segment with path parameters, which servlet containers read as `..`.
+        "/api/acme/x/..;/admin",
+        "/api/acme/x/%2e%2e%3bjsessionid=1/admin",
+        // Overlong UTF-8 forms of `.` and `/`, which old decoders read as the real ones.
+        "/api/acme/%C0%AE%C0%AE/admin",
+        "/api/acme/x%C0%AFadmin",
     ] {
         let climbing = world.call(hidden).await;
         assert_eq!(climbing.status, StatusCode::BAD_REQUEST, "{hidden}");
     }
+    // TRACE would have the provider echo the request it got, the user's upstream token in it;
+    // CONNECT asks for a tunnel. Both are refused before anything is sent on.
+    let before = world.api_call_count();
+    let trace = http::Request::builder()
+        .method(Method::TRACE)
+        .uri(format!("{}/api/acme/echo", world.proxy))
+        .header(header::AUTHORIZATION, format!("Bearer {}", world.caller))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let trace = send(&world.client, trace).await;
+    assert_eq!(trace.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        trace.header(header::ALLOW),
+        Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+    );
+    // A client sends CONNECT with an authority, never a path: this one is written by hand.
+    let address = world.proxy.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "CONNECT /api/acme/echo HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Connection: close\r\n\r\n",
+        world.caller
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut connect = Vec::new();
+    stream.read_to_end(&mut connect).await.unwrap();
+    let connect = String::from_utf8_lossy(&connect).to_ascii_lowercase();
+    assert!(
+        connect.starts_with("http/1.1 405 method not allowed\r\n"),
+        "{connect}"
+    );
+    assert!(
+        connect.contains("\r\nallow: get, head, post, put, patch, delete, options\r\n"),
+        "{connect}"
+    );
+    assert_eq!(
+        world.api_call_count(),
+        before,
+        "nothing reached the provider"
+    );
     // The request goes on with this proxy's `Via` (RFC 9110 §7.6.3) and the caller's query.
     let echoed = world.call("/api/acme/echo?x=1&y=2").await;
     assert_eq!(echoed.status, StatusCode::OK, "{echoed:?}");
@@ -699,8 +748,6 @@ fn bad_configuration_is_refused_naming_the_field() {
 /// off), and connections beyond the cap wait for a free one.
 #[tokio::test]
 async fn slow_request_heads_are_cut_off_and_connections_capped() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let router = Router::new().route("/", get(|| async { "hello" }));

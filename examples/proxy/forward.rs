@@ -19,7 +19,7 @@ use std::{
 use axum::{body::Body, response::Response};
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, Version, header,
+    HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header,
     uri::{self, Authority, PathAndQuery, Scheme},
 };
 use http_body::Body as HttpBody;
@@ -81,6 +81,13 @@ where
         // Outside the validating layer: a wiring mistake, refused as unauthenticated.
         return pending_response(AuthError::MissingCredentials);
     };
+    if !is_forwardable(request.method()) {
+        let mut refused = problem(StatusCode::METHOD_NOT_ALLOWED, "Method not forwarded");
+        refused
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+        return refused;
+    }
     let deadline = Instant::now() + app.settings.limits.request_timeout;
     let Some((provider, rest)) = split_path(request.uri().path()) else {
         return problem(StatusCode::BAD_REQUEST, "Malformed path");
@@ -150,6 +157,17 @@ where
     }
 }
 
+/// The methods a `405` names: the standard ones this proxy forwards. Others (an API's own
+/// extension methods) are forwarded too; only the two below are refused.
+const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// Whether `method` may be sent on. `TRACE` is not: the provider would echo the request it
+/// received, and with it the user's upstream token that this proxy added. Nor is `CONNECT`,
+/// which asks for a tunnel, not a resource.
+fn is_forwardable(method: &Method) -> bool {
+    method != Method::TRACE && method != Method::CONNECT
+}
+
 /// `/api/{provider}/{rest}` → (`provider`, `/rest`), from the raw (still percent-encoded) path,
 /// so that the provider receives the path exactly as the caller wrote it.
 fn split_path(path: &str) -> Option<(&str, &str)> {
@@ -159,8 +177,10 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
 }
 
 /// The provider's URL for `rest`, or `None` if a segment of `rest` could climb out of the
-/// provider's base path to endpoints the proxy is not meant to expose: a dot segment, or a
-/// segment hiding a separator (`%2F`, `%5C`, `\`) that the provider may normalise into one.
+/// provider's base path to endpoints the proxy is not meant to expose: a dot segment (also
+/// with path parameters, `..;x`, which servlet containers read as `..`), a segment hiding a
+/// separator (`%2F`, `%5C`, `\`) that the provider may normalise into one, or a segment that
+/// is not UTF-8 once decoded (overlong forms such as `%C0%AE`, which old decoders read as `.`).
 /// The caller's `access_token` query parameter, if any, is not for the provider.
 fn upstream_uri(provider: &Provider, rest: &str, query: Option<&str>) -> Option<Uri> {
     if may_escape(rest) {
@@ -170,15 +190,19 @@ fn upstream_uri(provider: &Provider, rest: &str, query: Option<&str>) -> Option<
     provider.base.join(rest, query.as_deref())
 }
 
-/// Whether a segment of `rest` (which starts with `/`) is a dot segment or hides a separator.
+/// Whether a segment of `rest` (which starts with `/`) is a dot segment, hides a separator or
+/// is not UTF-8.
 fn may_escape(rest: &str) -> bool {
     // Most paths have no dot after a slash, no escape and no backslash: nothing to decode.
     if !rest.contains("/.") && !rest.contains(['%', '\\']) {
         return false;
     }
     rest.split('/').any(|segment| {
-        let decoded = percent_decode_str(segment).decode_utf8_lossy();
-        decoded == "." || decoded == ".." || decoded.contains(['/', '\\'])
+        let Ok(decoded) = percent_decode_str(segment).decode_utf8() else {
+            return true;
+        };
+        let name = decoded.split(';').next().unwrap_or_default();
+        name == "." || name == ".." || decoded.contains(['/', '\\'])
     })
 }
 
