@@ -510,6 +510,7 @@ async fn link_call_refresh_revoke_relink() {
     );
     let large = send(&world.client, post(4096)).await;
     assert_eq!(large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let before = world.api_call_count();
     let climbing = world.call("/api/acme/%2e%2e/admin").await;
     assert_eq!(climbing.status, StatusCode::BAD_REQUEST);
     // Separators hidden in a segment, which the provider may normalise into real ones.
@@ -527,6 +528,12 @@ async fn link_call_refresh_revoke_relink() {
         let climbing = world.call(hidden).await;
         assert_eq!(climbing.status, StatusCode::BAD_REQUEST, "{hidden}");
     }
+    assert_eq!(world.api_call_count(), before, "refused by the proxy");
+    // Names that merely start with dots, and path parameters, still go through.
+    for allowed in ["/api/acme/..x", "/api/acme/.well-known/x;v=1"] {
+        world.call(allowed).await;
+    }
+    assert_eq!(world.api_call_count(), before + 2, "forwarded");
     // TRACE would have the provider echo the request it got, the user's upstream token in it;
     // CONNECT asks for a tunnel. Both are refused before anything is sent on.
     let before = world.api_call_count();
@@ -552,7 +559,10 @@ async fn link_call_refresh_revoke_relink() {
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut connect = Vec::new();
-    stream.read_to_end(&mut connect).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut connect))
+        .await
+        .expect("the proxy answers CONNECT and closes")
+        .unwrap();
     let connect = String::from_utf8_lossy(&connect).to_ascii_lowercase();
     assert!(
         connect.starts_with("http/1.1 405 method not allowed\r\n"),

@@ -201,7 +201,7 @@ fn may_escape(rest: &str) -> bool {
         let Ok(decoded) = percent_decode_str(segment).decode_utf8() else {
             return true;
         };
-        let name = decoded.split(';').next().unwrap_or_default();
+        let name = decoded.split_once(';').map_or(&*decoded, |(name, _)| name);
         name == "." || name == ".." || decoded.contains(['/', '\\'])
     })
 }
